@@ -1,0 +1,53 @@
+# sqlml developer interface. Every target installs what it needs on a fresh Debian 12.
+#   make test    the whole suite (MariaDB 10.11 always, Oracle MySQL 9.7 when it can be fetched)
+#   make demo    the seed queries on a private server with sqlml and the local services
+#   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
+#   make bench   the benchmarks: a printed table and JSON under bench/results/
+SHELL := /bin/bash
+PYTHON_BASE ?= /usr/bin/python3.11
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+SERVER ?= mariadb
+PORT ?= 3307
+RUN_DIR ?= $(CURDIR)/.run
+APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make
+PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf
+
+.PHONY: deps venv build test demo up down bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.deps-ok: | deps
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES) 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core"
+	touch $@
+
+venv: deps $(VENV)/.deps-ok
+
+build: venv
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps . 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import sqlml.installer as i; print('built', i.library_file())"
+
+test: build
+	$(PY) -m pytest
+
+demo: build
+	$(PY) -m demo --server $(SERVER) $(if $(DATA),--data $(DATA))
+
+up: build
+	$(PY) -m demo.up up --server $(SERVER) --port $(PORT) --dir $(RUN_DIR)/up-$(SERVER)
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m demo.up down --dir $(RUN_DIR); else echo "nothing to stop"; fi
+
+bench: build
+	$(PY) -m bench
+
+clean:
+	rm -rf build $(RUN_DIR)

@@ -1,0 +1,351 @@
+/*
+ * pyhost: boots CPython inside mysqld/mariadbd and moves server threads in and out
+ * of it. The rules below were each learnt from a crash or a hang (PLATFORM.md §2):
+ *  - libpython is promoted to RTLD_GLOBAL: the server dlopens us RTLD_LOCAL, and C
+ *    extension modules (_socket, _ssl, _json) need libpython's symbols globally;
+ *  - Python is initialised once, with an isolated PyConfig whose executable is the
+ *    venv's python (so pyvenv.cfg selects the venv), without signal handlers, and
+ *    with its status checked (Py_InitializeEx would exit() the server on failure);
+ *  - the booting thread releases the GIL at once, or every other connection hangs;
+ *  - a server thread keeps one thread state for its whole life (read back through
+ *    PyGILState_GetThisThreadState, never cached), destroyed by a thread-exit
+ *    destructor. Creating one per row costs ~6 µs; keeping it costs ~0.1 µs.
+ */
+#define _GNU_SOURCE
+#include "pyhost.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQLML_ER_UNKNOWN_ERROR 1105
+#define SQLML_ME_WARNING 2048 /* MariaDB's MyFlags bit for "warning, not error" */
+
+typedef void (*my_printf_error_fn)(unsigned, const char *, unsigned long, ...);
+
+static pthread_mutex_t boot_lock = PTHREAD_MUTEX_INITIALIZER;
+static int booted;            /* 1 once bridge is imported; read without the lock after */
+static int python_broken;     /* Python failed to initialise: never try again */
+static char python_broken_why[400];
+static pthread_key_t thread_state_key;
+static PyObject *bridge_prepare; /* owned, never released: lives as long as the process */
+static my_printf_error_fn server_printf_error;
+static int server_is_mariadb;
+
+/* ---- the _sqlml_native module: what Python may ask of the server ------------ */
+
+/* _sqlml_native.warn(code, message): a warning on the calling statement (MariaDB
+ * only: MySQL's my_printf_error has no warning flag, so there it returns False). */
+static PyObject *native_warn(PyObject *self, PyObject *args)
+{
+  unsigned int code;
+  const char *msg;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "Is", &code, &msg))
+    return NULL;
+  if (!server_printf_error || !server_is_mariadb)
+    Py_RETURN_FALSE;
+  server_printf_error(code, "%s", SQLML_ME_WARNING, msg);
+  Py_RETURN_TRUE;
+}
+
+static PyObject *native_server_flavor(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyUnicode_FromString(server_is_mariadb ? "mariadb" : "mysql");
+}
+
+static PyObject *native_library_version(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyUnicode_FromString(SQLML_VERSION);
+}
+
+static PyMethodDef native_methods[] = {
+    {"library_version", native_library_version, METH_NOARGS, "Version of sqlml.so."},
+    {"warn", native_warn, METH_VARARGS, "Push a warning onto the calling statement."},
+    {"server_flavor", native_server_flavor, METH_NOARGS, "'mariadb' or 'mysql'."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef native_module = {PyModuleDef_HEAD_INIT, "_sqlml_native",
+                                           "Server services for the sqlml engine.", -1,
+                                           native_methods, NULL, NULL, NULL, NULL};
+
+static PyObject *native_module_init(void) { return PyModule_Create(&native_module); }
+
+/* ---- boot ---------------------------------------------------------------- */
+
+static void thread_exit(void *ts)
+{
+  /* Runs on a server thread as it exits, with the library still mapped (-z nodelete). */
+  if (ts == NULL || !Py_IsInitialized() || _Py_IsFinalizing())
+    return;
+  if (PyGILState_GetThisThreadState() != (PyThreadState *)ts)
+    return; /* not ours any more: leave it alone rather than free a stranger */
+  PyEval_RestoreThread((PyThreadState *)ts);
+  /* The counter is 1 (from our only PyGILState_Ensure): this clears and deletes the
+   * thread state and releases the GIL. */
+  PyGILState_Release(PyGILState_UNLOCKED);
+}
+
+/* Writes the path of this library into out; returns 0 on success. */
+static int library_path(char *out, size_t len)
+{
+  Dl_info info;
+  if (!dladdr((void *)&pyhost_boot, &info) || !info.dli_fname)
+    return -1;
+  snprintf(out, len, "%s", info.dli_fname);
+  return 0;
+}
+
+/* Reads "python = <path>" from sqlml.cnf beside the library (written by
+ * `sqlml install`); $SQLML_PYTHON wins. Returns 0 and fills out, or -1. */
+static int find_python(const char *libpath, char *out, size_t len, char *err, size_t errlen)
+{
+  const char *env = getenv("SQLML_PYTHON");
+  if (env && *env) {
+    snprintf(out, len, "%s", env);
+    return 0;
+  }
+  char cnf[4096];
+  const char *slash = strrchr(libpath, '/');
+  int dirlen = slash ? (int)(slash - libpath) : 1;
+  snprintf(cnf, sizeof cnf, "%.*s/sqlml.cnf", dirlen, slash ? libpath : ".");
+  FILE *f = fopen(cnf, "r");
+  if (!f) {
+    snprintf(err, errlen,
+             "sqlml: cannot read %s: run `sqlml install` to say which Python environment "
+             "the server should use",
+             cnf);
+    return -1;
+  }
+  char line[4096];
+  int found = -1;
+  while (found < 0 && fgets(line, sizeof line, f)) {
+    char *p = line;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (strncmp(p, "python", 6) != 0)
+      continue;
+    p += 6;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p != '=')
+      continue;
+    p++;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    p[strcspn(p, "\r\n")] = '\0';
+    for (char *end = p + strlen(p); end > p && (end[-1] == ' ' || end[-1] == '\t');)
+      *--end = '\0';
+    if (*p) {
+      snprintf(out, len, "%s", p);
+      found = 0;
+    }
+  }
+  fclose(f);
+  if (found < 0)
+    snprintf(err, errlen, "sqlml: %s has no 'python = <venv>/bin/python' line: rerun `sqlml install`",
+             cnf);
+  return found;
+}
+
+/* Promotes libpython to RTLD_GLOBAL (see the file comment). */
+static void promote_libpython(void)
+{
+  Dl_info info;
+  if (dladdr((void *)&Py_InitializeFromConfig, &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+}
+
+static int start_python(const char *python, char *err, size_t errlen)
+{
+  PyStatus status;
+  PyConfig config;
+
+  if (PyImport_AppendInittab("_sqlml_native", native_module_init) != 0) {
+    snprintf(err, errlen, "sqlml: cannot register the _sqlml_native module");
+    return -1;
+  }
+  PyConfig_InitIsolatedConfig(&config);
+  config.install_signal_handlers = 0; /* signals belong to the server */
+  config.parse_argv = 0;
+  config.site_import = 1;             /* site adds the venv's site-packages */
+  status = PyConfig_SetBytesString(&config, &config.executable, python);
+  if (!PyStatus_Exception(status))
+    status = PyConfig_SetBytesString(&config, &config.program_name, python);
+  if (!PyStatus_Exception(status))
+    status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) {
+    snprintf(err, errlen, "sqlml: Python (%s) failed to start: %s%s%s", python,
+             status.func ? status.func : "", status.func ? ": " : "",
+             status.err_msg ? status.err_msg : "unknown error");
+    return -1;
+  }
+  return 0;
+}
+
+/* Imports sqlml.bridge and calls bridge.boot(library_path). Needs the GIL. */
+static int import_bridge(const char *libpath, char *err, size_t errlen)
+{
+  PyObject *bridge = PyImport_ImportModule("sqlml.bridge");
+  if (bridge) {
+    PyObject *r = PyObject_CallMethod(bridge, "boot", "s", libpath);
+    if (r) {
+      Py_DECREF(r);
+      bridge_prepare = PyObject_GetAttrString(bridge, "prepare");
+    }
+    Py_DECREF(bridge);
+  }
+  if (!bridge_prepare) {
+    char why[400];
+    pyhost_take_error(why, sizeof why);
+    snprintf(err, errlen, "sqlml: cannot load the Python engine: %s", why);
+    return -1;
+  }
+  return 0;
+}
+
+int pyhost_boot(char *err, size_t errlen)
+{
+  if (__atomic_load_n(&booted, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&boot_lock);
+  int rc = 0;
+  if (booted)
+    goto out;
+  if (python_broken) {
+    snprintf(err, errlen, "%s", python_broken_why);
+    rc = -1;
+    goto out;
+  }
+  server_printf_error = (my_printf_error_fn)dlsym(RTLD_DEFAULT, "my_printf_error");
+  const char *version = (const char *)dlsym(RTLD_DEFAULT, "server_version");
+  server_is_mariadb = version && strstr(version, "MariaDB") != NULL;
+
+  char libpath[4096], python[4096];
+  if (library_path(libpath, sizeof libpath) != 0) {
+    snprintf(err, errlen, "sqlml: cannot find the path of sqlml.so");
+    rc = -1;
+    goto out;
+  }
+  promote_libpython();
+  if (!Py_IsInitialized()) {
+    if (find_python(libpath, python, sizeof python, err, errlen) != 0) {
+      rc = -1; /* fixable by `sqlml install`: try again next time */
+      goto out;
+    }
+    if (pthread_key_create(&thread_state_key, thread_exit) != 0) {
+      snprintf(err, errlen, "sqlml: no thread-specific key left in this process");
+      rc = -1;
+      goto out;
+    }
+    if (start_python(python, err, errlen) != 0) {
+      snprintf(python_broken_why, sizeof python_broken_why, "%s", err);
+      python_broken = 1;
+      rc = -1;
+      goto out;
+    }
+    /* This thread now holds the GIL with the interpreter's main thread state, which
+     * stays alive for the process's life (it is not registered for thread_exit). */
+  } else {
+    /* Someone else (another plugin) started Python: join it like any thread. */
+    if (pthread_key_create(&thread_state_key, thread_exit) != 0) {
+      snprintf(err, errlen, "sqlml: no thread-specific key left in this process");
+      rc = -1;
+      goto out;
+    }
+    pyhost_enter();
+  }
+  rc = import_bridge(libpath, err, errlen);
+  PyEval_SaveThread();
+  if (rc == 0)
+    __atomic_store_n(&booted, 1, __ATOMIC_RELEASE);
+out:
+  pthread_mutex_unlock(&boot_lock);
+  return rc;
+}
+
+void pyhost_enter(void)
+{
+  PyThreadState *ts = PyGILState_GetThisThreadState();
+  if (ts) {
+    PyEval_RestoreThread(ts);
+    return;
+  }
+  /* First call on this thread: PyGILState_Ensure creates a thread state (counter 1)
+   * that we never release until the thread exits. */
+  PyGILState_Ensure();
+  pthread_setspecific(thread_state_key, PyGILState_GetThisThreadState());
+}
+
+void pyhost_leave(void) { PyEval_SaveThread(); }
+
+PyObject *pyhost_prepare_fn(void) { return bridge_prepare; }
+
+/* Copies at most buflen-1 bytes of the UTF-8 string s into buf without splitting a
+ * character, always NUL-terminating. */
+static void copy_utf8(char *buf, size_t buflen, const char *s)
+{
+  size_t n = strlen(s);
+  if (n >= buflen) {
+    n = buflen - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--; /* s[n] is a continuation byte: back up to the character's first byte */
+  }
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+}
+
+unsigned pyhost_take_error(char *buf, size_t buflen)
+{
+  PyObject *type, *value, *tb;
+  unsigned code = SQLML_ER_UNKNOWN_ERROR;
+
+  PyErr_Fetch(&type, &value, &tb);
+  if (!type) {
+    copy_utf8(buf, buflen, "sqlml: unknown error (no exception was set)");
+    return code;
+  }
+  PyErr_NormalizeException(&type, &value, &tb);
+  PyObject *msg = value ? PyObject_GetAttrString(value, "sql_message") : NULL;
+  if (msg && PyUnicode_Check(msg)) {
+    PyObject *errno_obj = PyObject_GetAttrString(value, "sql_errno");
+    if (errno_obj && PyLong_Check(errno_obj))
+      code = (unsigned)PyLong_AsUnsignedLong(errno_obj);
+    Py_XDECREF(errno_obj);
+    const char *utf8 = PyUnicode_AsUTF8(msg);
+    copy_utf8(buf, buflen, utf8 ? utf8 : "sqlml: error message is not valid text");
+  } else {
+    /* Not one of ours: a bug. Say so in SQL, and put the traceback in the error log. */
+    PyErr_Clear();
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *what = text ? PyUnicode_AsUTF8(text) : NULL;
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "sqlml: internal error: %s: %s",
+             ((PyTypeObject *)type)->tp_name, what ? what : "?");
+    copy_utf8(buf, buflen, tmp);
+    Py_XDECREF(text);
+    PyErr_Clear();
+    PyErr_Display(type, value, tb);
+  }
+  Py_XDECREF(msg);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+  PyErr_Clear();
+  return code;
+}
+
+void pyhost_sql_error(unsigned code, const char *msg)
+{
+  if (server_printf_error)
+    server_printf_error(code, "%s", 0UL, msg);
+  else
+    fprintf(stderr, "sqlml: %s\n", msg); /* no way to reach the client: keep a trace */
+}

@@ -1,0 +1,40 @@
+/*
+ * pyhost: the embedded CPython that every sqlml UDF crosses into.
+ *
+ * It boots Python once per server process (isolated config, the venv named in
+ * sqlml.cnf beside the library), keeps one Python thread state per server thread
+ * for the thread's whole life, and is the single place where a Python exception
+ * becomes a SQL error. Nothing here knows what a SQL function means: that is
+ * python/sqlml/bridge.py's job.
+ */
+#ifndef SQLML_PYHOST_H
+#define SQLML_PYHOST_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+/* Boots Python and imports sqlml.bridge once per process. Returns 0 when Python is
+ * ready; otherwise writes why into err (NUL-terminated, at most errlen bytes) and
+ * returns -1. Safe to call from any thread, any number of times. */
+int pyhost_boot(char *err, size_t errlen);
+
+/* Takes this server thread's Python thread state and the GIL. The thread state is
+ * created on the thread's first call and destroyed when the thread exits. */
+void pyhost_enter(void);
+
+/* Releases the GIL taken by pyhost_enter(). */
+void pyhost_leave(void);
+
+/* sqlml.bridge.prepare, a borrowed reference valid after a successful boot. */
+PyObject *pyhost_prepare_fn(void);
+
+/* Consumes the pending Python exception and writes its SQL-facing message into buf
+ * (cut on a UTF-8 character boundary to fit). Returns the SQL error number to raise.
+ * Exceptions that are not sqlml errors are also printed to the server's error log. */
+unsigned pyhost_take_error(char *buf, size_t buflen);
+
+/* Raises a SQL error in the calling statement (my_printf_error from the server). */
+void pyhost_sql_error(unsigned code, const char *msg);
+
+#endif

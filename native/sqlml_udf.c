@@ -1,0 +1,320 @@
+/*
+ * The SQL functions sqlml.so exports. Each entry point is the same fixed sequence:
+ * make sure Python is up, take this thread's state, call one prepared Python
+ * callable, map its value or its error, release. What a function means (argument
+ * rules, batching, types, policy) is decided in python/sqlml; this file only knows
+ * how to move SQL values across and how to report errors.
+ *
+ *   xxx_init   -> sqlml.bridge.prepare(name, arg_types, constant_args)
+ *                 returns (call, max_length, decimals, arg_types); `call` is kept on
+ *                 initid->ptr and arg_types (coercions the server should apply to
+ *                 each argument, e.g. text as STRING) are written back
+ *   xxx        -> call(*row_args) returns None (SQL NULL), float, int or bytes
+ *   xxx_deinit -> drops `call`
+ */
+#include "pyhost.h"
+#include "udf_abi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQLML_EXPORT __attribute__((visibility("default")))
+
+enum result_kind { RESULT_STRING = 0, RESULT_REAL = 1, RESULT_INT = 2, RESULT_DECIMAL = 4 };
+
+/* Per-statement state on initid->ptr. Owns `call` (a strong reference) and `buf`
+ * (malloc'ed storage for results longer than the server's 255-byte buffer). */
+typedef struct sqlml_call {
+  PyObject *call;
+  char *buf;
+  size_t buf_cap;
+} sqlml_call;
+
+/* New reference to the Python value of argument i, or NULL with an exception set.
+ * Strings and decimals cross as bytes: their charset and meaning are Python's call. */
+static PyObject *arg_to_py(const UDF_ARGS *args, unsigned i)
+{
+  const char *v = args->args[i];
+  if (v == NULL)
+    Py_RETURN_NONE;
+  switch (args->arg_type[i]) {
+  case UDF_INT_RESULT:
+    return PyLong_FromLongLong(*(const long long *)v);
+  case UDF_REAL_RESULT:
+    return PyFloat_FromDouble(*(const double *)v);
+  default:
+    return PyBytes_FromStringAndSize(v, (Py_ssize_t)args->lengths[i]);
+  }
+}
+
+static bool call_init(const char *name, enum result_kind kind, UDF_INIT *initid, UDF_ARGS *args,
+                      char *message)
+{
+  if (pyhost_boot(message, SQLML_ERRMSG_SIZE) != 0)
+    return true;
+
+  sqlml_call *state = calloc(1, sizeof *state);
+  if (!state) {
+    snprintf(message, SQLML_ERRMSG_SIZE, "%s: out of memory", name);
+    return true;
+  }
+  pyhost_enter();
+  PyObject *types = PyTuple_New(args->arg_count);
+  PyObject *consts = PyTuple_New(args->arg_count);
+  PyObject *prepared = NULL;
+  if (types && consts) {
+    unsigned i;
+    for (i = 0; i < args->arg_count; i++) {
+      PyObject *t = PyLong_FromLong(args->arg_type[i]);
+      /* A non-NULL pointer at init time means the argument is a constant. */
+      PyObject *c = arg_to_py(args, i);
+      if (!t || !c) {
+        Py_XDECREF(t);
+        Py_XDECREF(c);
+        break;
+      }
+      PyTuple_SET_ITEM(types, i, t);
+      PyTuple_SET_ITEM(consts, i, c);
+    }
+    if (i == args->arg_count)
+      prepared = PyObject_CallFunction(pyhost_prepare_fn(), "siOO", name, (int)kind, types, consts);
+  }
+  Py_XDECREF(types);
+  Py_XDECREF(consts);
+
+  long long max_length = 0, decimals = 0;
+  PyObject *coerce = NULL;
+  if (prepared && !PyArg_ParseTuple(prepared, "OLLO!", &state->call, &max_length, &decimals,
+                                    &PyTuple_Type, &coerce))
+    Py_CLEAR(prepared);
+  if (prepared && PyTuple_GET_SIZE(coerce) != (Py_ssize_t)args->arg_count) {
+    PyErr_Format(PyExc_ValueError, "prepare returned %zd argument types for %u arguments",
+                 PyTuple_GET_SIZE(coerce), args->arg_count);
+    Py_CLEAR(prepared);
+  }
+  if (prepared) {
+    for (unsigned i = 0; i < args->arg_count; i++)
+      args->arg_type[i] = (enum udf_item_result)PyLong_AsLong(PyTuple_GET_ITEM(coerce, i));
+  }
+  if (!prepared) {
+    pyhost_take_error(message, SQLML_ERRMSG_SIZE);
+    pyhost_leave();
+    free(state);
+    return true;
+  }
+  Py_INCREF(state->call);
+  Py_DECREF(prepared);
+  pyhost_leave();
+
+  /* maybe_null: a NULL argument, or the NULL-on-error policy, gives NULL. */
+  initid->maybe_null = true;
+  /* const_item stays false: ML answers are not deterministic, the server must call
+   * us for every row. */
+  initid->const_item = false;
+  if (kind == RESULT_STRING || kind == RESULT_DECIMAL)
+    initid->max_length = (unsigned long)max_length;
+  initid->decimals = (unsigned int)decimals;
+  initid->ptr = (char *)state;
+  return false;
+}
+
+static void call_deinit(UDF_INIT *initid)
+{
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  if (!state)
+    return;
+  pyhost_enter();
+  Py_CLEAR(state->call);
+  pyhost_leave();
+  free(state->buf);
+  free(state);
+  initid->ptr = NULL;
+}
+
+/* Calls the prepared callable on this row. Returns a new reference, or NULL with
+ * the SQL error already raised and *error set. Must be called inside Python. */
+static PyObject *call_row(sqlml_call *state, UDF_ARGS *args, char *error)
+{
+  PyObject *small[8];
+  PyObject **argv = args->arg_count <= 8 ? small : malloc(args->arg_count * sizeof *argv);
+  PyObject *result = NULL;
+  unsigned n = 0;
+
+  if (argv) {
+    for (; n < args->arg_count; n++)
+      if (!(argv[n] = arg_to_py(args, n)))
+        break;
+    if (n == args->arg_count)
+      result = PyObject_Vectorcall(state->call, argv, n, NULL);
+    while (n > 0)
+      Py_DECREF(argv[--n]);
+    if (argv != small)
+      free(argv);
+  } else {
+    PyErr_NoMemory();
+  }
+  if (!result) {
+    char msg[SQLML_ERRMSG_SIZE];
+    unsigned code = pyhost_take_error(msg, sizeof msg);
+    pyhost_sql_error(code, msg);
+    *error = 1;
+  }
+  return result;
+}
+
+/* Reports a result of the wrong Python type: a bug in the engine, not in the query. */
+static void wrong_type(PyObject *result, const char *expected, char *error)
+{
+  char msg[SQLML_ERRMSG_SIZE];
+  snprintf(msg, sizeof msg, "sqlml: internal error: engine returned %s where %s was expected",
+           Py_TYPE(result)->tp_name, expected);
+  pyhost_sql_error(1105, msg);
+  *error = 1;
+}
+
+static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
+{
+  double value = 0.0;
+  pyhost_enter();
+  PyObject *r = call_row((sqlml_call *)initid->ptr, args, error);
+  if (r == Py_None)
+    *is_null = 1;
+  else if (r && PyFloat_Check(r))
+    value = PyFloat_AS_DOUBLE(r);
+  else if (r)
+    wrong_type(r, "float", error);
+  Py_XDECREF(r);
+  pyhost_leave();
+  return value;
+}
+
+static long long call_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
+{
+  long long value = 0;
+  pyhost_enter();
+  PyObject *r = call_row((sqlml_call *)initid->ptr, args, error);
+  if (r == Py_None) {
+    *is_null = 1;
+  } else if (r && PyLong_Check(r)) {
+    value = PyLong_AsLongLong(r);
+    if (value == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      wrong_type(r, "an integer within BIGINT range", error);
+    }
+  } else if (r) {
+    wrong_type(r, "int", error);
+  }
+  Py_XDECREF(r);
+  pyhost_leave();
+  return value;
+}
+
+static char *call_string(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigned long *length,
+                         char *is_null, char *error)
+{
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  char *out = NULL;
+  pyhost_enter();
+  PyObject *r = call_row(state, args, error);
+  if (r == Py_None) {
+    *is_null = 1;
+  } else if (r && PyBytes_Check(r)) {
+    size_t n = (size_t)PyBytes_GET_SIZE(r);
+    out = result;
+    if (n > SQLML_RESULT_BUF) {
+      if (n > state->buf_cap) {
+        char *grown = realloc(state->buf, n);
+        if (!grown) {
+          pyhost_sql_error(1105, "sqlml: out of memory for a result");
+          *error = 1;
+          n = 0;
+        } else {
+          state->buf = grown;
+          state->buf_cap = n;
+        }
+      }
+      out = state->buf;
+    }
+    if (out && n)
+      memcpy(out, PyBytes_AS_STRING(r), n);
+    *length = n;
+  } else if (r) {
+    wrong_type(r, "bytes", error);
+  }
+  Py_XDECREF(r);
+  pyhost_leave();
+  return *error || *is_null ? NULL : out;
+}
+
+/* One SQL function = three exported symbols that forward to the shared code. */
+#define SQLML_INIT_DEINIT(name, kind)                                                              \
+  SQLML_EXPORT bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)                   \
+  {                                                                                                \
+    return call_init(#name, kind, initid, args, message);                                          \
+  }                                                                                                \
+  SQLML_EXPORT void name##_deinit(UDF_INIT *initid) { call_deinit(initid); }
+
+#define SQLML_REAL_FUNCTION(name)                                                                  \
+  SQLML_INIT_DEINIT(name, RESULT_REAL)                                                             \
+  SQLML_EXPORT double name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)           \
+  {                                                                                                \
+    return call_real(initid, args, is_null, error);                                                \
+  }
+
+#define SQLML_INT_FUNCTION(name)                                                                   \
+  SQLML_INIT_DEINIT(name, RESULT_INT)                                                              \
+  SQLML_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)        \
+  {                                                                                                \
+    return call_int(initid, args, is_null, error);                                                 \
+  }
+
+#define SQLML_STRING_FUNCTION(name, kind)                                                          \
+  SQLML_INIT_DEINIT(name, kind)                                                                    \
+  SQLML_EXPORT char *name(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigned long *length,   \
+                          char *is_null, char *error)                                              \
+  {                                                                                                \
+    return call_string(initid, args, result, length, is_null, error);                              \
+  }
+
+/* Aurora MySQL's Comprehend functions. */
+SQLML_STRING_FUNCTION(aws_comprehend_detect_sentiment, RESULT_STRING)
+SQLML_REAL_FUNCTION(aws_comprehend_detect_sentiment_confidence)
+
+/* SageMaker InvokeEndpoint, one per SQL return type:
+ *   aws_sagemaker_invoke_endpoint_<type>(endpoint, declared_type, max_batch_size, arg, ...)
+ * User-named functions are stored-function wrappers over these (sqlml translate). */
+SQLML_REAL_FUNCTION(aws_sagemaker_invoke_endpoint_real)
+SQLML_INT_FUNCTION(aws_sagemaker_invoke_endpoint_int)
+SQLML_STRING_FUNCTION(aws_sagemaker_invoke_endpoint_decimal, RESULT_DECIMAL)
+SQLML_STRING_FUNCTION(aws_sagemaker_invoke_endpoint_string, RESULT_STRING)
+
+/* Introspection. */
+SQLML_STRING_FUNCTION(sqlml_version, RESULT_STRING)
+SQLML_STRING_FUNCTION(sqlml_status, RESULT_STRING)
+
+/* Diagnostics for the benchmarks: sqlml_echo_int crosses into Python and back;
+ * sqlml_noop_int is the same signature in pure C, the baseline it is compared to. */
+SQLML_INT_FUNCTION(sqlml_echo_int)
+
+SQLML_EXPORT bool sqlml_noop_int_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
+{
+  (void)message;
+  if (args->arg_count == 1)
+    args->arg_type[0] = UDF_INT_RESULT; /* ask the server to pass an integer */
+  initid->maybe_null = true;
+  return false;
+}
+
+SQLML_EXPORT void sqlml_noop_int_deinit(UDF_INIT *initid) { (void)initid; }
+
+SQLML_EXPORT long long sqlml_noop_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
+{
+  (void)initid;
+  (void)error;
+  if (args->arg_count != 1 || !args->args[0]) {
+    *is_null = 1;
+    return 0;
+  }
+  return *(long long *)args->args[0];
+}

@@ -1,0 +1,58 @@
+"""The only Python API the C shim calls. Keep it small and stable.
+
+    boot(library_path)                         once per server process
+    prepare(name, kind, arg_types, constants)  once per statement (xxx_init)
+        -> (call, max_length, decimals, coerced_arg_types)
+    call(*row_args)                            once per row (xxx), returns None,
+                                               float, int or bytes, or raises SqlmlError
+
+Everything behind this module may change freely.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .engine import Engine
+from .engine import functions
+from .errors import SqlmlError
+
+_engine: Engine | None = None
+
+
+def cnf_path_for(library_path: str) -> str:
+    return os.path.join(os.path.dirname(library_path), "sqlml.cnf")
+
+
+def boot(library_path: str) -> None:
+    """Builds the engine and does every import and client build now, not on a row."""
+    global _engine
+    if _engine is not None:
+        return
+    # Server threads have small stacks: fail with RecursionError long before overflow.
+    sys.setrecursionlimit(400)
+    engine = Engine(cnf_path_for(library_path))
+    engine.clients.get("comprehend")
+    engine.clients.get("sagemaker-runtime")
+    functions.version_text()
+    _engine = engine
+
+
+def prepare(name: str, kind: int, arg_types: tuple, constants: tuple):
+    if _engine is None:
+        raise RuntimeError("sqlml.bridge.prepare called before boot")
+    try:
+        return functions.prepare(_engine, name, kind, arg_types, constants)
+    except SqlmlError as exc:
+        # The server prints "Can't initialize function 'name'; <at most 80 chars>":
+        # drop our own "name: " prefix so the fix fits in those 80 characters.
+        if exc.sql_message.startswith(name + ": "):
+            exc.sql_message = exc.sql_message[len(name) + 2:]
+        raise
+
+
+def engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("sqlml engine is not booted")
+    return _engine

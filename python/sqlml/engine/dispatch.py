@@ -1,0 +1,79 @@
+"""Sends service requests from engine-owned threads, with bounded retries.
+
+Server threads have 292 KB stacks and must not do network I/O themselves: a request
+runs on one of `max_in_flight` worker threads while the calling server thread waits
+on its future with the GIL released. Every wait has a deadline (timeout_s covers all
+attempts and their backoff); throttling, 5xx and connection failures are retried
+with exponential backoff and jitter, at most max_attempts times in all.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import random
+import time
+from typing import Callable, TypeVar
+
+from ..config import Settings
+from ..errors import ServiceError, ServiceTimeout
+from .counters import Counters
+
+T = TypeVar("T")
+THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ModelNotReadyException",
+                            "ProvisionedThroughputExceededException"})
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, counters: Counters):
+        self._counters = counters
+        self._settings = settings
+        self._pool = self._new_pool(settings)
+
+    @staticmethod
+    def _new_pool(settings: Settings) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_in_flight,
+                                                     thread_name_prefix="sqlml-request")
+
+    def update(self, settings: Settings) -> None:
+        if settings.max_in_flight != self._settings.max_in_flight:
+            old, self._pool = self._pool, self._new_pool(settings)
+            old.shutdown(wait=False)
+        self._settings = settings
+
+    def call(self, request: Callable[[], T], target: tuple[str, str], rows: int, where: str) -> T:
+        """Runs request() on a worker thread; returns its value or raises its ServiceError."""
+        settings = self._settings
+        deadline = time.monotonic() + settings.timeout_s
+        future = self._pool.submit(self._attempts, request, target, rows, deadline, settings)
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            self._counters.request_done(target, 0, 0.0, timed_out=True)
+            raise ServiceTimeout(f"{where}: no answer within timeout_s={settings.timeout_s:g} s") from None
+
+    def _attempts(self, request: Callable[[], T], target: tuple[str, str], rows: int, deadline: float,
+                  settings: Settings) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            if attempt > 1:
+                self._counters.add("retry_request_cnt")
+            self._counters.add("actual_request_cnt")
+            started = time.monotonic()
+            try:
+                result = request()
+            except ServiceError as exc:
+                elapsed = time.monotonic() - started
+                self._counters.request_done(target, rows, elapsed, error=True, throttled=exc.code in THROTTLE_CODES,
+                                            timed_out=exc.code == "Timeout")
+                backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if not exc.retryable or attempt >= settings.max_attempts or time.monotonic() + backoff >= deadline:
+                    raise
+                time.sleep(backoff)
+                continue
+            self._counters.request_done(target, rows, time.monotonic() - started)
+            self._counters.add("actual_response_cnt")
+            return result

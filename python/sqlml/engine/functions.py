@@ -1,0 +1,238 @@
+"""What each SQL function means: its arguments, its checks, and its per-row callable.
+
+`prepare` runs once per statement (from xxx_init): it validates the argument count and
+types and every constant argument, picks an encoder per argument, and returns the
+callable the shim calls for each row. Per-row work is kept to what a row needs.
+
+Per-row failures follow the on_error policy: 'error' (the default) fails the
+statement with the message; 'null' makes that row NULL and adds the message as a
+warning. A NULL argument always gives NULL without a request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from typing import Callable
+
+from .. import __version__, server
+from .. import types as sqltypes
+from ..errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
+from ..services import comprehend, sagemaker
+from ..services.codecs import csv_field
+from . import Engine
+
+STRING, REAL, INT, DECIMAL = sqltypes.KIND_STRING, sqltypes.KIND_REAL, sqltypes.KIND_INT, sqltypes.KIND_DECIMAL
+KIND_NAMES = {STRING: "STRING", REAL: "REAL", INT: "INTEGER", DECIMAL: "DECIMAL"}
+ORDINALS = ("1st", "2nd", "3rd") + tuple(f"{i}th" for i in range(4, 300))
+DEFAULT_COMPREHEND_BATCH = 25
+DEFAULT_SAGEMAKER_BATCH = 10000
+
+# (callable, max_length, decimals, argument types the server should coerce to)
+Prepared = tuple[Callable, int, int, tuple[int, ...]]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _text(value: bytes, function: str, what: str) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArgumentError(
+            f"{function}: {what} is not valid UTF-8; pass CONVERT(expr USING utf8mb4)"
+        ) from None
+
+
+def _const_int(value: object, function: str, position: int, name: str) -> int:
+    try:
+        number = int(value.decode("ascii").strip()) if isinstance(value, bytes) else value
+        if isinstance(number, float) and number.is_integer():
+            number = int(number)
+    except (UnicodeDecodeError, ValueError):
+        number = None
+    if not isinstance(number, int) or number <= 0:
+        raise ArgumentError(f"{function}: {ORDINALS[position]} argument ({name}) must be an integer > 0, got {value!r}")
+    return number
+
+
+def _on_error(engine: Engine, exc: SqlmlError):
+    """Applies the per-row policy to a failed row: raise, or NULL plus a warning."""
+    if engine.settings.on_error == "null":
+        server.warn(exc.sql_errno, exc.sql_message)
+        return None
+    raise exc
+
+
+# ---- Comprehend ---------------------------------------------------------------
+
+
+def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, want: str) -> Prepared:
+    n = len(types)
+    if n not in (2, 3):
+        raise ArgumentError(f"{name}: takes (text, language_code [, max_batch_size]); got {_plural(n, 'argument')}")
+    if consts[1] is not None:
+        comprehend.check_language(_text(consts[1], name, "language code"), name)
+    if n == 3 and consts[2] is not None:
+        # max_batch_size bounds the batch path; the scalar path only validates it.
+        _const_int(consts[2], name, 2, "max_batch_size")
+    languages: dict[bytes, str] = {}
+
+    def row(text, language, max_batch_size=None):
+        if text is None or language is None:
+            return None
+        try:
+            code = languages.get(language)
+            if code is None:
+                code = comprehend.check_language(_text(language, name, "language code"), name)
+                languages[language] = code
+            if max_batch_size is not None and max_batch_size <= 0:
+                raise ArgumentError(f"{name}: 3rd argument (max_batch_size) must be > 0, got {max_batch_size}")
+            value = _text(text, name, "text")
+            comprehend.check_text(value, name)
+            result = engine.sentiment(value, code)
+        except SqlmlError as exc:
+            return _on_error(engine, exc)
+        return result.label.encode("ascii") if want == "label" else result.confidence
+
+    coerce = (STRING, STRING, INT)[:n]
+    return row, (8 if kind == STRING else 0), 31, coerce
+
+
+def prepare_sentiment(engine, name, kind, types, consts):
+    return _prepare_sentiment(engine, name, kind, types, consts, "label")
+
+
+def prepare_confidence(engine, name, kind, types, consts):
+    return _prepare_sentiment(engine, name, kind, types, consts, "confidence")
+
+
+# ---- SageMaker ----------------------------------------------------------------
+
+
+def _encode_int(v: int) -> str:
+    return str(v)
+
+
+def _encode_real(v: float) -> str:
+    if not math.isfinite(v):
+        raise ArgumentError(f"cannot send {v!r} to an endpoint: only finite numbers have a CSV form")
+    return repr(v)
+
+
+def _encode_decimal(v: bytes) -> str:
+    return v.decode("ascii")
+
+
+def _encoder(kind: int, function: str, position: int) -> Callable[[object], str]:
+    if kind == INT:
+        return _encode_int
+    if kind == REAL:
+        return _encode_real
+    if kind == DECIMAL:
+        return _encode_decimal
+    what = f"{ORDINALS[position]} argument"
+    return lambda v: csv_field(_text(v, function, what))
+
+
+def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    n = len(types)
+    if n < 4:
+        raise ArgumentError(f"{name}: needs (endpoint, return_type, max_batch_size, arg1, ...); got {n} args")
+    if consts[0] is None or not isinstance(consts[0], bytes):
+        raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
+    endpoint = sagemaker.check_endpoint(_text(consts[0], name, "endpoint name"), name)
+    if consts[1] is None or not isinstance(consts[1], bytes):
+        raise ArgumentError(f"{name}: 2nd argument (return type, e.g. 'REAL') must be a constant string")
+    rtype = sqltypes.parse(_text(consts[1], name, "return type"), name)
+    if rtype.kind != kind:
+        suffix = {STRING: "string", REAL: "real", INT: "int", DECIMAL: "decimal"}[rtype.kind]
+        raise ArgumentError(f"{name}: return type {rtype.sql} needs aws_sagemaker_invoke_endpoint_{suffix}")
+    _const_int(consts[2], name, 2, "max_batch_size")
+    encoders = tuple(_encoder(t, name, i + 3) for i, t in enumerate(types[3:]))
+    what = f"{name} (endpoint '{endpoint}')"
+    convert = rtype.convert
+
+    def row(_endpoint, _type, _batch, *features):
+        if None in features:
+            return None
+        try:
+            line = ",".join([enc(v) for enc, v in zip(encoders, features)])
+            value = convert(engine.invoke(endpoint, line), what)
+        except SqlmlError as exc:
+            return _on_error(engine, exc)
+        if type(value) is sqltypes.Truncated:
+            server.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
+        return value
+
+    return row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:])
+
+
+# ---- introspection and diagnostics ----------------------------------------------
+
+
+def version_text() -> str:
+    import boto3
+
+    return (f"sqlml {__version__} (library {server.library_version()}, engine {__version__}, "
+            f"Python {platform.python_version()}, boto3 {boto3.__version__}, server {server.flavor()})")
+
+
+def prepare_version(engine, name, kind, types, consts):
+    if types:
+        raise ArgumentError(f"{name}: takes no arguments")
+    text = version_text().encode()
+    return (lambda: text), len(text), 31, ()
+
+
+def prepare_status(engine, name, kind, types, consts):
+    if types:
+        raise ArgumentError(f"{name}: takes no arguments")
+
+    def row():
+        snap = engine.counters.snapshot()
+        snap["settings"] = {k: v for k, v in engine.settings.__dict__.items()}
+        snap["settings_error"] = engine.reload_error
+        return json.dumps(snap, sort_keys=True).encode()
+
+    return row, 65535, 31, ()
+
+
+def _echo(value):
+    return value
+
+
+def prepare_echo(engine, name, kind, types, consts):
+    if len(types) != 1:
+        raise ArgumentError(f"{name}: takes exactly 1 argument")
+    return _echo, 0, 0, (INT,)
+
+
+REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
+    "aws_comprehend_detect_sentiment": (STRING, prepare_sentiment),
+    "aws_comprehend_detect_sentiment_confidence": (REAL, prepare_confidence),
+    "aws_sagemaker_invoke_endpoint_real": (REAL, prepare_sagemaker),
+    "aws_sagemaker_invoke_endpoint_int": (INT, prepare_sagemaker),
+    "aws_sagemaker_invoke_endpoint_decimal": (DECIMAL, prepare_sagemaker),
+    "aws_sagemaker_invoke_endpoint_string": (STRING, prepare_sagemaker),
+    "sqlml_version": (STRING, prepare_version),
+    "sqlml_status": (STRING, prepare_status),
+    "sqlml_echo_int": (INT, prepare_echo),
+}
+
+
+def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise ArgumentError(f"{name}: not a function of this sqlml engine ({__version__}); reinstall sqlml")
+    expected_kind, factory = entry
+    if expected_kind != kind:
+        raise ArgumentError(
+            f"{name}: library and engine disagree on its return type ({KIND_NAMES[kind]} vs "
+            f"{KIND_NAMES[expected_kind]}); reinstall sqlml"
+        )
+    engine.maybe_reload()
+    return factory(engine, name, kind, types, consts)
+

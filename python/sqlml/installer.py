@@ -1,0 +1,114 @@
+"""`sqlml install` / `sqlml uninstall`: put sqlml.so where a server loads it, and run the SQL.
+
+install copies sqlml.so into the server's plugin_dir (when that directory is on this
+machine) and writes sqlml.cnf beside it, naming this Python environment (the one that
+holds sqlml and boto3) and any settings given; then it runs sql/install.sql and checks
+that sqlml_version() answers. It is idempotent: run it again to upgrade or reconfigure.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import os
+import shutil
+import sys
+import tempfile
+from importlib import resources
+
+import pymysql
+
+from . import config
+
+LIBRARY = "sqlml.so"
+CNF = "sqlml.cnf"
+
+
+def package_file(*parts: str) -> str:
+    return str(resources.files("sqlml").joinpath(*parts))
+
+
+def library_file() -> str:
+    path = package_file("lib", LIBRARY)
+    if not os.path.exists(path):
+        raise SystemExit(f"sqlml: {path} is missing: install sqlml with `pip install .` so the library is built")
+    return path
+
+
+def sql_statements(name: str) -> list[str]:
+    """The statements of sql/<name>, split at ';' line ends, comments dropped."""
+    with open(package_file("sql", name), encoding="utf-8") as f:
+        text = "\n".join(line for line in f if not line.lstrip().startswith("--"))
+    return [s.strip() for s in text.split(";\n") if s.strip().rstrip(";")]
+
+
+def connect(host: str, port: int, socket: str | None, user: str, password: str | None):
+    kwargs = dict(user=user, password=password or "", autocommit=True, charset="utf8mb4", database="mysql")
+    if socket:
+        kwargs["unix_socket"] = socket
+    else:
+        kwargs.update(host=host, port=port)
+    return pymysql.connect(**kwargs)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replaces path in one rename: a server that has the old library mapped keeps it."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".sqlml-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cnf_text(settings: dict[str, str], python: str) -> str:
+    config.parse(settings)  # refuse bad values before anything is written
+    cp = configparser.ConfigParser(interpolation=None)
+    cp["sqlml"] = {"python": python, **settings}
+    out = io.StringIO()
+    out.write("# Written by `sqlml install`. The server reads it when sqlml first loads;\n"
+              "# settings other than `python` are re-read within a second of a change.\n")
+    cp.write(out)
+    return out.getvalue()
+
+
+def install(conn, settings: dict[str, str], plugin_dir: str | None = None, python: str | None = None,
+            log=print) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@plugin_dir, VERSION()")
+        server_plugin_dir, version = cur.fetchone()
+    target = plugin_dir or server_plugin_dir
+    if not os.path.isdir(target):
+        raise SystemExit(f"sqlml: the server's plugin_dir {target} is not on this machine: copy {library_file()} and "
+                         f"a sqlml.cnf there yourself (see README), then run install.sql")
+    with open(library_file(), "rb") as f:
+        write_atomically(os.path.join(target, LIBRARY), f.read())
+    cnf_path = os.path.join(target, CNF)
+    write_atomically(cnf_path, cnf_text(settings, python or sys.executable).encode())
+    log(f"copied {LIBRARY} and wrote {CNF} in {target} (server {version})")
+    with conn.cursor() as cur:
+        for statement in sql_statements("install.sql"):
+            cur.execute(statement)
+        cur.execute("SELECT sqlml_version()")
+        (reported,) = cur.fetchone()
+    reported = reported.decode() if isinstance(reported, bytes) else reported
+    log(reported)
+    return reported
+
+
+def uninstall(conn, log=print) -> None:
+    with conn.cursor() as cur:
+        for statement in sql_statements("uninstall.sql"):
+            cur.execute(statement)
+    log("sqlml functions dropped (sqlml.so stays in plugin_dir: the server may still have it loaded)")
+
+
+def copy_library(target_dir: str) -> str:
+    """Copies sqlml.so into target_dir (for tests and images); returns the new path."""
+    dest = os.path.join(target_dir, LIBRARY)
+    shutil.copyfile(library_file(), dest)
+    return dest

@@ -1,0 +1,1 @@
+"""One module per AWS service: each owns its request limits, wire codec and error mapping."""

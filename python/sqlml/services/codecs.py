@@ -1,0 +1,102 @@
+"""Request and response bodies for SageMaker InvokeEndpoint, as Aurora uses them.
+
+Requests are text/csv: one line per row, the function's arguments in order, quoted
+per RFC 4180 where needed. Responses may be CSV (one line per row, or every row's
+prediction comma-joined on one line as XGBoost answers), JSON lines, or the built-in
+algorithms' JSON ({"scores":[{"score":..}]}, {"predictions":[{"score":..}]}); the
+first output of each row is that row's result. A response whose count of results is
+not the count of rows sent is refused whole: a result is never attached to the wrong row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from ..errors import ServiceError
+
+_NEEDS_QUOTES = (",", '"', "\n", "\r")
+
+
+def csv_field(value: str) -> str:
+    if any(c in value for c in _NEEDS_QUOTES) or value != value.strip():
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def csv_body(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _first(item: object) -> object:
+    """The first output of one row's answer."""
+    if isinstance(item, dict):
+        for key in ("score", "predicted_label", "prediction", "label"):
+            if key in item:
+                return _first(item[key])
+        return _first(next(iter(item.values()))) if item else None
+    if isinstance(item, list):
+        return _first(item[0]) if item else None
+    return item
+
+
+def _json_rows(doc: object) -> list[object] | None:
+    if isinstance(doc, dict):
+        for key in ("scores", "predictions", "outputs", "results"):
+            if isinstance(doc.get(key), list):
+                return doc[key]
+        return None
+    if isinstance(doc, list):
+        return doc
+    return None
+
+
+def parse_response(body: bytes, content_type: str, rows: int, where: str) -> list[object]:
+    """The first output per row, in row order; raises ServiceError on a count mismatch."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServiceError(f"{where}: response is not valid UTF-8") from None
+    stripped = text.strip()
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    results: list[object] | None = None
+    if ctype in ("application/json", "application/jsonlines", "application/x-jsonlines") or stripped[:1] in "{[":
+        results = _parse_json(stripped, rows, where)
+    if results is None:
+        results = _parse_csv(stripped, rows)
+    if len(results) != rows:
+        raise ServiceError(
+            f"{where}: sent {rows} row{'s' if rows != 1 else ''}, endpoint returned {len(results)} "
+            f"result{'s' if len(results) != 1 else ''}; refusing to guess which row each belongs to"
+        )
+    return results
+
+
+def _parse_json(text: str, rows: int, where: str) -> list[object] | None:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:
+            docs = [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            if text[:1] in "{[":
+                raise ServiceError(f"{where}: response is neither JSON, JSON lines nor CSV") from None
+            return None
+        return [_first(d) for d in docs]
+    items = _json_rows(doc)
+    if items is None:
+        return [_first(doc)] if rows == 1 else [doc]
+    if rows == 1 and len(items) != 1 and not isinstance(doc, dict):
+        return [_first(items)]  # one row answered with a plain list of outputs
+    return [_first(item) for item in items]
+
+
+def _parse_csv(text: str, rows: int) -> list[object]:
+    records = [r for r in csv.reader(io.StringIO(text)) if r]
+    if len(records) == rows:
+        return [r[0] for r in records]
+    if len(records) == 1 and len(records[0]) == rows:
+        return list(records[0])  # XGBoost real-time: predictions comma-joined on one line
+    return [r[0] for r in records]

@@ -1,0 +1,28 @@
+-- sqlml: install the SQL functions of sqlml.so. Idempotent: run it again to upgrade.
+-- `sqlml install` copies sqlml.so and sqlml.cnf into the server's plugin_dir first.
+-- Statements are separated by ';' at line ends; no DELIMITER is needed.
+
+DROP FUNCTION IF EXISTS aws_comprehend_detect_sentiment;
+CREATE FUNCTION aws_comprehend_detect_sentiment RETURNS STRING SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS aws_comprehend_detect_sentiment_confidence;
+CREATE FUNCTION aws_comprehend_detect_sentiment_confidence RETURNS REAL SONAME 'sqlml.so';
+
+DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_real;
+CREATE FUNCTION aws_sagemaker_invoke_endpoint_real RETURNS REAL SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_int;
+CREATE FUNCTION aws_sagemaker_invoke_endpoint_int RETURNS INTEGER SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_decimal;
+CREATE FUNCTION aws_sagemaker_invoke_endpoint_decimal RETURNS DECIMAL SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_string;
+CREATE FUNCTION aws_sagemaker_invoke_endpoint_string RETURNS STRING SONAME 'sqlml.so';
+
+DROP FUNCTION IF EXISTS sqlml_version;
+CREATE FUNCTION sqlml_version RETURNS STRING SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS sqlml_status;
+CREATE FUNCTION sqlml_status RETURNS STRING SONAME 'sqlml.so';
+
+-- Diagnostics used by the benchmarks (the Python crossing, and a pure-C baseline).
+DROP FUNCTION IF EXISTS sqlml_echo_int;
+CREATE FUNCTION sqlml_echo_int RETURNS INTEGER SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS sqlml_noop_int;
+CREATE FUNCTION sqlml_noop_int RETURNS INTEGER SONAME 'sqlml.so';

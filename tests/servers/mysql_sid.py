@@ -1,0 +1,267 @@
+"""Oracle MySQL 9.7 from Debian sid, unpacked into a private directory.
+
+No MySQL 8.x/9.x exists for bookworm in the registries we can reach, but sid
+carries Oracle MySQL 9.7. Its binaries need a newer glibc than bookworm's, so
+they are never installed into the system: the .debs are fetched with a private
+apt configuration (own sources, lists, cache and an empty dpkg status, so the
+host's apt state is neither read nor touched), unpacked with `dpkg -x`, and run
+through sid's own dynamic loader (see `loader_command`).
+
+The unpacked root is cached (default ~/.cache/sqlml/mysql-sid, override with
+SQLML_MYSQL_ROOT) and reused; a marker file is written only once everything is
+unpacked, so an interrupted fetch is redone rather than half-used. sid moves, so
+packages are resolved by name on every fetch and file names are never pinned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import ServerUnavailable
+
+# Packages whose dependency closure is the MySQL server + client binaries.
+TOP_PACKAGES = ("mysql-server-core", "mysql-client-core")
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+MARKER = ".sqlml-complete"
+MULTIARCH = "x86_64-linux-gnu"
+LOADER = f"usr/lib/{MULTIARCH}/ld-linux-x86-64.so.2"
+# The host's own library dirs go AFTER sid's: sid's newer glibc/OpenSSL must win,
+# but the sqlml library loaded into mysqld links bookworm's libpython3.11, which
+# sid does not ship, so it (and its deps) must still be findable.
+SYSTEM_LIB_DIRS = (f"/usr/lib/{MULTIARCH}", f"/lib/{MULTIARCH}")
+# Generous: the first fetch downloads ~55 MB; apt has its own per-connection timeouts.
+APT_TIMEOUT = 900
+
+
+def default_root() -> Path:
+    env = os.environ.get("SQLML_MYSQL_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path.home() / ".cache" / "sqlml" / "mysql-sid"
+
+
+def is_complete(root: Path) -> bool:
+    return (root / MARKER).is_file() and (root / "usr/sbin/mysqld").is_file()
+
+
+def mysql_root(fetch: bool = True, log=None) -> Path:
+    """Return the unpacked MySQL root, fetching it first if needed.
+
+    Raises ServerUnavailable with the precise reason when it cannot be had.
+    `log`, if given, is called with progress strings (the fetch takes ~15 s).
+    """
+    root = default_root()
+    if is_complete(root):
+        return root
+    if not fetch:
+        raise ServerUnavailable(f"MySQL is not unpacked in {root} (run: python -m tests.servers fetch-mysql)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel test workers may all want MySQL at once: one fetches, the others wait.
+    with _file_lock(root.parent / (root.name + ".lock")):
+        if is_complete(root):
+            return root
+        _fetch_into(root, log or (lambda msg: None))
+    return root
+
+
+def library_dirs(root: Path) -> list[str]:
+    """sid's library dirs first, then the host's (see SYSTEM_LIB_DIRS).
+
+    Only the multiarch dirs: sid is fully usr-merged and mysqld's whole closure
+    (ICU, OpenSSL, protobuf, tcmalloc, ...) lives there. Plugin dirs such as gconv/
+    or ossl-modules/ are deliberately not listed: they are not library dirs.
+    """
+    dirs = [str(d) for d in (root / f"usr/lib/{MULTIARCH}", root / f"lib/{MULTIARCH}")
+            if d.is_dir() and not d.is_symlink()]
+    return dirs + list(SYSTEM_LIB_DIRS)
+
+
+def loader_command(root: Path | str) -> list[str]:
+    """argv prefix that runs a sid binary through sid's loader and libraries.
+
+    Usage: loader_command(root) + [str(root / "usr/sbin/mysqld"), ...].
+    --library-path acts like LD_LIBRARY_PATH for the whole process, so later
+    dlopen() calls (UDF libraries, libpython, Python extension modules) use it too,
+    while children of the process are not affected.
+    """
+    root = Path(root)
+    loader = root / LOADER
+    if not loader.exists():
+        raise ServerUnavailable(f"sid's dynamic loader is missing: {loader}")
+    return [str(loader), "--library-path", ":".join(library_dirs(root))]
+
+
+# --------------------------------------------------------------------------- fetch
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def archive_uri() -> str:
+    """The archive URI of the machine's own main Debian entry (read at run time,
+    because CI machines may point at a different mirror or proxy)."""
+    override = os.environ.get("SQLML_SID_MIRROR")
+    if override:
+        return override
+    codename = _os_codename()
+    candidates: list[tuple[int, str]] = []
+    deb822 = Path("/etc/apt/sources.list.d/debian.sources")
+    if deb822.is_file():
+        for stanza in re.split(r"\n\s*\n", deb822.read_text()):
+            fields = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[:1].isspace():
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.split()
+            if "deb" not in fields.get("types", []) or not fields.get("uris"):
+                continue
+            suites = fields.get("suites", [])
+            # Prefer the stanza carrying the plain release suite (not -security).
+            rank = 0 if codename in suites else (1 if any("-" not in s for s in suites) else 2)
+            if all("security" not in s for s in suites):
+                candidates.append((rank, fields["uris"][0]))
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.is_file():
+        for line in legacy.read_text().splitlines():
+            m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if m and "security" not in m.group(2):
+                candidates.append((0 if m.group(2) == codename else 1, m.group(1)))
+    if not candidates:
+        raise ServerUnavailable("no Debian archive URI found in /etc/apt/sources.list.d/debian.sources "
+                                "or /etc/apt/sources.list (set SQLML_SID_MIRROR)")
+    return sorted(candidates, key=lambda c: c[0])[0][1]
+
+
+def _os_codename() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "bookworm"
+
+
+def _write_apt_config(work: Path, uri: str) -> dict:
+    etc, state, cache = work / "etc", work / "state", work / "cache"
+    for d in (etc / "apt.conf.d", etc / "preferences.d", etc / "sources.list.d", etc / "trusted.gpg.d",
+              state / "lists/partial", cache / "archives/partial"):
+        d.mkdir(parents=True, exist_ok=True)
+    (state / "dpkg-status").write_text("")
+    (etc / "sources.list").write_text(f"deb [signed-by={KEYRING}] {uri} sid main\n")
+    conf = work / "apt.conf"
+    # Dir::Etc points apt away from /etc/apt entirely (so the host's apt.conf.d hooks,
+    # proxies-for-other-things and sources are not read); the few host settings that
+    # matter for a snapshot-style mirror are restated here.
+    conf.write_text(f"""\
+Dir::Etc "{etc}/";
+Dir::Etc::main "apt.conf";
+Dir::Etc::parts "apt.conf.d";
+Dir::Etc::sourcelist "sources.list";
+Dir::Etc::sourceparts "sources.list.d";
+Dir::Etc::preferences "preferences";
+Dir::Etc::preferencesparts "preferences.d";
+Dir::Etc::trustedparts "trusted.gpg.d";
+Dir::State "{state}/";
+Dir::State::lists "lists/";
+Dir::State::status "{state}/dpkg-status";
+Dir::Cache "{cache}/";
+Dir::Cache::archives "archives/";
+Debug::NoLocking "true";
+APT::Sandbox::User "root";
+APT::Architecture "amd64";
+APT::Architectures {{ "amd64"; }};
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+Acquire::Languages "none";
+Acquire::Check-Valid-Until "false";
+Acquire::Retries "2";
+Acquire::http::Timeout "30";
+Acquire::https::Timeout "30";
+""")
+    env = dict(os.environ, APT_CONFIG=str(conf), DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+    env.pop("APT_LISTCHANGES_FRONTEND", None)
+    return env
+
+
+def _run(argv: list[str], env: dict, cwd: Path | None = None, what: str = "") -> str:
+    try:
+        p = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=APT_TIMEOUT)
+    except FileNotFoundError as e:
+        raise ServerUnavailable(f"{what or argv[0]}: {e}") from None
+    except subprocess.TimeoutExpired:
+        raise ServerUnavailable(f"{what or argv[0]} timed out after {APT_TIMEOUT} s") from None
+    if p.returncode != 0:
+        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-8:])
+        raise ServerUnavailable(f"{what or ' '.join(argv)} failed (exit {p.returncode}): {tail}")
+    return p.stdout + p.stderr
+
+
+def _is_perl(pkg: str) -> bool:
+    # perl is only a dependency of mysql's helper scripts, not of the binaries we run.
+    return pkg.startswith(("perl", "libperl")) or pkg.endswith("-perl")
+
+
+def resolve_packages(env: dict) -> list[tuple[str, str]]:
+    out = _run(["apt-get", "install", "-s", "-q", *TOP_PACKAGES], env, what="apt-get install -s (sid)")
+    pkgs = []
+    for line in out.splitlines():
+        m = re.match(r"Inst (\S+) \((\S+) ", line)
+        if m and not _is_perl(m.group(1)):
+            pkgs.append((m.group(1), m.group(2)))
+    if not any(name == "mysql-server-core" for name, _ in pkgs):
+        raise ServerUnavailable("sid no longer resolves mysql-server-core:\n" + out[-2000:])
+    return pkgs
+
+
+def _fetch_into(root: Path, log) -> None:
+    t0 = time.monotonic()
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise ServerUnavailable("apt-get/dpkg not found: MySQL 9.7 comes from Debian sid packages")
+    if not Path(KEYRING).is_file():
+        raise ServerUnavailable(f"{KEYRING} missing (install debian-archive-keyring)")
+    uri = archive_uri()
+    with tempfile.TemporaryDirectory(prefix="sqlml-mysql-fetch-", dir=root.parent) as tmp:
+        work = Path(tmp)
+        env = _write_apt_config(work, uri)
+        log(f"apt-get update (sid from {uri})")
+        # --error-on=any: a plain `apt-get update` exits 0 when the mirror is unreachable.
+        _run(["apt-get", "update", "-q", "--error-on=any"], env, what=f"apt-get update for sid from {uri}")
+        pkgs = resolve_packages(env)
+        log(f"downloading {len(pkgs)} packages")
+        debs = work / "debs"
+        debs.mkdir()
+        _run(["apt-get", "download", "-q", *(f"{n}={v}" for n, v in pkgs)], env, cwd=debs,
+             what="apt-get download (sid)")
+        files = sorted(debs.glob("*.deb"))
+        if len(files) != len(pkgs):
+            raise ServerUnavailable(f"apt-get download gave {len(files)} .debs for {len(pkgs)} packages")
+        log(f"unpacking {len(files)} packages")
+        staging = work / "root"
+        staging.mkdir()
+        for deb in files:
+            _run(["dpkg", "-x", str(deb), str(staging)], env, what=f"dpkg -x {deb.name}")
+        if not (staging / "usr/sbin/mysqld").is_file() or not (staging / LOADER).exists():
+            raise ServerUnavailable("unpacked sid packages lack usr/sbin/mysqld or the loader")
+        shutil.rmtree(staging / "usr/share/doc", ignore_errors=True)  # ~10% of the size, never read
+        (staging / MARKER).write_text(
+            "".join(f"{n} {v}\n" for n, v in pkgs) + f"# fetched from {uri} in {time.monotonic() - t0:.1f} s\n")
+        if root.exists():  # an earlier, incomplete attempt
+            shutil.rmtree(root)
+        staging.rename(root)
+    log(f"MySQL root ready in {time.monotonic() - t0:.1f} s: {root}")
