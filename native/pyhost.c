@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "pyhost.h"
+#include "server_api.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -21,9 +22,6 @@
 #include <string.h>
 
 #define SQLML_ER_UNKNOWN_ERROR 1105
-#define SQLML_ME_WARNING 2048 /* MariaDB's MyFlags bit for "warning, not error" */
-
-typedef void (*my_printf_error_fn)(unsigned, const char *, unsigned long, ...);
 
 static pthread_mutex_t boot_lock = PTHREAD_MUTEX_INITIALIZER;
 static int booted;            /* 1 once bridge is imported; read without the lock after */
@@ -31,13 +29,11 @@ static int python_broken;     /* Python failed to initialise: never try again */
 static char python_broken_why[400];
 static pthread_key_t thread_state_key;
 static PyObject *bridge_prepare; /* owned, never released: lives as long as the process */
-static my_printf_error_fn server_printf_error;
-static int server_is_mariadb;
 
 /* ---- the _sqlml_native module: what Python may ask of the server ------------ */
 
-/* _sqlml_native.warn(code, message): a warning on the calling statement (MariaDB
- * only: MySQL's my_printf_error has no warning flag, so there it returns False). */
+/* _sqlml_native.warn(code, message): a warning on the calling statement; returns
+ * whether the server took it. Must run on the server thread of that statement. */
 static PyObject *native_warn(PyObject *self, PyObject *args)
 {
   unsigned int code;
@@ -45,17 +41,14 @@ static PyObject *native_warn(PyObject *self, PyObject *args)
   (void)self;
   if (!PyArg_ParseTuple(args, "Is", &code, &msg))
     return NULL;
-  if (!server_printf_error || !server_is_mariadb)
-    Py_RETURN_FALSE;
-  server_printf_error(code, "%s", SQLML_ME_WARNING, msg);
-  Py_RETURN_TRUE;
+  return PyBool_FromLong(server_warning(code, msg));
 }
 
 static PyObject *native_server_flavor(PyObject *self, PyObject *unused)
 {
   (void)self;
   (void)unused;
-  return PyUnicode_FromString(server_is_mariadb ? "mariadb" : "mysql");
+  return PyUnicode_FromString(server_is_mariadb() ? "mariadb" : "mysql");
 }
 
 static PyObject *native_library_version(PyObject *self, PyObject *unused)
@@ -224,9 +217,7 @@ int pyhost_boot(char *err, size_t errlen)
     rc = -1;
     goto out;
   }
-  server_printf_error = (my_printf_error_fn)dlsym(RTLD_DEFAULT, "my_printf_error");
-  const char *version = (const char *)dlsym(RTLD_DEFAULT, "server_version");
-  server_is_mariadb = version && strstr(version, "MariaDB") != NULL;
+  server_api_init();
 
   char libpath[4096], python[4096];
   if (library_path(libpath, sizeof libpath) != 0) {
@@ -340,12 +331,4 @@ unsigned pyhost_take_error(char *buf, size_t buflen)
   Py_XDECREF(tb);
   PyErr_Clear();
   return code;
-}
-
-void pyhost_sql_error(unsigned code, const char *msg)
-{
-  if (server_printf_error)
-    server_printf_error(code, "%s", 0UL, msg);
-  else
-    fprintf(stderr, "sqlml: %s\n", msg); /* no way to reach the client: keep a trace */
 }

@@ -34,7 +34,4 @@ PyObject *pyhost_prepare_fn(void);
  * Exceptions that are not sqlml errors are also printed to the server's error log. */
 unsigned pyhost_take_error(char *buf, size_t buflen);
 
-/* Raises a SQL error in the calling statement (my_printf_error from the server). */
-void pyhost_sql_error(unsigned code, const char *msg);
-
 #endif

@@ -13,6 +13,7 @@
  *   xxx_deinit -> drops `call`
  */
 #include "pyhost.h"
+#include "server_api.h"
 #include "udf_abi.h"
 
 #include <stdio.h>
@@ -94,8 +95,11 @@ static bool call_init(const char *name, enum result_kind kind, UDF_INIT *initid,
     Py_CLEAR(prepared);
   }
   if (prepared) {
-    for (unsigned i = 0; i < args->arg_count; i++)
+    for (unsigned i = 0; i < args->arg_count; i++) {
       args->arg_type[i] = (enum udf_item_result)PyLong_AsLong(PyTuple_GET_ITEM(coerce, i));
+      if (args->arg_type[i] == UDF_STRING_RESULT)
+        server_utf8mb4_argument(args, i); /* MySQL converts text to utf8mb4 for us */
+    }
   }
   if (!prepared) {
     pyhost_take_error(message, SQLML_ERRMSG_SIZE);
@@ -114,6 +118,8 @@ static bool call_init(const char *name, enum result_kind kind, UDF_INIT *initid,
   initid->const_item = false;
   if (kind == RESULT_STRING || kind == RESULT_DECIMAL)
     initid->max_length = (unsigned long)max_length;
+  if (kind == RESULT_STRING)
+    server_utf8mb4_result(initid); /* MySQL: a utf8mb4 result, not binary */
   initid->decimals = (unsigned int)decimals;
   initid->ptr = (char *)state;
   return false;
@@ -157,7 +163,7 @@ static PyObject *call_row(sqlml_call *state, UDF_ARGS *args, char *error)
   if (!result) {
     char msg[SQLML_ERRMSG_SIZE];
     unsigned code = pyhost_take_error(msg, sizeof msg);
-    pyhost_sql_error(code, msg);
+    server_error(code, msg);
     *error = 1;
   }
   return result;
@@ -169,7 +175,7 @@ static void wrong_type(PyObject *result, const char *expected, char *error)
   char msg[SQLML_ERRMSG_SIZE];
   snprintf(msg, sizeof msg, "sqlml: internal error: engine returned %s where %s was expected",
            Py_TYPE(result)->tp_name, expected);
-  pyhost_sql_error(1105, msg);
+  server_error(1105, msg);
   *error = 1;
 }
 
@@ -226,7 +232,7 @@ static char *call_string(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigne
       if (n > state->buf_cap) {
         char *grown = realloc(state->buf, n);
         if (!grown) {
-          pyhost_sql_error(1105, "sqlml: out of memory for a result");
+          server_error(1105, "sqlml: out of memory for a result");
           *error = 1;
           n = 0;
         } else {

@@ -684,6 +684,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         t0 = time.monotonic()
         try:
             self._data_plane_inner(service, body, state, t0)
+        except Exception as e:  # a bug in the fake: answer 500 rather than drop the connection
+            import traceback
+
+            self.close_connection = True
+            self._send_json(
+                500,
+                {"__type": "FakeAWSBug", "message": "%r\n%s" % (e, traceback.format_exc())},
+                [("x-amzn-ErrorType", "FakeAWSBug")],
+            )
         finally:
             state.leave()
 

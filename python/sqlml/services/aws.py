@@ -49,7 +49,8 @@ class Clients:
         }[service]
         config = botocore.config.Config(
             region_name=s.region,
-            retries={"mode": "standard", "max_attempts": 1},
+            # total_max_attempts counts the first try; botocore's max_attempts counts retries.
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=s.connect_timeout_s,
             read_timeout=s.timeout_s,
             max_pool_connections=max(10, s.max_in_flight),

@@ -1,0 +1,35 @@
+/*
+ * server_api: the few server services sqlml uses, found at run time so that one
+ * sqlml.so works in MariaDB and in Oracle MySQL without either server's headers.
+ *
+ *  - errors and warnings on the calling statement: MariaDB exports the C function
+ *    my_printf_error (MyFlags ME_WARNING makes it a warning); MySQL exports C++
+ *    my_printf_error and push_warning_printf with thd_get_current_thd;
+ *  - utf8mb4 arguments and results: MySQL's mysql_udf_metadata component service,
+ *    reached through mysql_plugin_registry_acquire(). MariaDB has no such service:
+ *    there, wrappers declare CHARSET utf8mb4 (see sqlml translate).
+ */
+#ifndef SQLML_SERVER_API_H
+#define SQLML_SERVER_API_H
+
+#include <stdbool.h>
+
+#include "udf_abi.h"
+
+/* Looks the services up once; cheap and idempotent. */
+void server_api_init(void);
+
+bool server_is_mariadb(void);
+
+/* Raises a SQL error in the calling statement. */
+void server_error(unsigned code, const char *msg);
+
+/* Adds a warning to the calling statement; false where the server offers no way to. */
+bool server_warning(unsigned code, const char *msg);
+
+/* Asks the server to hand argument i over as utf8mb4 / to treat the result as
+ * utf8mb4. Call from xxx_init. No-ops (returning false) where unsupported. */
+bool server_utf8mb4_argument(UDF_ARGS *args, unsigned i);
+bool server_utf8mb4_result(UDF_INIT *initid);
+
+#endif

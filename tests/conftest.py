@@ -1,0 +1,147 @@
+"""Session fixtures: the fake AWS service and a real server with sqlml installed.
+
+Every server-facing test runs once per server kind: MariaDB 10.11 always, Oracle
+MySQL 9.7 when it can be fetched (else that leg is reported as not run, with the
+reason). SQLML_TEST_SERVERS=mariadb (or mysql) narrows the run. Nothing in the
+database path is mocked: tests talk to a private mysqld through PyMySQL, and the
+server's sqlml.so talks to the fake over HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from sqlml import installer
+from tests.fakeaws import FakeAWS
+from tests.servers import ServerUnavailable, free_port, start_server
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = Path(os.environ.get("SQLML_TEST_DIR", ROOT / ".run" / "test"))
+KINDS = [k.strip() for k in os.environ.get("SQLML_TEST_SERVERS", "mariadb,mysql").split(",") if k.strip()]
+# The server never sees real credentials or the instance metadata service.
+SERVER_ENV = {
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+DATABASE = "sqlml_test"
+
+
+@pytest.fixture(scope="session")
+def fake_aws():
+    with FakeAWS() as fake:
+        yield fake
+
+
+class Db:
+    """A server with sqlml installed, and helpers to query it."""
+
+    def __init__(self, server, fake):
+        self.server = server
+        self.fake = fake
+        self.kind = server.kind
+        self.cnf_path = Path(server.plugin_dir) / installer.CNF
+        self.base_settings = {
+            "comprehend_endpoint_url": fake.url,
+            "sagemaker_endpoint_url": fake.url,
+            "timeout_s": "10",
+            "max_attempts": "3",
+        }
+
+    def connect(self, **kw) -> pymysql.connections.Connection:
+        kw.setdefault("database", DATABASE)
+        return self.server.connect(**kw)
+
+    def query(self, sql: str, args=None, conn=None) -> list[tuple]:
+        own = conn is None
+        conn = conn or self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return [tuple(_text(v) for v in row) for row in cur.fetchall()]
+        finally:
+            if own:
+                conn.close()
+
+    def scalar(self, sql: str, args=None, conn=None):
+        rows = self.query(sql, args, conn)
+        assert len(rows) == 1 and len(rows[0]) == 1, rows
+        return rows[0][0]
+
+    def status(self) -> dict:
+        return json.loads(self.scalar("SELECT sqlml_status()"))
+
+    def write_settings(self, **overrides) -> None:
+        values = {**self.base_settings, **{k: str(v) for k, v in overrides.items()}}
+        installer.write_atomically(str(self.cnf_path), installer.cnf_text(values, installer_python()).encode())
+        # The engine re-reads the file at most once a second, at statement start.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            settings = self.status()["settings"]
+            if all(str(settings[k]) == str(_expected(k, v)) for k, v in values.items()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"engine did not pick up {overrides}: {self.status()['settings']}")
+
+    @contextlib.contextmanager
+    def settings(self, **overrides):
+        self.write_settings(**overrides)
+        try:
+            yield
+        finally:
+            self.write_settings()
+
+
+def _expected(key: str, value: str):
+    from sqlml import config
+
+    return getattr(config.parse({key: value}), key)
+
+
+def _text(value):
+    """Binary-charset strings (a UDF's default) as text, for comparisons."""
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
+
+
+def installer_python() -> str:
+    import sys
+
+    return sys.executable
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def db(request, fake_aws):
+    kind = request.param
+    base = RUN_DIR / kind
+    try:
+        server = start_server(kind, base, free_port(), base / "plugins", env=SERVER_ENV)
+    except ServerUnavailable as exc:
+        pytest.skip(f"the {kind} leg was not run: {exc}")
+    try:
+        d = Db(server, fake_aws)
+        with server.connect(database="mysql") as conn:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+                cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
+            installer.install(conn, d.base_settings, log=lambda *_: None)
+        yield d
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake(db):
+    """The fake AWS service, reset before each test."""
+    db.fake.reset()
+    yield db.fake
+    db.fake.reset()
