@@ -10,6 +10,7 @@ server's sqlml.so talks to the fake over HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from sqlml import installer
+from sqlml import config, installer
 from tests.fakeaws import FakeAWS
 from tests.servers import ServerUnavailable, free_port, start_server
 
@@ -85,10 +86,10 @@ class Db:
         values = {**self.base_settings, **{k: str(v) for k, v in overrides.items()}}
         installer.write_atomically(str(self.cnf_path), installer.cnf_text(values, installer_python()).encode())
         # The engine re-reads the file at most once a second, at statement start.
+        expected = dataclasses.asdict(config.parse({"region": SERVER_ENV["AWS_REGION"], **values}))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            settings = self.status()["settings"]
-            if all(str(settings[k]) == str(_expected(k, v)) for k, v in values.items()):
+            if self.status()["settings"] == expected:
                 return
             time.sleep(0.2)
         raise AssertionError(f"engine did not pick up {overrides}: {self.status()['settings']}")
@@ -100,12 +101,6 @@ class Db:
             yield
         finally:
             self.write_settings()
-
-
-def _expected(key: str, value: str):
-    from sqlml import config
-
-    return getattr(config.parse({key: value}), key)
 
 
 def _text(value):
@@ -133,6 +128,11 @@ def db(request, fake_aws):
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
                 cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
+                # numbers(n): 1..10000 on both servers (MySQL has no SEQUENCE engine).
+                cur.execute(f"CREATE TABLE {DATABASE}.numbers (n INT PRIMARY KEY)")
+                for start in range(1, 10001, 1000):
+                    cur.execute(f"INSERT INTO {DATABASE}.numbers VALUES "
+                                + ",".join(f"({i})" for i in range(start, start + 1000)))
             installer.install(conn, d.base_settings, log=lambda *_: None)
         yield d
     finally:

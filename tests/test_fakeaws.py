@@ -887,6 +887,8 @@ def test_response_shapes_match_moto(fake):
     try:
         host, port = moto.get_host_and_port()
         moto_url = "http://%s:%d" % (host, port)
+        # moto's backends are process-wide: forget what other tests queued there.
+        urllib.request.urlopen(urllib.request.Request(moto_url + "/moto-api/reset", method="POST"), timeout=5).read()
 
         def clients(url):
             kw = dict(endpoint_url=url, region_name="us-east-1", config=Config(retries=NO_RETRY), **CREDS)

@@ -64,7 +64,7 @@ def parse_response(body: bytes, content_type: str, rows: int, where: str) -> lis
     if ctype in ("application/json", "application/jsonlines", "application/x-jsonlines") or stripped[:1] in "{[":
         results = _parse_json(stripped, rows, where)
     if results is None:
-        results = _parse_csv(stripped, rows)
+        results = _parse_csv(text, rows)  # unstripped: a field may begin or end with spaces
     if len(results) != rows:
         raise ServiceError(
             f"{where}: sent {rows} row{'s' if rows != 1 else ''}, endpoint returned {len(results)} "
