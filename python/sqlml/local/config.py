@@ -81,6 +81,18 @@ class EndpointConfig:
     # sklearn / xgboost
     path: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The endpoint as a config table again (only the keys its model kind accepts)."""
+        allowed = _COMMON_KEYS | _MODEL_KEYS[self.model]
+        item = {k: v for k, v in asdict(self).items() if k in allowed and v is not None}
+        if self.model == "rcf":
+            if self.train_csv:
+                item["columns"] = list(self.columns)
+                item.pop("demo_points", None)
+            else:
+                item.pop("columns", None)
+        return item
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -97,13 +109,7 @@ class ServerConfig:
         doc: dict[str, Any] = {"server": {k: v for k, v in asdict(self).items() if k != "endpoints"}}
         if doc["server"]["workers"] is None:
             del doc["server"]["workers"]
-        doc["endpoints"] = {}
-        for name, ep in self.endpoints.items():
-            item = {k: v for k, v in asdict(ep).items() if k != "name" and v is not None}
-            item["columns"] = list(ep.columns)
-            if not ep.columns:
-                del item["columns"]
-            doc["endpoints"][name] = item
+        doc["endpoints"] = {name: ep.to_dict() for name, ep in self.endpoints.items()}
         return json.dumps(doc, sort_keys=True)
 
 

@@ -111,7 +111,7 @@ class RandomCutForestModel:
         if len(series) < ep.shingle_size:
             raise ModelLoadError(f"{source} has {len(series)} rows, fewer than shingle_size {ep.shingle_size}")
         options = {
-            "dimensions": width,
+            "dimensions": len(series[0]),  # krcf: values per time step; a point holds shingle_size steps
             "shingle_size": ep.shingle_size,
             "num_trees": ep.num_trees,
             "sample_size": ep.sample_size,
@@ -132,7 +132,8 @@ class RandomCutForestModel:
                     # point = the window's values, column by column in time order
                     forest.update([v for row in series[i:i + ep.shingle_size] for v in row])
         except (ValueError, TypeError, RuntimeError) as exc:
-            raise ModelLoadError(f"krcf refused the forest options {options}: {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"krcf refused the forest options {options}: {first}") from None
         seconds = time.perf_counter() - t0
         return cls(forest, width, f"rcf trained on {source} in {seconds:.2f} s "
                                   f"(dimensions {width}, {ep.num_trees} trees, sample {ep.sample_size})")

@@ -1,0 +1,6 @@
+"""`make bench`: every benchmark in turn."""
+
+from bench import bench_crossing
+
+if __name__ == "__main__":
+    bench_crossing.run()

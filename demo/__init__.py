@@ -1,0 +1,1 @@
+"""`make demo`, `make up`, `make down`: a private server with sqlml and the local services."""

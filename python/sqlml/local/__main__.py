@@ -1,0 +1,7 @@
+"""``python -m sqlml.local``: the same as ``sqlml serve`` (see supervisor.py)."""
+
+import sys
+
+from .supervisor import main
+
+sys.exit(main())
