@@ -28,6 +28,8 @@ enum result_kind { RESULT_STRING = 0, RESULT_REAL = 1, RESULT_INT = 2, RESULT_DE
  * (malloc'ed storage for results longer than the server's 255-byte buffer). */
 typedef struct sqlml_call {
   PyObject *call;
+  PyObject *add;   /* aggregates only: call.add and call.clear, strong references */
+  PyObject *clear;
   char *buf;
   size_t buf_cap;
 } sqlml_call;
@@ -49,8 +51,8 @@ static PyObject *arg_to_py(const UDF_ARGS *args, unsigned i)
   }
 }
 
-static bool call_init(const char *name, enum result_kind kind, UDF_INIT *initid, UDF_ARGS *args,
-                      char *message)
+static bool call_init(const char *name, enum result_kind kind, bool aggregate, UDF_INIT *initid,
+                      UDF_ARGS *args, char *message)
 {
   if (pyhost_boot(message, SQLML_ERRMSG_SIZE) != 0)
     return true;
@@ -109,6 +111,19 @@ static bool call_init(const char *name, enum result_kind kind, UDF_INIT *initid,
   }
   Py_INCREF(state->call);
   Py_DECREF(prepared);
+  if (aggregate) {
+    state->add = PyObject_GetAttrString(state->call, "add");
+    state->clear = PyObject_GetAttrString(state->call, "clear");
+    if (!state->add || !state->clear) {
+      pyhost_take_error(message, SQLML_ERRMSG_SIZE);
+      Py_CLEAR(state->call);
+      Py_CLEAR(state->add);
+      Py_CLEAR(state->clear);
+      pyhost_leave();
+      free(state);
+      return true;
+    }
+  }
   pyhost_leave();
 
   /* maybe_null: a NULL argument, or the NULL-on-error policy, gives NULL. */
@@ -132,16 +147,21 @@ static void call_deinit(UDF_INIT *initid)
     return;
   pyhost_enter();
   Py_CLEAR(state->call);
+  Py_CLEAR(state->add);
+  Py_CLEAR(state->clear);
   pyhost_leave();
   free(state->buf);
   free(state);
   initid->ptr = NULL;
 }
 
-/* Calls the prepared callable on this row. Returns a new reference, or NULL with
- * the SQL error already raised and *error set. Must be called inside Python. */
-static PyObject *call_row(sqlml_call *state, UDF_ARGS *args, char *error)
+/* Calls fn with this row's arguments (none when args is NULL). Returns a new reference,
+ * or NULL with the SQL error already raised and *error set. Must be called inside Python. */
+static PyObject *call_with(PyObject *fn, UDF_ARGS *args, char *error)
 {
+  UDF_ARGS none = {0};
+  if (!args)
+    args = &none;
   PyObject *small[8];
   PyObject **argv = args->arg_count <= 8 ? small : malloc(args->arg_count * sizeof *argv);
   PyObject *result = NULL;
@@ -152,7 +172,7 @@ static PyObject *call_row(sqlml_call *state, UDF_ARGS *args, char *error)
       if (!(argv[n] = arg_to_py(args, n)))
         break;
     if (n == args->arg_count)
-      result = PyObject_Vectorcall(state->call, argv, n, NULL);
+      result = PyObject_Vectorcall(fn, argv, n, NULL);
     while (n > 0)
       Py_DECREF(argv[--n]);
     if (argv != small)
@@ -183,7 +203,7 @@ static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *e
 {
   double value = 0.0;
   pyhost_enter();
-  PyObject *r = call_row((sqlml_call *)initid->ptr, args, error);
+  PyObject *r = call_with(((sqlml_call *)initid->ptr)->call, args, error);
   if (r == Py_None)
     *is_null = 1;
   else if (r && PyFloat_Check(r))
@@ -195,11 +215,12 @@ static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *e
   return value;
 }
 
+/* An aggregate's result takes no row: args is NULL then. */
 static long long call_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
 {
   long long value = 0;
   pyhost_enter();
-  PyObject *r = call_row((sqlml_call *)initid->ptr, args, error);
+  PyObject *r = call_with(((sqlml_call *)initid->ptr)->call, args, error);
   if (r == Py_None) {
     *is_null = 1;
   } else if (r && PyLong_Check(r)) {
@@ -222,7 +243,7 @@ static char *call_string(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigne
   sqlml_call *state = (sqlml_call *)initid->ptr;
   char *out = NULL;
   pyhost_enter();
-  PyObject *r = call_row(state, args, error);
+  PyObject *r = call_with(state->call, args, error);
   if (r == Py_None) {
     *is_null = 1;
   } else if (r && PyBytes_Check(r)) {
@@ -253,13 +274,43 @@ static char *call_string(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigne
   return *error || *is_null ? NULL : out;
 }
 
+/* Aggregates: clear() at each group's start, add(*row) per row; no value to map. */
+static void call_step(PyObject *fn, UDF_ARGS *args, char *error)
+{
+  pyhost_enter();
+  PyObject *r = call_with(fn, args, error);
+  Py_XDECREF(r);
+  pyhost_leave();
+}
+
 /* One SQL function = three exported symbols that forward to the shared code. */
-#define SQLML_INIT_DEINIT(name, kind)                                                              \
+#define SQLML_INIT_DEINIT_AS(name, kind, aggregate)                                                \
   SQLML_EXPORT bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)                   \
   {                                                                                                \
-    return call_init(#name, kind, initid, args, message);                                          \
+    return call_init(#name, kind, aggregate, initid, args, message);                               \
   }                                                                                                \
   SQLML_EXPORT void name##_deinit(UDF_INIT *initid) { call_deinit(initid); }
+
+#define SQLML_INIT_DEINIT(name, kind) SQLML_INIT_DEINIT_AS(name, kind, false)
+
+/* An INTEGER aggregate: the warm-ups of the batch path. */
+#define SQLML_INT_AGGREGATE(name)                                                                  \
+  SQLML_INIT_DEINIT_AS(name, RESULT_INT, true)                                                     \
+  SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
+  {                                                                                                \
+    (void)is_null;                                                                                 \
+    call_step(((sqlml_call *)initid->ptr)->clear, NULL, error);                                    \
+  }                                                                                                \
+  SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
+  {                                                                                                \
+    (void)is_null;                                                                                 \
+    call_step(((sqlml_call *)initid->ptr)->add, args, error);                                      \
+  }                                                                                                \
+  SQLML_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)        \
+  {                                                                                                \
+    (void)args;                                                                                    \
+    return call_int(initid, NULL, is_null, error);                                                 \
+  }
 
 #define SQLML_REAL_FUNCTION(name)                                                                  \
   SQLML_INIT_DEINIT(name, RESULT_REAL)                                                             \
@@ -294,6 +345,11 @@ SQLML_REAL_FUNCTION(aws_sagemaker_invoke_endpoint_real)
 SQLML_INT_FUNCTION(aws_sagemaker_invoke_endpoint_int)
 SQLML_STRING_FUNCTION(aws_sagemaker_invoke_endpoint_decimal, RESULT_DECIMAL)
 SQLML_STRING_FUNCTION(aws_sagemaker_invoke_endpoint_string, RESULT_STRING)
+
+/* The SQL-only batch path: warm-up aggregates that fill the result cache. */
+SQLML_INT_AGGREGATE(sqlml_warm_comprehend)
+SQLML_INT_AGGREGATE(sqlml_warm_sagemaker)
+SQLML_INT_FUNCTION(sqlml_cache_clear)
 
 /* Introspection. */
 SQLML_STRING_FUNCTION(sqlml_version, RESULT_STRING)

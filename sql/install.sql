@@ -26,3 +26,12 @@ DROP FUNCTION IF EXISTS sqlml_echo_int;
 CREATE FUNCTION sqlml_echo_int RETURNS INTEGER SONAME 'sqlml.so';
 DROP FUNCTION IF EXISTS sqlml_noop_int;
 CREATE FUNCTION sqlml_noop_int RETURNS INTEGER SONAME 'sqlml.so';
+
+-- The batch path: warm-up aggregates that send a query's inputs in batches into the
+-- result cache, and a way to empty that cache.
+DROP FUNCTION IF EXISTS sqlml_warm_comprehend;
+CREATE AGGREGATE FUNCTION sqlml_warm_comprehend RETURNS INTEGER SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS sqlml_warm_sagemaker;
+CREATE AGGREGATE FUNCTION sqlml_warm_sagemaker RETURNS INTEGER SONAME 'sqlml.so';
+DROP FUNCTION IF EXISTS sqlml_cache_clear;
+CREATE FUNCTION sqlml_cache_clear RETURNS INTEGER SONAME 'sqlml.so';

@@ -11,3 +11,6 @@ DROP FUNCTION IF EXISTS sqlml_version;
 DROP FUNCTION IF EXISTS sqlml_status;
 DROP FUNCTION IF EXISTS sqlml_echo_int;
 DROP FUNCTION IF EXISTS sqlml_noop_int;
+DROP FUNCTION IF EXISTS sqlml_warm_comprehend;
+DROP FUNCTION IF EXISTS sqlml_warm_sagemaker;
+DROP FUNCTION IF EXISTS sqlml_cache_clear;

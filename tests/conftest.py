@@ -141,7 +141,8 @@ def db(request, fake_aws):
 
 @pytest.fixture
 def fake(db):
-    """The fake AWS service, reset before each test."""
+    """The fake AWS service, reset before each test (and sqlml's result cache emptied)."""
     db.fake.reset()
+    db.scalar("SELECT sqlml_cache_clear()")
     yield db.fake
     db.fake.reset()

@@ -49,11 +49,18 @@ def test_drop_and_create_function_while_other_connections_query(db, fake):
     threads = [threading.Thread(target=query_loop) for _ in range(4)]
     for t in threads:
         t.start()
+    ddl_errors: list[str] = []
     try:
         with db.connect(database="mysql") as conn, conn.cursor() as cur:
             for _ in range(20):
-                cur.execute("DROP FUNCTION aws_sagemaker_invoke_endpoint_real")
-                cur.execute("CREATE FUNCTION aws_sagemaker_invoke_endpoint_real RETURNS REAL SONAME 'sqlml.so'")
+                for ddl in ("DROP FUNCTION aws_sagemaker_invoke_endpoint_real",
+                            "CREATE FUNCTION aws_sagemaker_invoke_endpoint_real RETURNS REAL SONAME 'sqlml.so'"):
+                    try:
+                        cur.execute(ddl)
+                    except pymysql.err.MySQLError as exc:
+                        if db.kind != "mysql":
+                            raise
+                        ddl_errors.append(exc.args[1])  # see the MySQL note below
     finally:
         stop.set()
         for t in threads:
@@ -66,9 +73,11 @@ def test_drop_and_create_function_while_other_connections_query(db, fake):
     if db.kind == "mysql":
         # Oracle MySQL 9.7 (not MariaDB): a loadable function dropped while other
         # connections are inside it can vanish from the server's in-memory function
-        # registry even though mysql.func still lists it (the server renames in-use
-        # entries on DROP); it is back after a restart. Server behaviour, not ours:
-        # the server stayed up, which is what this test is about.
+        # registry while mysql.func still lists it (the server renames in-use entries
+        # to "*" on DROP, in a map keyed by name), so a later DROP says "does not exist"
+        # and CREATE fails writing mysql.func; a restart reloads it. Server behaviour,
+        # not ours: the server stayed up, which is what this test is about.
+        assert all("does not exist" in e or "mysql.func" in e for e in ddl_errors), ddl_errors[:3]
         db.server.restart()
     assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-d', 'REAL', 1, 2, 3)") == 5
     # and a full uninstall/install cycle keeps working too

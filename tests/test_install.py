@@ -11,6 +11,7 @@ FUNCTIONS = {
     "aws_sagemaker_invoke_endpoint_real", "aws_sagemaker_invoke_endpoint_int",
     "aws_sagemaker_invoke_endpoint_decimal", "aws_sagemaker_invoke_endpoint_string",
     "sqlml_version", "sqlml_status", "sqlml_echo_int", "sqlml_noop_int",
+    "sqlml_warm_comprehend", "sqlml_warm_sagemaker", "sqlml_cache_clear",
 }
 
 

@@ -3,6 +3,7 @@
     sqlml install [--host H --port P | --socket S] [--user U] [--password PW] [--set key=value ...]
     sqlml uninstall [connection options]
     sqlml translate [FILE]        Aurora CREATE FUNCTION ... ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT -> SQL
+    sqlml serve [--config F ...]  the local inference service (see sqlml.local)
     sqlml version
 """
 
@@ -54,6 +55,11 @@ def split_statements(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .local import main as serve_main  # its own options: sqlml serve --help
+
+        return serve_main(argv[1:])
     parser = argparse.ArgumentParser(prog="sqlml", description="Machine learning from SQL for MariaDB and MySQL.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_install = sub.add_parser("install", help="copy sqlml.so into the server's plugin_dir and create the functions")
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     _connection_args(p_uninstall)
     p_translate = sub.add_parser("translate", help="turn Aurora SageMaker DDL into stock-server SQL")
     p_translate.add_argument("file", nargs="?", help="file with Aurora DDL (default: standard input)")
+    sub.add_parser("serve", help="run the local inference service (sqlml serve --help)")
     sub.add_parser("version", help="print the engine version")
     args = parser.parse_args(argv)
 

@@ -36,6 +36,12 @@ class Settings:
     # Requests in flight at once per process (worker threads and HTTP connections).
     max_in_flight: int = 16
     sagemaker_accept: str = "text/csv"
+    # The result cache (engine/cache.py) and cross-connection coalescing (engine/coalesce.py).
+    cache_enabled: bool = True
+    cache_max_entries: int = 2_000_000
+    cache_max_mb: int = 512
+    cache_ttl_s: float = 300.0
+    coalesce_linger_ms: float = 0.0
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -81,6 +87,25 @@ def _region(name: str, raw: str) -> str:
     return value
 
 
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise SettingError(f"{name} must be ON or OFF (1/0, true/false), got {raw!r}")
+
+
+def _linger(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise SettingError(f"{name} must be a number of milliseconds from 0 to 100, got {raw!r}")
+    return value
+
+
 _PARSERS = {
     "region": _region,
     "comprehend_endpoint_url": _url,
@@ -91,6 +116,11 @@ _PARSERS = {
     "on_error": lambda n, r: _choice(n, r, ON_ERROR_POLICIES),
     "max_in_flight": lambda n, r: _int_in(n, r, 1, 256),
     "sagemaker_accept": lambda n, r: r.strip() or "text/csv",
+    "cache_enabled": _bool,
+    "cache_max_entries": lambda n, r: _int_in(n, r, 0, 100_000_000),
+    "cache_max_mb": lambda n, r: _int_in(n, r, 0, 65536),
+    "cache_ttl_s": _positive_float,
+    "coalesce_linger_ms": _linger,
 }
 KEYS = tuple(_PARSERS)
 

@@ -1,8 +1,10 @@
-"""The engine: settings, the service clients, the dispatcher and the counters.
+"""The engine: settings, service clients, dispatcher, result cache, coalescers, counters.
 
-One Engine per server process, built by bridge.boot(). Functions (functions.py) ask
-it for answers; it turns them into requests and keeps count. This is where batching,
-coalescing and the result cache attach (the batching-engine issue).
+One Engine per server process, built by bridge.boot(). SQL functions (functions.py)
+ask it for answers by input; it answers from the cache, or sends the input in a shared
+request (coalesce.py: concurrent scalar calls), or a warm-up (batch.py) has already
+sent it in a pipelined batch. Every answer that arrives is cached under its own input,
+and every row reads its answer by its own input: a result is never bound by position.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import time
 
 from .. import config
 from ..config import Settings
+from ..errors import ServiceError
 from ..services import comprehend, sagemaker
 from ..services.aws import Clients
+from .cache import MISS, ResultCache
+from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher
 
@@ -28,10 +33,16 @@ class Engine:
         self.counters = Counters()
         self.clients = Clients(self.settings)
         self.dispatcher = Dispatcher(self.settings, self.counters)
+        self.cache = ResultCache(1, 1, 1.0)
+        self._configure_cache(self.settings)
+        self._coalescers: dict[tuple[str, str], Coalescer] = {}
+        self._coalescers_lock = threading.Lock()
         self._cnf_mtime = self._mtime()
         self._next_check = time.monotonic() + RELOAD_CHECK_S
         self._reload_lock = threading.Lock()
         self.reload_error: str | None = None
+
+    # ---- settings --------------------------------------------------------------
 
     def _mtime(self) -> float | None:
         try:
@@ -64,33 +75,98 @@ class Engine:
     def apply(self, settings: Settings) -> None:
         self.clients.update(settings)
         self.dispatcher.update(settings)
+        self._configure_cache(settings)
         self.settings = settings
 
-    # ---- answers -------------------------------------------------------------
+    def _configure_cache(self, s: Settings) -> None:
+        self.cache.configure(s.cache_max_entries, s.cache_max_mb * 1024 * 1024, s.cache_ttl_s, s.cache_enabled)
 
-    def sentiment(self, text: str, language: str) -> comprehend.Sentiment:
-        """The sentiment of one text (a scalar call: one row, one request)."""
-        self.counters.add("logical_request_cnt")
-        self.counters.add("single_request_cnt")
+    # ---- sending (on worker threads) ---------------------------------------------
+
+    def send_sentiment(self, language: str, texts: list[str]) -> list:
+        """One request per 25 texts; caches each answer; returns a Sentiment or error per text."""
         client = self.clients.get("comprehend")
-        result = self.dispatcher.call(
-            lambda: comprehend.detect(client, [text], language),
-            ("comprehend", language), 1, f"Comprehend DetectSentiment ({language})",
-        )[0]
-        if isinstance(result, Exception):
-            raise result
-        self.counters.add("logical_response_cnt")
-        return result
+        target = ("comprehend", language)
+        out: list = []
+        for i in range(0, len(texts), comprehend.MAX_BATCH_TEXTS):
+            chunk = texts[i:i + comprehend.MAX_BATCH_TEXTS]
+            results = self.dispatcher.attempts(lambda: comprehend.detect(client, chunk, language), target, len(chunk),
+                                               self.dispatcher.deadline())
+            for text, result in zip(chunk, results):
+                if not isinstance(result, Exception):
+                    self.cache.put(("comprehend", language, text), result, len(text))
+            out.extend(results)
+        self._count_batch(len(texts))
+        return out
 
-    def invoke(self, endpoint: str, line: str) -> object:
-        """The first output for one CSV row from a SageMaker endpoint."""
-        self.counters.add("logical_request_cnt")
-        self.counters.add("single_request_cnt")
+    def send_invoke(self, endpoint: str, lines: list[str]) -> list:
+        """As few requests as the 6 MB body limit allows; caches each row's first output."""
         client = self.clients.get("sagemaker-runtime")
         accept = self.settings.sagemaker_accept
-        result = self.dispatcher.call(
-            lambda: sagemaker.invoke(client, endpoint, [line], accept),
-            ("sagemaker", endpoint), 1, f"SageMaker InvokeEndpoint (endpoint '{endpoint}')",
-        )[0]
+        target = ("sagemaker", endpoint)
+        out: list = []
+        for chunk in _chunks_by_bytes(lines, sagemaker.MAX_BODY_BYTES):
+            results = self.dispatcher.attempts(lambda: sagemaker.invoke(client, endpoint, chunk, accept), target,
+                                               len(chunk), self.dispatcher.deadline())
+            for line, result in zip(chunk, results):
+                self.cache.put(("sagemaker", endpoint, line), result, len(line) + 16)
+            out.extend(results)
+        self._count_batch(len(lines))
+        return out
+
+    def _count_batch(self, rows: int) -> None:
+        if rows == 1:
+            self.counters.add("single_request_cnt")
+        else:
+            self.counters.add("batched_row_cnt", rows)
+
+    # ---- answers for one row (scalar calls) ------------------------------------------
+
+    def _coalescer(self, target: tuple[str, str]) -> Coalescer:
+        c = self._coalescers.get(target)
+        if c is None:
+            with self._coalescers_lock:
+                c = self._coalescers.get(target)
+                if c is None:
+                    service, name = target
+                    send = ((lambda texts: self.send_sentiment(name, texts)) if service == "comprehend"
+                            else (lambda lines: self.send_invoke(name, lines)))
+                    c = self._coalescers[target] = Coalescer(send, self.dispatcher.spawn)
+        return c
+
+    def _answer(self, key: tuple, target: tuple[str, str], payload: str, max_batch_size: int, where: str):
+        self.counters.add("logical_request_cnt")
+        value = self.cache.get(key)
+        if value is MISS:
+            deadline = self.dispatcher.deadline()
+            future = self._coalescer(target).call(payload, max_batch_size,
+                                                  self.settings.coalesce_linger_ms / 1000.0)
+            value = self.dispatcher.wait(future, deadline, target, where)
+        else:
+            self.counters.add("cache_hit_cnt")
         self.counters.add("logical_response_cnt")
-        return result
+        return value
+
+    def sentiment(self, text: str, language: str, max_batch_size: int = 25) -> comprehend.Sentiment:
+        return self._answer(("comprehend", language, text), ("comprehend", language), text,
+                            min(max_batch_size, comprehend.MAX_BATCH_TEXTS), f"Comprehend DetectSentiment ({language})")
+
+    def invoke(self, endpoint: str, line: str, max_batch_size: int = 10000) -> object:
+        return self._answer(("sagemaker", endpoint, line), ("sagemaker", endpoint), line, max_batch_size,
+                            f"SageMaker InvokeEndpoint (endpoint '{endpoint}')")
+
+
+def _chunks_by_bytes(lines: list[str], limit: int):
+    chunk, size = [], 0
+    for line in lines:
+        n = len(line.encode("utf-8")) + 1
+        if chunk and size + n > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(line)
+        size += n
+    if chunk:
+        yield chunk
+
+
+__all__ = ["Engine", "ServiceError"]

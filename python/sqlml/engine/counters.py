@@ -21,6 +21,8 @@ AURORA = (
     "retry_request_cnt",
     "single_request_cnt",
 )
+# sqlml's own totals, beside Aurora's.
+EXTENDED = ("batched_row_cnt", "warmup_cnt")
 
 
 @dataclass
@@ -45,7 +47,7 @@ class TargetStats:
 @dataclass
 class Counters:
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    totals: dict = field(default_factory=lambda: dict.fromkeys(AURORA, 0))
+    totals: dict = field(default_factory=lambda: dict.fromkeys(AURORA + EXTENDED, 0))
     targets: dict = field(default_factory=dict)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -70,7 +72,8 @@ class Counters:
     def snapshot(self) -> dict:
         with self._lock:
             return {
-                "aurora": dict(self.totals),
+                "aurora": {k: self.totals[k] for k in AURORA},
+                "extended": {k: self.totals[k] for k in EXTENDED},
                 "targets": [
                     {"service": s, "target": e, **stats.as_dict()} for (s, e), stats in sorted(self.targets.items())
                 ],
@@ -78,5 +81,5 @@ class Counters:
 
     def reset(self) -> None:
         with self._lock:
-            self.totals = dict.fromkeys(AURORA, 0)
+            self.totals = dict.fromkeys(AURORA + EXTENDED, 0)
             self.targets = {}

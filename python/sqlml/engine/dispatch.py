@@ -42,20 +42,36 @@ class Dispatcher:
             old.shutdown(wait=False)
         self._settings = settings
 
-    def call(self, request: Callable[[], T], target: tuple[str, str], rows: int, where: str) -> T:
-        """Runs request() on a worker thread; returns its value or raises its ServiceError."""
+    def spawn(self, fn: Callable[..., T], *args) -> concurrent.futures.Future:
+        """Runs fn(*args) on a worker thread; the future holds its value or error."""
+        return self._pool.submit(fn, *args)
+
+    def submit(self, request: Callable[[], T], target: tuple[str, str], rows: int) -> concurrent.futures.Future:
+        """Sends request() from a worker thread, with retries; the future holds its value or error."""
         settings = self._settings
         deadline = time.monotonic() + settings.timeout_s
-        future = self._pool.submit(self._attempts, request, target, rows, deadline, settings)
+        return self._pool.submit(self.attempts, request, target, rows, deadline, settings)
+
+    def wait(self, future: concurrent.futures.Future, deadline: float, target: tuple[str, str], where: str):
+        """The future's value, or ServiceTimeout once the deadline passes."""
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
             future.cancel()
             self._counters.request_done(target, 0, 0.0, timed_out=True)
-            raise ServiceTimeout(f"{where}: no answer within timeout_s={settings.timeout_s:g} s") from None
+            raise ServiceTimeout(f"{where}: no answer within timeout_s={self._settings.timeout_s:g} s") from None
 
-    def _attempts(self, request: Callable[[], T], target: tuple[str, str], rows: int, deadline: float,
-                  settings: Settings) -> T:
+    def deadline(self) -> float:
+        return time.monotonic() + self._settings.timeout_s
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def attempts(self, request: Callable[[], T], target: tuple[str, str], rows: int, deadline: float,
+                 settings: Settings | None = None) -> T:
+        """Runs request() on this thread until it succeeds, fails for good, or time runs out."""
+        settings = settings or self._settings
         attempt = 0
         while True:
             attempt += 1

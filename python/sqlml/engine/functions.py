@@ -22,6 +22,7 @@ from ..errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ..services import comprehend, sagemaker
 from ..services.codecs import csv_field
 from . import Engine
+from .batch import WarmUp
 
 STRING, REAL, INT, DECIMAL = sqltypes.KIND_STRING, sqltypes.KIND_REAL, sqltypes.KIND_INT, sqltypes.KIND_DECIMAL
 KIND_NAMES = {STRING: "STRING", REAL: "REAL", INT: "INTEGER", DECIMAL: "DECIMAL"}
@@ -92,7 +93,7 @@ def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, const
                 raise ArgumentError(f"{name}: 3rd argument (max_batch_size) must be > 0, got {max_batch_size}")
             value = _text(text, name, "text")
             comprehend.check_text(value, name)
-            result = engine.sentiment(value, code)
+            result = engine.sentiment(value, code, max_batch_size or DEFAULT_COMPREHEND_BATCH)
         except SqlmlError as exc:
             return _on_error(engine, exc)
         return result.label.encode("ascii") if want == "label" else result.confidence
@@ -112,6 +113,11 @@ def prepare_confidence(engine, name, kind, types, consts):
 # ---- SageMaker ----------------------------------------------------------------
 
 
+# Numbers are written canonically (76, 76.0 and 76.00 all as "76"; 1.50 as "1.5"), so a
+# value reaches the endpoint, and the cache, the same way whether it came from an INT
+# column, a DOUBLE, a DECIMAL, or a stored function's REAL parameter.
+
+
 def _encode_int(v: int) -> str:
     return str(v)
 
@@ -119,11 +125,18 @@ def _encode_int(v: int) -> str:
 def _encode_real(v: float) -> str:
     if not math.isfinite(v):
         raise ArgumentError(f"cannot send {v!r} to an endpoint: only finite numbers have a CSV form")
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
     return repr(v)
 
 
 def _encode_decimal(v: bytes) -> str:
-    return v.decode("ascii")
+    text = v.decode("ascii")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+        if text in ("-0", "-", ""):
+            text = "0"
+    return text
 
 
 def _encoder(kind: int, function: str, position: int) -> Callable[[object], str]:
@@ -150,7 +163,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
     if rtype.kind != kind:
         suffix = {STRING: "string", REAL: "real", INT: "int", DECIMAL: "decimal"}[rtype.kind]
         raise ArgumentError(f"{name}: return type {rtype.sql} needs aws_sagemaker_invoke_endpoint_{suffix}")
-    _const_int(consts[2], name, 2, "max_batch_size")
+    batch_size = _const_int(consts[2], name, 2, "max_batch_size")
     encoders = tuple(_encoder(t, name, i + 3) for i, t in enumerate(types[3:]))
     what = f"{name} (endpoint '{endpoint}')"
     convert = rtype.convert
@@ -160,7 +173,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
             return None
         try:
             line = ",".join([enc(v) for enc, v in zip(encoders, features)])
-            value = convert(engine.invoke(endpoint, line), what)
+            value = convert(engine.invoke(endpoint, line, batch_size), what)
         except SqlmlError as exc:
             return _on_error(engine, exc)
         if type(value) is sqltypes.Truncated:
@@ -168,6 +181,101 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
         return value
 
     return row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:])
+
+
+# ---- warm-ups: the SQL-only batch path (engine/batch.py) ---------------------------
+
+
+class WarmAggregate:
+    """An aggregate that sends a query's distinct inputs in batches into the cache.
+
+    The shim calls clear() at each group's start, add(*row) per row, and the object
+    itself for the group's result: the number of inputs it sent.
+    """
+
+    def __init__(self, engine: Engine, name: str, add_row):
+        self.engine = engine
+        self.name = name
+        self._add_row = add_row
+        self.sessions: dict = {}
+
+    def clear(self):
+        self.sessions = {}
+
+    def add(self, *row):
+        try:
+            self._add_row(self, *row)
+        except SqlmlError:
+            pass  # a bad row is not batched: its own call reports it, by the on_error policy
+
+    def __call__(self):
+        sent, error = 0, None
+        for session in self.sessions.values():
+            sent += session.finish()
+            error = error or session.error
+        self.sessions = {}
+        self.engine.counters.add("warmup_cnt")
+        if error is not None:
+            return _on_error(self.engine, error) if self.engine.settings.on_error == "null" else _raise(error)
+        return sent
+
+
+def _raise(exc):
+    raise exc
+
+
+def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    n = len(types)
+    if n not in (2, 3):
+        raise ArgumentError(f"{name}: takes (text, language_code [, max_batch_size]); got {_plural(n, 'argument')}")
+    if consts[1] is not None:
+        comprehend.check_language(_text(consts[1], name, "language code"), name)
+    batch_size = _const_int(consts[2], name, 2, "max_batch_size") if n == 3 else DEFAULT_COMPREHEND_BATCH
+
+    def add_row(agg: WarmAggregate, text, language, _batch=None):
+        if text is None or language is None:
+            return
+        code = comprehend.check_language(_text(language, name, "language code"), name)
+        value = _text(text, name, "text")
+        comprehend.check_text(value, name)
+        session = agg.sessions.get(code)
+        if session is None:
+            session = agg.sessions[code] = WarmUp(
+                engine, ("comprehend", code), lambda t, c=code: ("comprehend", c, t),
+                lambda texts, c=code: engine.send_sentiment(c, texts),
+                min(batch_size, comprehend.MAX_BATCH_TEXTS), comprehend.MAX_BATCH_TEXTS * comprehend.MAX_TEXT_BYTES)
+        session.add(value)
+
+    return WarmAggregate(engine, name, add_row), 0, 0, (STRING, STRING, INT)[:n]
+
+
+def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    n = len(types)
+    if n < 3:
+        raise ArgumentError(f"{name}: needs (endpoint, max_batch_size, arg1, ...); got {_plural(n, 'argument')}")
+    if consts[0] is None or not isinstance(consts[0], bytes):
+        raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
+    endpoint = sagemaker.check_endpoint(_text(consts[0], name, "endpoint name"), name)
+    batch_size = _const_int(consts[1], name, 1, "max_batch_size")
+    encoders = tuple(_encoder(t, name, i + 2) for i, t in enumerate(types[2:]))
+
+    def add_row(agg: WarmAggregate, _endpoint, _batch, *features):
+        if None in features:
+            return
+        session = agg.sessions.get(endpoint)
+        if session is None:
+            session = agg.sessions[endpoint] = WarmUp(
+                engine, ("sagemaker", endpoint), lambda line: ("sagemaker", endpoint, line),
+                lambda lines: engine.send_invoke(endpoint, lines), batch_size, sagemaker.MAX_BODY_BYTES)
+        session.add(",".join([enc(v) for enc, v in zip(encoders, features)]))
+
+    return WarmAggregate(engine, name, add_row), 0, 0, (STRING, INT) + tuple(types[2:])
+
+
+def prepare_cache_clear(engine, name, kind, types, consts):
+    if types:
+        raise ArgumentError(f"{name}: takes no arguments")
+    return engine.cache.clear, 0, 0, ()
 
 
 # ---- introspection and diagnostics ----------------------------------------------
@@ -193,6 +301,7 @@ def prepare_status(engine, name, kind, types, consts):
 
     def row():
         snap = engine.counters.snapshot()
+        snap["cache"] = engine.cache.stats()
         snap["settings"] = {k: v for k, v in engine.settings.__dict__.items()}
         snap["settings_error"] = engine.reload_error
         return json.dumps(snap, sort_keys=True).encode()
@@ -220,6 +329,9 @@ REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
     "sqlml_version": (STRING, prepare_version),
     "sqlml_status": (STRING, prepare_status),
     "sqlml_echo_int": (INT, prepare_echo),
+    "sqlml_warm_comprehend": (INT, prepare_warm_comprehend),
+    "sqlml_warm_sagemaker": (INT, prepare_warm_sagemaker),
+    "sqlml_cache_clear": (INT, prepare_cache_clear),
 }
 
 

@@ -183,6 +183,10 @@ class SklearnModel:
             import sklearn  # noqa: F401 - unpickling needs it; say so clearly if it is missing
         except ImportError:
             raise ModelLoadError("model 'sklearn' needs scikit-learn: pip install scikit-learn") from None
+        import warnings
+
+        # A model fitted on a DataFrame warns on every numpy call: rows have no column names by nature here.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
         path = _check_file(ep.path)
         try:
             try:

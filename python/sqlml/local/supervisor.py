@@ -268,8 +268,9 @@ def _worker(app, sock, lifeline_r: int, lifeline_w: int, idle_timeout_s: float, 
 class LocalService:
     """A running local service: ``url``, ``stop()``, usable as a context manager."""
 
-    def __init__(self, url: str, stop) -> None:
+    def __init__(self, url: str, stop, pid: int) -> None:
         self.url = url
+        self.pid = pid  # the supervisor process (this process when serving in-process)
         self._stop = stop
 
     @property
@@ -331,7 +332,7 @@ def _serve_inline(cfg: ServerConfig, host: str, port: int, verbose: bool) -> Loc
         sock.close()
         thread.join(5)
 
-    return LocalService(f"http://{host}:{sock.getsockname()[1]}", stop)
+    return LocalService(f"http://{host}:{sock.getsockname()[1]}", stop, os.getpid())
 
 
 def _serve_subprocess(cfg: ServerConfig, host: str, port: int, workers: int, verbose: bool,
@@ -342,9 +343,11 @@ def _serve_subprocess(cfg: ServerConfig, host: str, port: int, workers: int, ver
     argv = [sys.executable, "-m", "sqlml.local", "--config", config_path, "--host", host, "--port", str(port),
             "--workers", str(workers), "--exit-on-stdin-eof"] + (["--verbose"] if verbose else [])
     env = dict(os.environ)
-    # the child must import this very copy of sqlml (tests may run it from a source tree)
     package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    if package_root not in _site_dirs():
+        # running from a source tree: the child must import this very copy of sqlml (but an
+        # installed copy needs nothing, and site-packages on PYTHONPATH would precede the stdlib)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     tail: deque[str] = deque(maxlen=40)
     forwarder = threading.Thread(target=_forward_stderr, args=(proc.stderr, tail), daemon=True)
@@ -365,7 +368,14 @@ def _serve_subprocess(cfg: ServerConfig, host: str, port: int, workers: int, ver
     def stop() -> None:
         _stop_process(proc)
 
-    return LocalService(url, stop)
+    return LocalService(url, stop, proc.pid)
+
+
+def _site_dirs() -> set[str]:
+    import site
+
+    dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
+    return {str(Path(d).resolve()) for d in dirs}
 
 
 def _await_ready(proc: subprocess.Popen, timeout_s: float) -> str:

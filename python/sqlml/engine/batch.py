@@ -1,0 +1,83 @@
+"""Warm-ups: the SQL-only batch path.
+
+A scalar function must answer a row before the server reads the next, so a statement
+cannot batch its own calls. A warm-up aggregate can: it sees every input of a query
+first, sends the distinct ones not yet cached in batches (max_batch_size rows, and the
+service's byte limits), several requests in flight at once, while the scan goes on, and
+leaves every answer in the result cache. The statement's own calls then find their
+answers there by their own input. Used as
+
+    SELECT ..., f(x) FROM t WHERE sqlml_warm_...(...) over the same FROM/WHERE ...
+
+(README: "Batching"). Flush rule: a batch leaves when it holds max_batch_size distinct
+new inputs or would pass the byte limit; add() blocks only while max_in_flight batches
+are already out (back-pressure), so memory is bounded by the cache, not by the table.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections import deque
+from typing import Callable
+
+from ..errors import SqlmlError
+from .cache import MISS
+
+
+class WarmUp:
+    """The state of one warm-up aggregate over one group of rows, for one target."""
+
+    def __init__(self, engine, target: tuple[str, str], key: Callable[[str], tuple],
+                 send: Callable[[list[str]], list], max_batch_size: int, max_bytes: int):
+        self.engine = engine
+        self.target = target
+        self.key = key
+        self.send = send
+        self.max_batch_size = max_batch_size
+        self.max_bytes = max_bytes
+        self.batch: list[str] = []
+        self.batch_bytes = 0
+        self.pending: set[str] = set()  # inputs in the open batch or in flight
+        self.in_flight: deque = deque()  # (inputs, future)
+        self.sent = 0
+        self.error: SqlmlError | None = None
+
+    def add(self, payload: str) -> None:
+        if payload in self.pending or self.engine.cache.get(self.key(payload)) is not MISS:
+            return
+        size = len(payload.encode("utf-8")) + 1
+        if self.batch and self.batch_bytes + size > self.max_bytes:
+            self.flush()
+        self.batch.append(payload)
+        self.pending.add(payload)
+        self.batch_bytes += size
+        if len(self.batch) >= self.max_batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        self.in_flight.append((batch, self.engine.dispatcher.spawn(self.send, batch)))
+        self.sent += len(batch)
+        while len(self.in_flight) >= self.engine.settings.max_in_flight:
+            self._reap()
+
+    def _reap(self) -> None:
+        batch, future = self.in_flight.popleft()
+        try:
+            future.result(timeout=self.engine.settings.timeout_s * 2)
+        except concurrent.futures.TimeoutError:
+            self.error = self.error or SqlmlError(f"warm-up for {self.target[0]} '{self.target[1]}': no answer "
+                                                  f"within {self.engine.settings.timeout_s * 2:g} s")
+        except SqlmlError as exc:  # the whole batch failed: its rows fall back to single calls
+            self.error = self.error or exc
+        finally:
+            self.pending.difference_update(batch)
+
+    def finish(self) -> int:
+        """Sends what is left and waits for every batch; returns the inputs sent."""
+        self.flush()
+        while self.in_flight:
+            self._reap()
+        return self.sent
