@@ -23,6 +23,8 @@ SERVER_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "bench",
 def server_with_sqlml(kind: str, settings: dict[str, str]):
     """A private server of `kind` with sqlml installed; raises ServerUnavailable."""
     base = RUN_DIR / kind
+    (base / "plugins").mkdir(parents=True, exist_ok=True)
+    installer.copy_library(str(base / "plugins"))  # before start: see tests/conftest.py
     server = start_server(kind, base, free_port(), base / "plugins", env=SERVER_ENV)
     try:
         with server.connect(database="mysql") as conn:

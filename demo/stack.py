@@ -79,6 +79,8 @@ def stop_service(base_dir: Path) -> bool:
 def start_stack(kind: str, base_dir: Path, port: int, config: str | None = None,
                 stop_at_exit: bool = True) -> Stack:
     url, pid = start_service(base_dir, config)
+    (base_dir / "plugins").mkdir(parents=True, exist_ok=True)
+    installer.copy_library(str(base_dir / "plugins"))  # before start: a loaded sqlml.so stays mapped
     try:
         server = start_server(kind, base_dir / "db", port, base_dir / "plugins", env=SERVER_ENV,
                               stop_at_exit=stop_at_exit)

@@ -118,6 +118,10 @@ def installer_python() -> str:
 def db(request, fake_aws):
     kind = request.param
     base = RUN_DIR / kind
+    # The server loads the functions in mysql.func at start, and a loaded sqlml.so stays
+    # mapped (-z nodelete): put this build in place before the server starts.
+    (base / "plugins").mkdir(parents=True, exist_ok=True)
+    installer.copy_library(str(base / "plugins"))
     try:
         server = start_server(kind, base, free_port(), base / "plugins", env=SERVER_ENV)
     except ServerUnavailable as exc:

@@ -499,6 +499,32 @@ def test_chunked_request_body_is_accepted(svc):
     conn.close()
 
 
+def test_hundreds_of_concurrent_keep_alive_connections(svc):
+    host, port = svc.url.rsplit("//", 1)[1].split(":")
+    conns = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(200)]
+    try:
+        for rnd in range(2):  # every connection open at once, each used twice
+            for c in conns:
+                c.request("POST", f"/endpoints/{DEMO}/invocations", body=b"12000\n",
+                          headers={"Content-Type": "text/csv"})
+            for c in conns:
+                r = c.getresponse()
+                assert r.status == 200 and json.loads(r.read())["scores"]
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_comprehend_without_its_model_answers_an_error_instead_of_crashing():
+    from sqlml.local.comprehend import Comprehend
+    from sqlml.local.wire import ApiError
+
+    with pytest.raises(ApiError) as e:
+        Comprehend(unavailable="vaderSentiment is not installed").handle(TARGET + "DetectSentiment", "", b"{}")
+    assert (e.value.status, e.value.code) == (500, "InternalServerException")
+    assert "vaderSentiment is not installed" in e.value.message
+
+
 def _send_raw(svc, data: bytes, wait_s: float = 5.0) -> bytes:
     host, port = svc.url.rsplit("//", 1)[1].split(":")
     with socket.create_connection((host, int(port)), timeout=wait_s) as s:
@@ -675,6 +701,14 @@ def test_in_process_service_with_zero_workers():
         urllib.request.urlopen(f"{url}/ping", timeout=2)
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for an init that does not reap counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _children_of(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -689,7 +723,7 @@ def test_cli_prints_ready_line_serves_and_stops_cleanly_on_sigterm(tmp_path):
                    '[endpoints.broken]\nmodel = "xgboost"\npath = "missing.json"\n')
     env = dict(os.environ, PYTHONPATH=str(Path(__import__("sqlml").__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-m", "sqlml.local", "--config", str(cfg), "--port", "0",
-                             "--workers", "2", "--port-file", str(port_file)],
+                             "--workers", "2", "--port-file", str(port_file), "--verbose"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         line = proc.stdout.readline()
@@ -698,13 +732,22 @@ def test_cli_prints_ready_line_serves_and_stops_cleanly_on_sigterm(tmp_path):
         assert port_file.read_text().strip() == url.rsplit(":", 1)[1]
         workers = _children_of(proc.pid)
         assert len(workers) == 2
-        assert json.loads(_invoke(_client("sagemaker-runtime", url), "d", b"7\n")[1])["scores"]
+        sm = _client("sagemaker-runtime", url)
+        assert json.loads(_invoke(sm, "d", b"7\n")[1])["scores"]
+        os.kill(workers[0], signal.SIGKILL)  # a crashed worker is replaced
+        deadline = time.monotonic() + 5
+        while len([p for p in _children_of(proc.pid) if _alive(p)]) < 2 or workers[0] in _children_of(proc.pid):
+            assert time.monotonic() < deadline, _children_of(proc.pid)
+            time.sleep(0.05)
+        workers = _children_of(proc.pid)
+        for _ in range(10):  # fresh connections land on either worker
+            assert json.loads(_invoke(_client("sagemaker-runtime", url), "d", b"7\n")[1])["scores"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         err = proc.stderr.read()
         assert "endpoint broken FAILED to load" in err and "missing.json" in err
-        for pid in workers:
-            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        assert "POST /endpoints/d/invocations 200" in err  # --verbose: one compact line per request
+        assert not any(_alive(pid) for pid in workers)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -733,9 +776,9 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 5
-        while any(Path(f"/proc/{p}").exists() for p in workers) and time.monotonic() < deadline:
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(Path(f"/proc/{p}").exists() for p in workers)
+        assert not any(_alive(p) for p in workers)
     finally:
         if proc.poll() is None:
             proc.kill()

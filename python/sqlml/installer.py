@@ -97,6 +97,11 @@ def install(conn, settings: dict[str, str], plugin_dir: str | None = None, pytho
         (reported,) = cur.fetchone()
     reported = reported.decode() if isinstance(reported, bytes) else reported
     log(reported)
+    from . import __version__
+
+    if f"library {__version__}" not in reported:
+        log(f"note: the server still runs an older sqlml.so; restart it to load {__version__} "
+            f"(a loaded library stays mapped until the server exits)")
     return reported
 
 

@@ -76,10 +76,29 @@ def map_vader(pos: float, neg: float, neu: float, compound: float) -> tuple[str,
 class Comprehend:
     """The two operations, from request JSON to response JSON (or ApiError)."""
 
-    def __init__(self, model: SentimentModel | None = None) -> None:
-        self._model = model or SentimentModel()
+    def __init__(self, model=None, unavailable: str | None = None) -> None:
+        """*model*: text -> (label, scores), default VADER; *unavailable*: why there is none."""
+        self._unavailable = unavailable
+        self._model = model if model is not None or unavailable else SentimentModel()
+
+    @classmethod
+    def load(cls, log) -> "Comprehend":
+        """Comprehend with VADER, or one that explains on every call why VADER is missing."""
+        try:
+            return cls(SentimentModel())
+        except RuntimeError as exc:
+            log(f"sqlml serve: Comprehend FAILED to load: {exc}")
+            return cls(unavailable=str(exc))
+
+    @property
+    def status(self) -> dict:
+        if self._unavailable:
+            return {"status": "Failed", "error": self._unavailable}
+        return {"status": "InService", "model": "vaderSentiment", "languages": sorted(SCORED_LANGUAGES)}
 
     def handle(self, target: str, content_type: str, body: bytes) -> Response:
+        if self._unavailable:
+            raise ApiError(500, "InternalServerException", f"the local Comprehend is unavailable: {self._unavailable}")
         op = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
         if op not in ("DetectSentiment", "BatchDetectSentiment"):
             raise ApiError(400, "UnknownOperationException",

@@ -129,7 +129,7 @@ class RandomCutForestModel:
                     forest.update(row)
             else:
                 for i in range(len(series) - ep.shingle_size + 1):
-                    # point = the window's values, column by column in time order
+                    # point = the window's time steps in order, each step's columns together
                     forest.update([v for row in series[i:i + ep.shingle_size] for v in row])
         except (ValueError, TypeError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -73,9 +73,9 @@ class SageMakerRuntime:
             rows = _decode(content_type, body, model)
             try:
                 predictions = model.predict(rows)
-            except ModelInputError:
+            except (ModelInputError, KeyboardInterrupt, SystemExit):
                 raise
-            except Exception as exc:  # noqa: BLE001 - a model bug must become a 500 from the "container"
+            except BaseException as exc:  # noqa: BLE001 - a model bug (even a Rust panic) is a 500 from the "container"
                 _log.exception("endpoint %s: model failed on %d rows", name, len(rows))
                 raise _ModelFailure(500, f"{type(exc).__name__}: {exc}") from None
             if len(predictions) != len(rows):  # our own invariant: never answer for the wrong rows

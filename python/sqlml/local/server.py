@@ -72,13 +72,15 @@ class App:
             except ModelLoadError as exc:
                 endpoints[name] = Endpoint(ep, None, str(exc))
                 log(f"sqlml serve: endpoint {name} FAILED to load: {exc}")
-            except Exception as exc:  # noqa: BLE001 - a broken model file must not stop the other endpoints
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - incl. a Rust panic; one bad model must not stop the rest
                 endpoints[name] = Endpoint(ep, None, f"{type(exc).__name__}: {exc}")
                 log(f"sqlml serve: endpoint {name} FAILED to load: {type(exc).__name__}: {exc}")
             else:
                 endpoints[name] = Endpoint(ep, model)
                 log(f"sqlml serve: endpoint {name}: {model.description}")
-        return cls(config, endpoints, Comprehend())
+        return cls(config, endpoints, Comprehend.load(log))
 
     # -- routing ----------------------------------------------------------
     @staticmethod
@@ -136,7 +138,7 @@ class App:
         return {
             "status": "ok",
             "pid": os.getpid(),
-            "comprehend": {"languages": ["en"], "model": "vaderSentiment"},
+            "comprehend": self.comprehend.status,
             "endpoints": {
                 name: {"status": ep.status, "model": ep.config.model,
                        **({"description": ep.model.description, "features": ep.model.n_features}
