@@ -11,7 +11,7 @@ SERVER ?= mariadb
 PORT ?= 3307
 RUN_DIR ?= $(CURDIR)/.run
 APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make
-PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf
+PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu
 
 .PHONY: deps venv build test demo up down bench clean
 

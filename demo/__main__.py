@@ -34,6 +34,17 @@ CUTOFF_SQL = ("SET @score_cutoff = (SELECT AVG(anomaly_score(value)) + 3 * STD(a
               "FROM nyc_taxi)")
 ANOMALY_SQL = ("SELECT ts, value, ROUND(anomaly_score(value), 3) AS score FROM nyc_taxi "
                "WHERE anomaly_score(value) > @score_cutoff ORDER BY ts")
+# The same two queries on the batch path: a warm-up aggregate over the same FROM/WHERE
+# sends every distinct input first, in batches; each row then reads its own answer.
+WARM_TAXI = "(SELECT sqlml_warm_sagemaker('random-cut-forest-model-demo', 10000, value) FROM nyc_taxi) >= 0"
+BATCHED_CUTOFF_SQL = ("SET @score_cutoff = (SELECT AVG(s) + 3 * STD(s) FROM "
+                      f"(SELECT anomaly_score(value) AS s FROM nyc_taxi WHERE {WARM_TAXI}) AS scored)")
+BATCHED_ANOMALY_SQL = ("SELECT ts, value, ROUND(anomaly_score(value), 3) AS score FROM nyc_taxi "
+                       f"WHERE {WARM_TAXI} AND anomaly_score(value) > @score_cutoff ORDER BY ts")
+BATCHED_SENTIMENT_SQL = SENTIMENT_SQL.replace(
+    "WHERE aws_comprehend_detect_sentiment_confidence",
+    "WHERE (SELECT sqlml_warm_comprehend(review, 'en') FROM product_reviews) >= 0\n"
+    "  AND aws_comprehend_detect_sentiment_confidence")
 
 
 def show(cur, title: str, sql: str) -> list[tuple]:
@@ -53,6 +64,18 @@ def show(cur, title: str, sql: str) -> list[tuple]:
             print(f"... ({len(text)} rows)")
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''}, {elapsed:.2f} s)")
     return rows
+
+
+def counters(cur) -> dict:
+    cur.execute("SELECT sqlml_status()")
+    return json.loads(cur.fetchone()[0])["aurora"]
+
+
+def print_counters(cur, title: str, before: dict | None = None) -> None:
+    now = counters(cur)
+    print(f"\n-- {title} (SELECT sqlml_status()), Aurora's names:")
+    for name, value in now.items():
+        print(f"{name:<24} {value - (before or {}).get(name, 0):>10,}")
 
 
 def load(cur, taxi: list[tuple[str, float]]) -> None:
@@ -94,11 +117,14 @@ def main(argv=None) -> int:
                 known = {ts for ts, _ in (taxi[i] for i in demo_taxi_events())}
                 found = {str(r[0]) for r in rows}
                 print(f"known anomalies of the generated series found: {len(known & found)} of {len(known)}")
-            cur.execute("SELECT sqlml_status()")
-            status = json.loads(cur.fetchone()[0])
-            print("\n-- engine counters (SELECT sqlml_status()), Aurora's names:")
-            for name, value in status["aurora"].items():
-                print(f"{name:<24} {value:>10,}")
+            print_counters(cur, "engine counters after the scalar (per-row) path")
+            print("\n== the same queries on the batch path (result cache emptied first) ==")
+            cur.execute("SELECT sqlml_cache_clear()")
+            before = counters(cur)
+            show(cur, "seed query 1, batched", BATCHED_SENTIMENT_SQL)
+            show(cur, "cutoff, batched", BATCHED_CUTOFF_SQL)
+            show(cur, "readings above the cutoff, batched", BATCHED_ANOMALY_SQL)
+            print_counters(cur, "what the batch path cost (difference)", before)
     finally:
         stack.stop()
         print("\nstopped the server and the local inference service")

@@ -42,6 +42,7 @@ class Settings:
     cache_max_mb: int = 512
     cache_ttl_s: float = 300.0
     coalesce_linger_ms: float = 0.0
+    coalesce: bool = True
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -121,6 +122,7 @@ _PARSERS = {
     "cache_max_mb": lambda n, r: _int_in(n, r, 0, 65536),
     "cache_ttl_s": _positive_float,
     "coalesce_linger_ms": _linger,
+    "coalesce": _bool,
 }
 KEYS = tuple(_PARSERS)
 

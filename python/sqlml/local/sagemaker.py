@@ -22,8 +22,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
+import sys
+import traceback
 from dataclasses import dataclass
 
 from .config import EndpointConfig
@@ -33,7 +34,6 @@ from .wire import ApiError, Response, model_error
 MAX_BODY_BYTES = 6_291_456  # InvokeEndpoint's payload limit
 JSONLINES = "application/jsonlines"
 _ACCEPTED = {CSV: CSV, JSON: JSON, JSONLINES: JSONLINES, "application/x-jsonlines": "application/x-jsonlines"}
-_log = logging.getLogger(__name__)
 
 # csv's default 131,072-character field limit would refuse a legal 6 MB single field
 if csv.field_size_limit() < MAX_BODY_BYTES:
@@ -76,7 +76,8 @@ class SageMakerRuntime:
             except (ModelInputError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # noqa: BLE001 - a model bug (even a Rust panic) is a 500 from the "container"
-                _log.exception("endpoint %s: model failed on %d rows", name, len(rows))
+                print(f"sqlml serve: endpoint {name}: model failed on {len(rows)} rows", file=sys.stderr)
+                traceback.print_exc(file=sys.stderr)
                 raise _ModelFailure(500, f"{type(exc).__name__}: {exc}") from None
             if len(predictions) != len(rows):  # our own invariant: never answer for the wrong rows
                 raise _ModelFailure(500, f"model returned {len(predictions)} predictions for {len(rows)} rows")

@@ -21,7 +21,6 @@ import email.utils
 import http
 import http.server
 import json
-import logging
 import os
 import socket
 import sys
@@ -41,7 +40,6 @@ from .wire import ApiError, Response, comprehend_error, sagemaker_error
 COMPREHEND_MAX_BODY_BYTES = 1 << 20  # 25 texts of 5,000 bytes even fully \u-escaped fit easily
 DRAIN_LIMIT_BYTES = 64 << 20  # an oversized body up to this is read and discarded so the client sees our 413
 _SERVER_NAME = "sqlml-local"
-_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,8 +96,8 @@ class App:
         request_id = str(uuid.uuid4())
         if service == "sagemaker":
             return sagemaker_error(self.sagemaker.oversized(size), request_id)
-        err = ApiError(413, "RequestEntityTooLargeException",
-                       f"Request body exceeds the local service's limit of {COMPREHEND_MAX_BODY_BYTES} bytes")
+        # no error type, like SageMaker's own 413: boto3 then reports the status as the code
+        err = ApiError(413, None, f"HTTP content length exceeded {COMPREHEND_MAX_BODY_BYTES} bytes.")
         return comprehend_error(err, request_id)
 
     def handle(self, request: Request) -> Response:

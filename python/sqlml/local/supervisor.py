@@ -107,27 +107,30 @@ def main(argv: list[str] | None = None) -> int:
 
     # Block the stop signals before any thread exists: every thread inherits the mask
     # and the main thread collects them with sigwait, so no handler runs mid-operation.
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS | {signal.SIGCHLD})
-    app = App.load(config)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS | {signal.SIGCHLD})
     try:
-        sock = listen(host, port)
-    except OSError as exc:
-        print(f"sqlml serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    bound_port = sock.getsockname()[1]
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{bound_port}"
-    supervisor = _Supervisor(app, sock, workers, config.idle_timeout_s, args.verbose)
-    supervisor.start()
-    if args.port_file:
-        _write_port_file(args.port_file, bound_port)
-    print(f"{READY_PREFIX}{url}", flush=True)
-    if args.exit_on_stdin_eof:
-        threading.Thread(target=_exit_on_eof, args=(sys.stdin.fileno(),), daemon=True).start()
-    try:
-        supervisor.run()
+        app = App.load(config)
+        try:
+            sock = listen(host, port)
+        except OSError as exc:
+            print(f"sqlml serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        bound_port = sock.getsockname()[1]
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{bound_port}"
+        supervisor = _Supervisor(app, sock, workers, config.idle_timeout_s, args.verbose)
+        try:
+            supervisor.start()
+            if args.port_file:
+                _write_port_file(args.port_file, bound_port)
+            print(f"{READY_PREFIX}{url}", flush=True)
+            if args.exit_on_stdin_eof:
+                threading.Thread(target=_exit_on_eof, args=(sys.stdin.fileno(),), daemon=True).start()
+            supervisor.run()
+        finally:
+            supervisor.stop()
+            sock.close()
     finally:
-        supervisor.stop()
-        sock.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return 0
 
 
@@ -305,12 +308,14 @@ def serve(config: str | os.PathLike | dict | ServerConfig | None = None, host: s
     """Start the local service and return once it accepts requests.
 
     *config*: a TOML/JSON path, a dict in the same shape, a ServerConfig, or None for the
-    shipped demo config. *workers*: worker processes (None: one per CPU); 0 serves from
-    threads of this process. Raises ConfigError for a bad config, RuntimeError if the
+    shipped demo config. *host*/*port* are always these arguments (port 0: any free port);
+    *workers*: worker processes (None: the config's ``server.workers``, else one per CPU);
+    0 serves from threads of this process. Raises ConfigError for a bad config, RuntimeError if the
     service cannot start (with its stderr).
     """
     cfg = load_config(config)
-    workers = default_workers() if workers is None else workers
+    if workers is None:
+        workers = default_workers() if cfg.workers is None else cfg.workers
     if workers == 0:
         return _serve_inline(cfg, host, port, verbose)
     return _serve_subprocess(cfg, host, port, workers, verbose, start_timeout_s)
