@@ -144,7 +144,11 @@ def _run(make_call, threads: int, seconds: float, service_pid: int) -> dict:
 
 
 def main() -> int:
-    tmp = tempfile.mkdtemp(prefix="sqlml-bench-")
+    with tempfile.TemporaryDirectory(prefix="sqlml-bench-") as tmp:
+        return _bench(tmp)
+
+
+def _bench(tmp: str) -> int:
     endpoints = {DEMO: {"model": "rcf", "train": "demo-taxi"}}
     xgb = _xgb_model(tmp)
     if xgb:

@@ -123,9 +123,9 @@ def xgb_model(model_dir):
     return {"booster": booster, "path": path}
 
 
-def _need(fixture_value, what: str):
+def _need(fixture_value, package: str):
     if fixture_value is None:
-        pytest.skip(f"{what} is not installed (pip install {'scikit-learn' if what == 'scikit-learn' else 'xgboost-cpu'})")
+        pytest.skip(f"{package} is not installed (pip install {package})")
     return fixture_value
 
 
@@ -491,7 +491,7 @@ def test_sklearn_regressor_and_multiclass(sm, sklearn_models):
 
 
 def test_xgboost_answers_like_builtin_xgboost(sm, xgb_model):
-    xgb_model = _need(xgb_model, "XGBoost")
+    xgb_model = _need(xgb_model, "xgboost-cpu")
     import numpy as np
     import xgboost
 
@@ -551,6 +551,25 @@ def test_hundreds_of_concurrent_keep_alive_connections(svc):
     finally:
         for c in conns:
             c.close()
+
+
+@pytest.mark.parametrize("kind,module,hint", [("xgboost", "xgboost", "pip install xgboost-cpu"),
+                                              ("sklearn", "sklearn", "pip install scikit-learn"),
+                                              ("rcf", "krcf", "pip install 'krcf>=0.4'")])
+def test_missing_model_library_fails_only_that_endpoint_with_a_hint(monkeypatch, tmp_path, kind, module, hint):
+    from sqlml.local.server import App
+
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    (tmp_path / "m.bin").write_bytes(b"x")
+    spec = {"model": kind, "train": "demo-taxi"} if kind == "rcf" else {"model": kind, "path": str(tmp_path / "m.bin")}
+    lines = []
+    app = App.load(load_config({"endpoints": {"broken": spec, "ok-demo": {"model": "rcf", "train": "demo-taxi",
+                                                                          "demo_points": 50}}}), lines.append)
+    status = app.status()["endpoints"]
+    assert status["broken"]["status"] == "Failed" and hint in status["broken"]["error"]
+    assert any("broken FAILED" in line and hint in line for line in lines)
+    if kind != "rcf":
+        assert status["ok-demo"]["status"] == "InService"
 
 
 def test_comprehend_without_its_model_answers_an_error_instead_of_crashing():

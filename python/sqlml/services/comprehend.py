@@ -89,7 +89,10 @@ def client_error(exc: Exception, where: str) -> ServiceError:
                             code="NoCredentials")
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return ServiceError(f"{where} failed: {type(exc).__name__}: {str(exc)[:200]}", code=type(exc).__name__,
-                            retryable=isinstance(exc, botocore.exceptions.ConnectionError))
+                            # ConnectionClosedError (an HTTPClientError): a pooled keep-alive
+                            # connection closed by the server just as it was reused.
+                            retryable=isinstance(exc, (botocore.exceptions.ConnectionError,
+                                                       botocore.exceptions.HTTPClientError)))
     raise exc
 
 
