@@ -150,13 +150,18 @@ def _encoder(kind: int, function: str, position: int) -> Callable[[object], str]
     return lambda v: csv_field(_text(v, function, what))
 
 
+def _const_endpoint(value: object, name: str) -> str:
+    """The endpoint name, which must be a constant string (it picks the target at init)."""
+    if value is None or not isinstance(value, bytes):
+        raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
+    return sagemaker.check_endpoint(_text(value, name, "endpoint name"), name)
+
+
 def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
     n = len(types)
     if n < 4:
         raise ArgumentError(f"{name}: needs (endpoint, return_type, max_batch_size, arg1, ...); got {n} args")
-    if consts[0] is None or not isinstance(consts[0], bytes):
-        raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
-    endpoint = sagemaker.check_endpoint(_text(consts[0], name, "endpoint name"), name)
+    endpoint = _const_endpoint(consts[0], name)
     if consts[1] is None or not isinstance(consts[1], bytes):
         raise ArgumentError(f"{name}: 2nd argument (return type, e.g. 'REAL') must be a constant string")
     rtype = sqltypes.parse(_text(consts[1], name, "return type"), name)
@@ -253,9 +258,7 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
     n = len(types)
     if n < 3:
         raise ArgumentError(f"{name}: needs (endpoint, max_batch_size, arg1, ...); got {_plural(n, 'argument')}")
-    if consts[0] is None or not isinstance(consts[0], bytes):
-        raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
-    endpoint = sagemaker.check_endpoint(_text(consts[0], name, "endpoint name"), name)
+    endpoint = _const_endpoint(consts[0], name)
     batch_size = _const_int(consts[1], name, 1, "max_batch_size")
     encoders = tuple(_encoder(t, name, i + 2) for i, t in enumerate(types[2:]))
 
