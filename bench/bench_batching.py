@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT, print_table, server_with_sqlml, write_results
+from bench.common import ROOT, print_table, server_with_sqlml, thousand, write_results
 from tests.fakeaws import FakeAWSControl
 
 BATCH_ROWS = {0: 1_000_000, 5: 200_000, 20: 200_000}
@@ -38,15 +38,11 @@ def start_fake(tmp: Path):
 
 
 def fill(cur, rows: int) -> None:
-    cur.execute("CREATE TABLE IF NOT EXISTS bench.k1 (n INT PRIMARY KEY)")
-    cur.execute("SELECT COUNT(*) FROM bench.k1")
-    if cur.fetchone()[0] != 1000:
-        cur.execute("DELETE FROM bench.k1")
-        cur.execute("INSERT INTO bench.k1 VALUES " + ",".join(f"({i})" for i in range(1000)))
+    k1 = thousand(cur)
     cur.execute("DROP TABLE IF EXISTS bench.series")
     cur.execute("CREATE TABLE bench.series (n INT PRIMARY KEY, v DOUBLE)")
     cur.execute(f"INSERT INTO bench.series SELECT a.n * 1000 + b.n, (a.n * 1000 + b.n) * 0.25 "
-                f"FROM bench.k1 a, bench.k1 b WHERE a.n * 1000 + b.n < {rows}")
+                f"FROM {k1} a, {k1} b WHERE a.n * 1000 + b.n < {rows}")
 
 
 def measure(cur, fake, sql: str) -> tuple[float, int]:

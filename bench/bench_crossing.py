@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.common import ServerUnavailable, print_table, server_with_sqlml, timed, write_results
+from bench.common import ServerUnavailable, print_table, server_with_sqlml, thousand, timed, write_results
 
 ROWS = 1_000_000
 REPEAT = 5
@@ -22,16 +22,12 @@ SHAPES = {
 
 
 def make_table(cur) -> None:
-    cur.execute("CREATE TABLE IF NOT EXISTS bench.n1k (n INT PRIMARY KEY)")
-    cur.execute("SELECT COUNT(*) FROM bench.n1k")
-    if cur.fetchone()[0] != 1000:
-        cur.execute("DELETE FROM bench.n1k")
-        cur.execute("INSERT INTO bench.n1k VALUES " + ",".join(f"({i})" for i in range(1000)))
+    k1 = thousand(cur)
     cur.execute("CREATE TABLE IF NOT EXISTS bench.n1m (n INT PRIMARY KEY)")
     cur.execute("SELECT COUNT(*) FROM bench.n1m")
     if cur.fetchone()[0] != ROWS:
         cur.execute("DELETE FROM bench.n1m")
-        cur.execute("INSERT INTO bench.n1m SELECT a.n * 1000 + b.n FROM bench.n1k a, bench.n1k b")
+        cur.execute(f"INSERT INTO bench.n1m SELECT a.n * 1000 + b.n FROM {k1} a, {k1} b")
 
 
 def run(kinds=("mariadb", "mysql")) -> dict:

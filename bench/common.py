@@ -36,6 +36,16 @@ def server_with_sqlml(kind: str, settings: dict[str, str]):
         server.stop()
 
 
+def thousand(cur) -> str:
+    """bench.k1 (n INT) holding 0..999, the seed of the large tables (cross joins of it)."""
+    cur.execute("CREATE TABLE IF NOT EXISTS bench.k1 (n INT PRIMARY KEY)")
+    cur.execute("SELECT COUNT(*) FROM bench.k1")
+    if cur.fetchone()[0] != 1000:
+        cur.execute("DELETE FROM bench.k1")
+        cur.execute("INSERT INTO bench.k1 VALUES " + ",".join(f"({i})" for i in range(1000)))
+    return "bench.k1"
+
+
 def timed(cur, sql: str, repeat: int) -> float:
     """Best wall time of `repeat` runs of sql, in seconds."""
     best = float("inf")
@@ -66,4 +76,4 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
 
 
-__all__ = ["ServerUnavailable", "print_table", "server_with_sqlml", "timed", "write_results"]
+__all__ = ["ServerUnavailable", "print_table", "server_with_sqlml", "thousand", "timed", "write_results"]
