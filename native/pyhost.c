@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "pyhost.h"
+#include "plugin.h"
 #include "server_api.h"
 
 #include <dlfcn.h>
@@ -58,8 +59,117 @@ static PyObject *native_library_version(PyObject *self, PyObject *unused)
   return PyUnicode_FromString(SQLML_VERSION);
 }
 
+/* _sqlml_native.count(i, n): adds n to status counter i (atomic; no lock, no GIL needed). */
+static PyObject *native_count(PyObject *self, PyObject *args)
+{
+  int i;
+  long n = 1;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "i|l", &i, &n))
+    return NULL;
+  plugin_count(i, n);
+  Py_RETURN_NONE;
+}
+
+static PyObject *native_count_max(PyObject *self, PyObject *args)
+{
+  int i;
+  long v;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "il", &i, &v))
+    return NULL;
+  plugin_count_max(i, v);
+  Py_RETURN_NONE;
+}
+
+/* _sqlml_native.counters() -> ((name, value), ...) in SHOW STATUS order. */
+static PyObject *native_counters(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  PyObject *out = PyTuple_New(SQLML_COUNTER_COUNT);
+  for (int i = 0; out && i < SQLML_COUNTER_COUNT; i++) {
+    PyObject *item = Py_BuildValue("(sl)", plugin_counter_name(i), plugin_counter(i));
+    if (!item) {
+      Py_CLEAR(out);
+      break;
+    }
+    PyTuple_SET_ITEM(out, i, item);
+  }
+  return out;
+}
+
+/* _sqlml_native.has_grant(privilege) -> (1 | 0 | -1, why): does the calling statement's
+ * security context hold it (roles as active)? -1: this server cannot tell. */
+static PyObject *native_has_grant(PyObject *self, PyObject *args)
+{
+  const char *privilege;
+  char why[400] = "";
+  int rc;
+  (void)self;
+  if (!PyArg_ParseTuple(args, "s", &privilege))
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = server_has_grant(privilege, why, sizeof why);
+  Py_END_ALLOW_THREADS
+  return Py_BuildValue("(is)", rc, why);
+}
+
+static PyObject *native_binlog_format(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyLong_FromLong(server_binlog_format());
+}
+
+static PyObject *native_settings_generation(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyLong_FromUnsignedLong(plugin_settings_generation());
+}
+
+/* _sqlml_native.settings() -> (generation, ((name, value, is_set), ...)); generation 0
+ * and no values while the plugins are not installed. */
+static PyObject *native_settings(PyObject *self, PyObject *unused)
+{
+  enum { MAX_SETTINGS = 64 };
+  (void)self;
+  (void)unused;
+  struct plugin_setting *values = PyMem_RawCalloc(MAX_SETTINGS, sizeof *values);
+  if (!values)
+    return PyErr_NoMemory();
+  unsigned long generation = 0;
+  int n = plugin_settings_snapshot(values, MAX_SETTINGS, &generation);
+  PyObject *items = PyTuple_New(n);
+  for (int i = 0; items && i < n; i++) {
+    const struct plugin_setting *v = &values[i];
+    PyObject *item = v->kind == 0   ? Py_BuildValue("(ssO)", v->name, v->str, v->is_set ? Py_True : Py_False)
+                     : v->kind == 1 ? Py_BuildValue("(sOO)", v->name, v->num ? Py_True : Py_False,
+                                                    v->is_set ? Py_True : Py_False)
+                                    : Py_BuildValue("(sLO)", v->name, v->num, v->is_set ? Py_True : Py_False);
+    if (!item) {
+      Py_CLEAR(items);
+      break;
+    }
+    PyTuple_SET_ITEM(items, i, item);
+  }
+  PyMem_RawFree(values);
+  if (!items)
+    return NULL;
+  PyObject *out = Py_BuildValue("(kN)", generation, items);
+  return out;
+}
+
 static PyMethodDef native_methods[] = {
     {"library_version", native_library_version, METH_NOARGS, "Version of sqlml.so."},
+    {"count", native_count, METH_VARARGS, "Add n (default 1) to status counter i."},
+    {"count_max", native_count_max, METH_VARARGS, "Raise status counter i to v."},
+    {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
+    {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
+    {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},
+    {"settings_generation", native_settings_generation, METH_NOARGS, "Changes when a variable does."},
+    {"settings", native_settings, METH_NOARGS, "(generation, ((name, value, is_set), ...))."},
     {"warn", native_warn, METH_VARARGS, "Push a warning onto the calling statement."},
     {"server_flavor", native_server_flavor, METH_NOARGS, "'mariadb' or 'mysql'."},
     {NULL, NULL, 0, NULL}};
@@ -331,4 +441,32 @@ unsigned pyhost_take_error(char *buf, size_t buflen)
   Py_XDECREF(tb);
   PyErr_Clear();
   return code;
+}
+
+int pyhost_check_setting(const char *name, const char *str, long long num, int is_num, char *err,
+                         size_t errlen)
+{
+  if (pyhost_boot(err, errlen) != 0)
+    return -1;
+  int rc = -1;
+  pyhost_enter();
+  PyObject *config = PyImport_ImportModule("sqlml.config");
+  PyObject *r = NULL;
+  if (config) {
+    if (is_num)
+      r = PyObject_CallMethod(config, "check_system_variable", "sL", name, num);
+    else if (str)
+      r = PyObject_CallMethod(config, "check_system_variable", "ss", name, str);
+    else
+      r = PyObject_CallMethod(config, "check_system_variable", "sO", name, Py_None);
+    Py_DECREF(config);
+  }
+  if (r) {
+    rc = 0;
+    Py_DECREF(r);
+  } else {
+    pyhost_take_error(err, errlen);
+  }
+  pyhost_leave();
+  return rc;
 }

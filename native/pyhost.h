@@ -34,4 +34,10 @@ PyObject *pyhost_prepare_fn(void);
  * Exceptions that are not sqlml errors are also printed to the server's error log. */
 unsigned pyhost_take_error(char *buf, size_t buflen);
 
+/* Asks sqlml.config.check_system_variable whether a SET GLOBAL value is allowed (a
+ * string, NULL, or an integer when is_num). Returns 0 if so; otherwise -1 with the
+ * reason (what is allowed) in err. Boots Python if needed. */
+int pyhost_check_setting(const char *name, const char *str, long long num, int is_num, char *err,
+                         size_t errlen);
+
 #endif

@@ -4,6 +4,8 @@
  */
 #define _GNU_SOURCE
 #include "server_api.h"
+#include "plugin.h"
+#include "plugin_abi.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -18,12 +20,6 @@ typedef void *(*current_thd_fn)(void);
 typedef void (*push_warning_printf_fn)(void *thd, int level, unsigned code, const char *fmt, ...);
 
 /* MySQL component services, declared as the server's headers lay them out. */
-typedef int (*registry_acquire_fn)(const char *name, void **out);
-struct mysql_registry {
-  registry_acquire_fn acquire;
-  void *acquire_related;
-  int (*release)(void *service);
-};
 struct mysql_udf_metadata {
   int (*argument_get)(UDF_ARGS *, const char *, unsigned, void **);
   int (*result_get)(UDF_INIT *, const char *, void **);
@@ -38,6 +34,23 @@ static current_thd_fn current_thd;
 static push_warning_printf_fn push_warning_printf;
 static struct mysql_udf_metadata *udf_metadata;
 
+static char *(*thd_strmake)(void *thd, const char *str, size_t size);
+static int (*binlog_format)(const void *thd);
+/* MySQL: privileges and who holds them (component services). */
+static struct mysql_registry_service *registry;
+static struct mysql_global_grants_check *grants_check;
+static struct mysql_thd_security_context *security_context;
+/* MariaDB: the server's own routine privilege check and its current THD. */
+typedef struct {
+  const char *str;
+  size_t length;
+} lex_cstring;
+static bool (*check_routine_access)(void *thd, unsigned long long want, const lex_cstring *db,
+                                    const lex_cstring *name, const void *sp_handler, bool no_errors);
+static const void *sp_handler_procedure;
+static void *(*maria_current_thd)(void);
+#define MARIA_EXECUTE_ACL (1ULL << 18)
+
 static void *find(const char *c_name, const char *mangled)
 {
   void *p = c_name ? dlsym(RTLD_DEFAULT, c_name) : NULL;
@@ -49,19 +62,30 @@ static void lookup(void)
   const char *version = dlsym(RTLD_DEFAULT, "server_version");
   is_mariadb = version && strstr(version, "MariaDB") != NULL;
   printf_error = (printf_error_fn)find("my_printf_error", "_Z15my_printf_errorjPKciz");
-  if (is_mariadb)
+  thd_strmake = (char *(*)(void *, const char *, size_t))find("thd_strmake", "_Z11thd_strmakeP3THDPKcm");
+  binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
+  if (is_mariadb) {
+    maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
+    check_routine_access = (bool (*)(void *, unsigned long long, const lex_cstring *, const lex_cstring *,
+                                     const void *, bool))
+        find(NULL, "_Z20check_routine_accessP3THD11privilege_tPK25st_mysql_const_lex_stringS4_PK10Sp_handlerb");
+    sp_handler_procedure = find("sp_handler_procedure", NULL);
     return;
+  }
   current_thd = (current_thd_fn)find(NULL, "_Z19thd_get_current_thdv");
   push_warning_printf = (push_warning_printf_fn)find(
       NULL, "_Z19push_warning_printfP3THDN13Sql_condition19enum_severity_levelEjPKcz");
-  struct mysql_registry *(*registry_acquire)(void) =
-      (struct mysql_registry * (*)(void)) find("mysql_plugin_registry_acquire",
+  void *(*registry_acquire)(void) = (void *(*)(void))find("mysql_plugin_registry_acquire",
                                                "_Z29mysql_plugin_registry_acquirev");
-  struct mysql_registry *registry = registry_acquire ? registry_acquire() : NULL;
+  registry = registry_acquire ? (struct mysql_registry_service *)registry_acquire() : NULL;
   void *service = NULL;
   /* Kept for the process's life: the registry outlives every UDF call. */
   if (registry && registry->acquire("mysql_udf_metadata", &service) == 0)
     udf_metadata = service;
+  if (registry && registry->acquire("global_grants_check", &service) == 0)
+    grants_check = service;
+  if (registry && registry->acquire("mysql_thd_security_context", &service) == 0)
+    security_context = service;
 }
 
 void server_api_init(void) { pthread_once(&once, lookup); }
@@ -100,4 +124,71 @@ bool server_utf8mb4_argument(UDF_ARGS *args, unsigned i)
 bool server_utf8mb4_result(UDF_INIT *initid)
 {
   return udf_metadata && udf_metadata->result_set(initid, "charset", (void *)"utf8mb4") == 0;
+}
+
+char *server_thd_strmake(void *thd, const char *str, size_t length)
+{
+  return thd_strmake && thd ? thd_strmake(thd, str, length) : NULL;
+}
+
+int server_binlog_format(void)
+{
+  void *thd = is_mariadb ? (maria_current_thd ? maria_current_thd() : NULL)
+                         : (current_thd ? current_thd() : NULL);
+  return thd && binlog_format ? binlog_format(thd) : -1;
+}
+
+static const char *const privileges[] = {SQLML_PRIVILEGES, NULL};
+
+int server_register_privileges(void)
+{
+  void *service = NULL;
+  if (!registry || registry->acquire("dynamic_privilege_register", &service) != 0)
+    return -1;
+  struct mysql_dynamic_privilege_register *reg = service;
+  int failed = 0;
+  for (const char *const *p = privileges; *p; p++)
+    failed |= reg->register_privilege(*p, strlen(*p)) != 0;
+  registry->release(service);
+  return failed ? -1 : 0;
+}
+
+int server_has_grant(const char *privilege, char *why, size_t why_len)
+{
+  if (is_mariadb) {
+    void *thd = maria_current_thd ? maria_current_thd() : NULL;
+    if (!thd || !check_routine_access || !sp_handler_procedure) {
+      snprintf(why, why_len,
+               "this MariaDB build does not export check_routine_access, so sqlml cannot check the "
+               "caller's roles; it refuses to run ML functions");
+      return -1;
+    }
+    /* EXECUTE on the marker procedure sqlml.<privilege in lower case, without SQLML_>,
+     * which install.sql grants to the matching role: the server's own check, with the
+     * current security context (a SQL SECURITY DEFINER routine's definer) and its role. */
+    char routine[64];
+    const char *bare = strncmp(privilege, "SQLML_", 6) == 0 ? privilege + 6 : privilege;
+    size_t n = 0;
+    for (; bare[n] && n < sizeof routine - 1; n++)
+      routine[n] = (char)(bare[n] >= 'A' && bare[n] <= 'Z' ? bare[n] - 'A' + 'a' : bare[n]);
+    routine[n] = '\0';
+    lex_cstring db = {"sqlml", 5}, name = {routine, n};
+    return check_routine_access(thd, MARIA_EXECUTE_ACL, &db, &name, sp_handler_procedure, true) ? 0 : 1;
+  }
+  if (!plugin_sqlml_ready()) {
+    snprintf(why, why_len,
+             "the sqlml plugin is not installed, so the %s privilege does not exist; run install.sql "
+             "(INSTALL PLUGIN sqlml SONAME 'sqlml.so')",
+             privilege);
+    return -1;
+  }
+  void *thd = current_thd ? current_thd() : NULL;
+  void *ctx = NULL;
+  if (!thd || !grants_check || !security_context || security_context->get(thd, &ctx) != 0 || !ctx) {
+    snprintf(why, why_len,
+             "this MySQL build does not offer the global_grants_check service, so sqlml cannot check "
+             "the caller's privileges; it refuses to run ML functions");
+    return -1;
+  }
+  return grants_check->has_global_grant(ctx, privilege, strlen(privilege)) ? 1 : 0;
 }

@@ -13,6 +13,7 @@
 #define SQLML_SERVER_API_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "udf_abi.h"
 
@@ -31,5 +32,21 @@ bool server_warning(unsigned code, const char *msg);
  * utf8mb4. Call from xxx_init. No-ops (returning false) where unsupported. */
 bool server_utf8mb4_argument(UDF_ARGS *args, unsigned i);
 bool server_utf8mb4_result(UDF_INIT *initid);
+
+/* Copies a string into the statement's memory (sysvar checks); NULL on failure. */
+char *server_thd_strmake(void *thd, const char *str, size_t length);
+
+/* The calling session's binlog format if binary logging is on for it (0 MIXED,
+ * 1 STATEMENT, 2 ROW), 3 if it is off, -1 if the server does not say. */
+int server_binlog_format(void);
+
+/* sqlml's privileges. MySQL: dynamic privileges registered by the plugin. MariaDB has
+ * none: each maps to EXECUTE on the procedure sqlml.<name in lower case, no SQLML_>. */
+#define SQLML_PRIVILEGES "SQLML_COMPREHEND_INVOKE", "SQLML_SAGEMAKER_INVOKE", "SQLML_S3_EXPORT"
+int server_register_privileges(void);
+
+/* Whether the caller (the current security context, roles as active) holds privilege:
+ * 1 yes, 0 no, -1 cannot tell on this server (why says so). */
+int server_has_grant(const char *privilege, char *why, size_t why_len);
 
 #endif

@@ -35,3 +35,54 @@ DROP FUNCTION IF EXISTS sqlml_warm_sagemaker;
 CREATE AGGREGATE FUNCTION sqlml_warm_sagemaker RETURNS INTEGER SONAME 'sqlml.so';
 DROP FUNCTION IF EXISTS sqlml_cache_clear;
 CREATE FUNCTION sqlml_cache_clear RETURNS INTEGER SONAME 'sqlml.so';
+
+-- The plugin part of the same library, three plugins: sqlml (system variables sqlml_*;
+-- on MySQL the dynamic privileges SQLML_COMPREHEND_INVOKE, SQLML_SAGEMAKER_INVOKE,
+-- SQLML_S3_EXPORT), aws (aws_default_*_role) and aurora_ml (SHOW GLOBAL STATUS LIKE
+-- 'Aurora_ml%' and 'Sqlml%', and aurora_ml_inference_timeout).
+SET @sqlml_sql = (SELECT IF(COUNT(*) = 0, 'INSTALL PLUGIN sqlml SONAME ''sqlml.so''', 'DO 0')
+                  FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'sqlml');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = (SELECT IF(COUNT(*) = 0, 'INSTALL PLUGIN aws SONAME ''sqlml.so''', 'DO 0')
+                  FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'aws');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = (SELECT IF(COUNT(*) = 0, 'INSTALL PLUGIN aurora_ml SONAME ''sqlml.so''', 'DO 0')
+                  FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'aurora_ml');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+
+-- Access control (python/sqlml/access.py). A user may call the Comprehend functions
+-- only with AWS_COMPREHEND_ACCESS active, the SageMaker ones only with
+-- AWS_SAGEMAKER_ACCESS active, and export to S3 only with AWS_SELECT_S3_ACCESS active.
+-- Each role carries one privilege: on MySQL a dynamic privilege, on MariaDB (which has
+-- none) EXECUTE on a marker procedure in the `sqlml` schema, named after it.
+CREATE ROLE IF NOT EXISTS AWS_COMPREHEND_ACCESS;
+CREATE ROLE IF NOT EXISTS AWS_SAGEMAKER_ACCESS;
+CREATE ROLE IF NOT EXISTS AWS_SELECT_S3_ACCESS;
+CREATE DATABASE IF NOT EXISTS sqlml;
+CREATE PROCEDURE IF NOT EXISTS sqlml.comprehend_invoke() COMMENT 'sqlml access marker (MariaDB): EXECUTE on it = may call Comprehend' SELECT 'AWS_COMPREHEND_ACCESS';
+CREATE PROCEDURE IF NOT EXISTS sqlml.sagemaker_invoke() COMMENT 'sqlml access marker (MariaDB): EXECUTE on it = may call SageMaker' SELECT 'AWS_SAGEMAKER_ACCESS';
+CREATE PROCEDURE IF NOT EXISTS sqlml.s3_export() COMMENT 'sqlml access marker (MariaDB): EXECUTE on it = may export to S3' SELECT 'AWS_SELECT_S3_ACCESS';
+SET @sqlml_mariadb = VERSION() LIKE '%MariaDB%';
+SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.comprehend_invoke TO AWS_COMPREHEND_ACCESS',
+                    'GRANT SQLML_COMPREHEND_INVOKE ON *.* TO AWS_COMPREHEND_ACCESS');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.sagemaker_invoke TO AWS_SAGEMAKER_ACCESS',
+                    'GRANT SQLML_SAGEMAKER_INVOKE ON *.* TO AWS_SAGEMAKER_ACCESS');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.s3_export TO AWS_SELECT_S3_ACCESS',
+                    'GRANT SQLML_S3_EXPORT ON *.* TO AWS_SELECT_S3_ACCESS');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+-- The installing administrator may call everything: on MariaDB through its global
+-- EXECUTE privilege; on MySQL, where no one holds a dynamic privilege implicitly, by
+-- a direct grant.
+SET @sqlml_sql = IF(@sqlml_mariadb, 'DO 0',
+                    'GRANT SQLML_COMPREHEND_INVOKE, SQLML_SAGEMAKER_INVOKE, SQLML_S3_EXPORT ON *.* TO CURRENT_USER()');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+DEALLOCATE PREPARE sqlml_stmt;

@@ -1,5 +1,7 @@
--- sqlml: remove the SQL functions of sqlml.so. Idempotent. Stored functions made
--- with `sqlml translate` stay, and fail until sqlml is installed again.
+-- sqlml: remove what install.sql made: the SQL functions of sqlml.so, its plugins,
+-- the roles AWS_*_ACCESS (and so every grant of them) and the `sqlml` schema of access
+-- markers. Idempotent. Stored functions made with `sqlml translate` stay, and fail
+-- until sqlml is installed again.
 
 DROP FUNCTION IF EXISTS aws_comprehend_detect_sentiment;
 DROP FUNCTION IF EXISTS aws_comprehend_detect_sentiment_confidence;
@@ -14,3 +16,20 @@ DROP FUNCTION IF EXISTS sqlml_noop_int;
 DROP FUNCTION IF EXISTS sqlml_warm_comprehend;
 DROP FUNCTION IF EXISTS sqlml_warm_sagemaker;
 DROP FUNCTION IF EXISTS sqlml_cache_clear;
+SET @sqlml_sql = (SELECT IF(COUNT(*) = 0, 'DO 0', 'UNINSTALL PLUGIN sqlml')
+                  FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'sqlml');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = (SELECT IF(COUNT(*) = 0, 'DO 0', 'UNINSTALL PLUGIN aws')
+                  FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'aws');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = (SELECT IF(COUNT(*) = 0, 'DO 0', 'UNINSTALL PLUGIN aurora_ml')
+                  FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'aurora_ml');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+DEALLOCATE PREPARE sqlml_stmt;
+DROP ROLE IF EXISTS AWS_COMPREHEND_ACCESS;
+DROP ROLE IF EXISTS AWS_SAGEMAKER_ACCESS;
+DROP ROLE IF EXISTS AWS_SELECT_S3_ACCESS;
+DROP DATABASE IF EXISTS sqlml;

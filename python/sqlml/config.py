@@ -1,10 +1,15 @@
-"""Settings: defaults, then the server's SQLML_* environment, then sqlml.cnf beside the library.
+"""Settings: defaults < the server's SQLML_* environment < sqlml.cnf < system variables.
 
 `sqlml install` writes sqlml.cnf (INI, section [sqlml]) next to sqlml.so; the C shim
-reads only its `python` key, everything else is read here. Every value is validated
-where it enters, with a message that says what is allowed. The file is re-read when
+reads only its `python` key, everything else is read here. The file is re-read when
 it changes (checked at most once a second, at statement start), so a DBA can change
 a setting without restarting the server.
+
+The plugins (INSTALL PLUGIN sqlml / aws) add system variables (SYSTEM_VARIABLES below):
+one set with SET GLOBAL, in my.cnf or on the command line (to a value other than its
+default) wins over the file and the environment, and reaches the engine at the next
+statement. Every value is validated where it enters, with a message that says what is
+allowed: SET GLOBAL refuses a bad value before it is stored (check_system_variable).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -43,6 +49,12 @@ class Settings:
     cache_ttl_s: float = 300.0
     coalesce_linger_ms: float = 0.0
     coalesce: bool = True
+    # IAM roles assumed with STS per service (Aurora's aws_default_*_role); None: the
+    # default credential chain. sts_endpoint_url overrides STS (tests, private links).
+    sagemaker_role_arn: str | None = None
+    comprehend_role_arn: str | None = None
+    s3_role_arn: str | None = None
+    sts_endpoint_url: str | None = None
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -71,7 +83,23 @@ def _url(name: str, raw: str) -> str | None:
         return None
     if not raw.startswith(("http://", "https://")):
         raise SettingError(f"{name} must be an http:// or https:// URL (or empty for AWS), got {raw!r}")
+    if "@" in raw.split("/", 3)[2]:
+        # user:password@host would put a secret into SHOW VARIABLES and error messages.
+        raise SettingError(f"{name} must not carry credentials (user@host); use an IAM role or the default chain")
     return raw
+
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def _role_arn(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not _ROLE_ARN.fullmatch(value):
+        raise SettingError(f"{name} must be an IAM role ARN such as arn:aws:iam::123456789012:role/ml "
+                           f"(or empty for the default credentials), got {raw[:120]!r}")
+    return value
 
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
@@ -123,8 +151,86 @@ _PARSERS = {
     "cache_ttl_s": _positive_float,
     "coalesce_linger_ms": _linger,
     "coalesce": _bool,
+    "sagemaker_role_arn": _role_arn,
+    "comprehend_role_arn": _role_arn,
+    "s3_role_arn": _role_arn,
+    "sts_endpoint_url": _url,
 }
 KEYS = tuple(_PARSERS)
+
+
+@dataclass(frozen=True)
+class SystemVariable:
+    """A server system variable (declared in native/plugin.c) and the setting it drives."""
+
+    key: str
+    scale: float = 0.0  # integer variables: setting = value * scale (0: a string or ON/OFF)
+    low: int = 0
+    high: int = 0
+    unit: str = ""
+
+
+def _int_var(key: str, low: int, high: int, unit: str = "", scale: float = 1.0) -> SystemVariable:
+    return SystemVariable(key, scale, low, high, unit)
+
+
+SYSTEM_VARIABLES = {
+    "aws_default_sagemaker_role": SystemVariable("sagemaker_role_arn"),
+    "aws_default_comprehend_role": SystemVariable("comprehend_role_arn"),
+    "aws_default_s3_role": SystemVariable("s3_role_arn"),
+    "sqlml_region": SystemVariable("region"),
+    "sqlml_comprehend_endpoint_url": SystemVariable("comprehend_endpoint_url"),
+    "sqlml_sagemaker_endpoint_url": SystemVariable("sagemaker_endpoint_url"),
+    "sqlml_sts_endpoint_url": SystemVariable("sts_endpoint_url"),
+    "aurora_ml_inference_timeout": _int_var("timeout_s", 1, 86_400_000, " ms", 0.001),
+    "sqlml_connect_timeout_ms": _int_var("connect_timeout_s", 1, 86_400_000, " ms", 0.001),
+    "sqlml_max_attempts": _int_var("max_attempts", 1, 10),
+    "sqlml_on_error": SystemVariable("on_error"),
+    "sqlml_max_in_flight": _int_var("max_in_flight", 1, 256),
+    "sqlml_sagemaker_accept": SystemVariable("sagemaker_accept"),
+    "sqlml_cache_enabled": SystemVariable("cache_enabled"),
+    "sqlml_cache_max_entries": _int_var("cache_max_entries", 0, 100_000_000),
+    "sqlml_cache_max_mb": _int_var("cache_max_mb", 0, 65536, " MB"),
+    "sqlml_cache_ttl_s": _int_var("cache_ttl_s", 1, 86400, " s"),
+    "sqlml_coalesce": SystemVariable("coalesce"),
+    "sqlml_coalesce_linger_ms": _int_var("coalesce_linger_ms", 0, 100, " ms"),
+}
+
+
+def system_variable_raw(name: str, value) -> tuple[str, str]:
+    """(setting key, raw text) for a system variable's value; SettingError if not allowed."""
+    var = SYSTEM_VARIABLES.get(name)
+    if var is None:
+        raise SettingError(f"{name} is not a sqlml system variable")
+    if var.scale:
+        if isinstance(value, bool) or not isinstance(value, int) or not var.low <= value <= var.high:
+            raise SettingError(f"{name} must be an integer from {var.low} to {var.high}{var.unit}, got {value!r}")
+        return var.key, repr(value * var.scale) if var.scale != 1.0 else str(value)
+    if isinstance(value, bool):
+        return var.key, "1" if value else "0"
+    raw = "" if value is None else str(value)
+    _PARSERS[var.key](name, raw)  # validates, naming the variable as the DBA typed it
+    return var.key, raw
+
+
+def check_system_variable(name: str, value) -> None:
+    """Called by the plugin for SET GLOBAL before a value is stored: refuse it with what is allowed."""
+    from .errors import SettingRefused
+
+    try:
+        system_variable_raw(name, value)
+    except SettingError as exc:
+        raise SettingRefused(str(exc)) from None
+
+
+def from_system_variables(variables: Mapping[str, tuple]) -> dict[str, str]:
+    """Raw setting values of the variables the DBA set (SET GLOBAL, my.cnf, command line)."""
+    values = {}
+    for name, (value, is_set) in variables.items():
+        if is_set and name in SYSTEM_VARIABLES:
+            key, raw = system_variable_raw(name, value)
+            values[key] = raw
+    return values
 
 
 def parse(values: Mapping[str, str], base: Settings | None = None) -> Settings:
@@ -159,9 +265,12 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def load(cnf_path: str | None, environ: Mapping[str, str] = os.environ) -> Settings:
-    """Defaults < environment < sqlml.cnf (the file wins so that a live edit takes effect)."""
+def load(cnf_path: str | None, environ: Mapping[str, str] = os.environ,
+         variables: Mapping[str, tuple] | None = None) -> Settings:
+    """Defaults < environment < sqlml.cnf < system variables set by the DBA."""
     values = from_environment(environ)
     if cnf_path and os.path.exists(cnf_path):
         values.update(read_cnf(cnf_path))
+    if variables:
+        values.update(from_system_variables(variables))
     return parse(values)

@@ -9,6 +9,9 @@ function (or service and endpoint) and say how to fix the call.
 from __future__ import annotations
 
 ER_UNKNOWN_ERROR = 1105
+ER_SPECIFIC_ACCESS_DENIED = 1227  # "Access denied; you need (at least one of) the %s privilege(s)"
+ER_WRONG_VALUE_FOR_VAR = 1231
+ER_BINLOG_UNSAFE = 1592  # the server's "unsafe statement" code
 ER_WRONG_ARGUMENTS = 1210  # "Incorrect arguments to %s"
 ER_DATA_OUT_OF_RANGE = 1264
 WARN_DATA_TRUNCATED = 1265
@@ -28,6 +31,24 @@ class ArgumentError(SqlmlError):
     """A call with arguments the function cannot accept: the caller must fix the SQL."""
 
     sql_errno = ER_WRONG_ARGUMENTS
+
+
+class AccessDenied(SqlmlError):
+    """The caller lacks the role (privilege) a function needs; nothing was sent."""
+
+    sql_errno = ER_SPECIFIC_ACCESS_DENIED
+
+
+class SettingRefused(SqlmlError):
+    """A SET GLOBAL value sqlml does not accept; the message says what is allowed."""
+
+    sql_errno = ER_WRONG_VALUE_FOR_VAR
+
+
+class UnsafeForBinlog(SqlmlError):
+    """A call that statement-based replication would replay with a different answer."""
+
+    sql_errno = ER_BINLOG_UNSAFE
 
 
 class ResultTypeError(SqlmlError):

@@ -28,3 +28,44 @@ def flavor() -> str:
 
 def library_version() -> str:
     return _native.library_version() if _native else "not loaded"
+
+
+def counters() -> tuple:
+    """((status variable name, value), ...) from the library, or () outside a server."""
+    return _native.counters() if _native else ()
+
+
+def count(index: int, n: int = 1) -> None:
+    _native.count(index, n)
+
+
+def count_max(index: int, value: int) -> None:
+    _native.count_max(index, value)
+
+
+def has_grant(privilege: str) -> tuple[int, str]:
+    """(1 granted | 0 not | -1 cannot tell, why) for the calling statement's user."""
+    if _native is None:
+        return -1, "not running inside a server"
+    return _native.has_grant(privilege)
+
+
+# The session's binlog format as the server reports it while binary logging is on.
+BINLOG_MIXED, BINLOG_STATEMENT, BINLOG_ROW, BINLOG_OFF = 0, 1, 2, 3
+
+
+def binlog_format() -> int:
+    return _native.binlog_format() if _native else -1
+
+
+def settings_generation() -> int:
+    """Changes whenever a sqlml system variable does; 0 while the plugins are not installed."""
+    return _native.settings_generation() if _native else 0
+
+
+def system_variables() -> tuple[int, dict]:
+    """(generation, {name: (value, explicitly_set)}) of the installed plugins' variables."""
+    if _native is None:
+        return 0, {}
+    generation, items = _native.settings()
+    return generation, {name: (value, is_set) for name, value, is_set in items}

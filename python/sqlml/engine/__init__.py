@@ -13,7 +13,7 @@ import os
 import threading
 import time
 
-from .. import config
+from .. import config, server
 from ..config import Settings
 from ..errors import ServiceError
 from ..services import comprehend, sagemaker
@@ -29,7 +29,8 @@ RELOAD_CHECK_S = 1.0
 class Engine:
     def __init__(self, cnf_path: str | None, settings: Settings | None = None):
         self.cnf_path = cnf_path
-        self.settings = settings or config.load(cnf_path)
+        self._variables_generation, variables = server.system_variables()
+        self.settings = settings or config.load(cnf_path, variables=variables)
         self.counters = Counters()
         self.clients = Clients(self.settings)
         self.dispatcher = Dispatcher(self.settings, self.counters)
@@ -51,18 +52,21 @@ class Engine:
             return None
 
     def maybe_reload(self) -> None:
-        """Re-reads sqlml.cnf if it changed; called at statement start, cheap otherwise."""
+        """Re-reads the settings if sqlml.cnf or a system variable changed; called at
+        statement start, cheap otherwise (a SET GLOBAL is seen at the next statement)."""
         now = time.monotonic()
-        if now < self._next_check or not self._reload_lock.acquire(blocking=False):
+        variables_moved = server.settings_generation() != self._variables_generation
+        if (now < self._next_check and not variables_moved) or not self._reload_lock.acquire(blocking=variables_moved):
             return
         try:
             self._next_check = now + RELOAD_CHECK_S
             mtime = self._mtime()
-            if mtime == self._cnf_mtime:
+            if mtime == self._cnf_mtime and not variables_moved:
                 return
             self._cnf_mtime = mtime
+            self._variables_generation, variables = server.system_variables()
             try:
-                settings = config.load(self.cnf_path)
+                settings = config.load(self.cnf_path, variables=variables)
             except (OSError, ValueError) as exc:
                 # Keep running on the last good settings; sqlml_status() shows why.
                 self.reload_error = f"{self.cnf_path}: {exc}"

@@ -1,16 +1,24 @@
-"""The engine's counters: Aurora's seven, and sqlml's own per service and endpoint.
+"""The engine's counters: Aurora's seven, sqlml's own totals, and per-target details.
 
 Aurora's meanings: logical_request_cnt counts rows evaluated (calls that needed a
 service answer), logical_response_cnt the answers they got, actual_request_cnt and
 actual_response_cnt the requests really sent and answered, cache_hit_cnt the rows
 answered from the cache, retry_request_cnt the requests that were retries, and
 single_request_cnt the calls evaluated without batching (one row, one request).
+
+Inside a server the totals live in sqlml.so's memory (native/plugin.h lists them) as
+the status variables Aurora_ml_* and Sqlml_*: the engine adds to them atomically, SHOW
+GLOBAL STATUS reads them without waiting for Python, and FLUSH STATUS zeroes them.
+Outside a server (tools, unit tests) the same names live in a dict here. The
+per-(service, target) details stay in Python and show in sqlml_status().
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+
+from .. import server
 
 AURORA = (
     "logical_request_cnt",
@@ -21,8 +29,26 @@ AURORA = (
     "retry_request_cnt",
     "single_request_cnt",
 )
-# sqlml's own totals, beside Aurora's.
-EXTENDED = ("batched_row_cnt", "warmup_cnt")
+# sqlml's own totals, beside Aurora's (status variables Sqlml_<name>).
+EXTENDED = (
+    "batched_row_cnt",
+    "warmup_cnt",
+    "error_cnt",
+    "throttle_cnt",
+    "timeout_cnt",
+    "batch_max_rows",
+    "service_time_us",
+    "access_denied_cnt",
+)
+MAXIMA = ("batch_max_rows",)  # raised to a value, not added to
+PREFIXES = ("Aurora_ml_", "Sqlml_")
+
+
+def _bare(status_name: str) -> str:
+    for prefix in PREFIXES:
+        if status_name.startswith(prefix):
+            return status_name[len(prefix):]
+    return status_name
 
 
 @dataclass
@@ -44,15 +70,63 @@ class TargetStats:
         return d
 
 
+class _PythonTotals:
+    """The totals when no sqlml.so is loaded."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(AURORA + EXTENDED, 0)
+
+    def add(self, name: str, n: int) -> None:
+        with self._lock:
+            self._values[name] += n
+
+    def raise_to(self, name: str, value: int) -> None:
+        with self._lock:
+            self._values[name] = max(self._values[name], value)
+
+    def values(self) -> dict:
+        with self._lock:
+            return dict(self._values)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values = dict.fromkeys(self._values, 0)
+
+
+class _NativeTotals:
+    """The totals as status variables in sqlml.so (atomic adds, no lock here)."""
+
+    def __init__(self, names: tuple):
+        self._index = {_bare(name): i for i, name in enumerate(names)}
+        missing = set(AURORA + EXTENDED) - set(self._index)
+        if missing:
+            raise RuntimeError(f"sqlml.so lacks counters {sorted(missing)}: library and engine differ; reinstall")
+
+    def add(self, name: str, n: int) -> None:
+        server.count(self._index[name], n)
+
+    def raise_to(self, name: str, value: int) -> None:
+        server.count_max(self._index[name], value)
+
+    def values(self) -> dict:
+        return {_bare(name): value for name, value in server.counters()}
+
+    def reset(self) -> None:
+        raise RuntimeError("the status variables are reset by FLUSH STATUS")
+
+
 @dataclass
 class Counters:
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    totals: dict = field(default_factory=lambda: dict.fromkeys(AURORA + EXTENDED, 0))
     targets: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        names = tuple(name for name, _ in server.counters())
+        self._totals = _NativeTotals(names) if names else _PythonTotals()
+
     def add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self.totals[name] += n
+        self._totals.add(name, n)
 
     def request_done(self, target: tuple[str, str], rows: int, seconds: float, *, error: bool = False,
                      throttled: bool = False, timed_out: bool = False) -> None:
@@ -68,18 +142,29 @@ class Counters:
             t.timeouts += timed_out
             t.max_batch_rows = max(t.max_batch_rows, rows)
             t.service_time_s += seconds
+        totals = self._totals
+        if error:
+            totals.add("error_cnt", 1)
+        if throttled:
+            totals.add("throttle_cnt", 1)
+        if timed_out:
+            totals.add("timeout_cnt", 1)
+        if rows:
+            totals.raise_to("batch_max_rows", rows)
+        if seconds:
+            totals.add("service_time_us", int(seconds * 1e6))
 
     def snapshot(self) -> dict:
+        values = self._totals.values()
         with self._lock:
             return {
-                "aurora": {k: self.totals[k] for k in AURORA},
-                "extended": {k: self.totals[k] for k in EXTENDED},
+                "aurora": {k: values[k] for k in AURORA},
+                "extended": {k: values[k] for k in EXTENDED},
                 "targets": [
                     {"service": s, "target": e, **stats.as_dict()} for (s, e), stats in sorted(self.targets.items())
                 ],
             }
 
-    def reset(self) -> None:
+    def reset_targets(self) -> None:
         with self._lock:
-            self.totals = dict.fromkeys(AURORA + EXTENDED, 0)
             self.targets = {}

@@ -16,7 +16,7 @@ import math
 import platform
 from typing import Callable
 
-from .. import __version__, server
+from .. import __version__, access, server
 from .. import types as sqltypes
 from ..errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ..services import comprehend, sagemaker
@@ -322,32 +322,58 @@ def prepare_echo(engine, name, kind, types, consts):
     return _echo, 0, 0, (INT,)
 
 
-REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
-    "aws_comprehend_detect_sentiment": (STRING, prepare_sentiment),
-    "aws_comprehend_detect_sentiment_confidence": (REAL, prepare_confidence),
-    "aws_sagemaker_invoke_endpoint_real": (REAL, prepare_sagemaker),
-    "aws_sagemaker_invoke_endpoint_int": (INT, prepare_sagemaker),
-    "aws_sagemaker_invoke_endpoint_decimal": (DECIMAL, prepare_sagemaker),
-    "aws_sagemaker_invoke_endpoint_string": (STRING, prepare_sagemaker),
-    "sqlml_version": (STRING, prepare_version),
-    "sqlml_status": (STRING, prepare_status),
-    "sqlml_echo_int": (INT, prepare_echo),
-    "sqlml_warm_comprehend": (INT, prepare_warm_comprehend),
-    "sqlml_warm_sagemaker": (INT, prepare_warm_sagemaker),
-    "sqlml_cache_clear": (INT, prepare_cache_clear),
+# Which role each function needs (access.py); None: anyone may call it.
+REGISTRY: dict[str, tuple[int, Callable[..., Prepared], tuple[str, ...]]] = {
+    "aws_comprehend_detect_sentiment": (STRING, prepare_sentiment, ("comprehend",)),
+    "aws_comprehend_detect_sentiment_confidence": (REAL, prepare_confidence, ("comprehend",)),
+    "aws_sagemaker_invoke_endpoint_real": (REAL, prepare_sagemaker, ("sagemaker",)),
+    "aws_sagemaker_invoke_endpoint_int": (INT, prepare_sagemaker, ("sagemaker",)),
+    "aws_sagemaker_invoke_endpoint_decimal": (DECIMAL, prepare_sagemaker, ("sagemaker",)),
+    "aws_sagemaker_invoke_endpoint_string": (STRING, prepare_sagemaker, ("sagemaker",)),
+    "sqlml_version": (STRING, prepare_version, ()),
+    "sqlml_status": (STRING, prepare_status, ()),
+    "sqlml_echo_int": (INT, prepare_echo, ()),
+    "sqlml_warm_comprehend": (INT, prepare_warm_comprehend, ("comprehend",)),
+    "sqlml_warm_sagemaker": (INT, prepare_warm_sagemaker, ("sagemaker",)),
+    "sqlml_cache_clear": (INT, prepare_cache_clear, ("comprehend", "sagemaker")),
 }
+
+
+class Refused:
+    """A prepared call that raises `error` on every row: the statement fails at its first
+    row with the full message (MariaDB cuts init messages to 80 characters), and no
+    request is ever sent."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __call__(self, *args):
+        raise self.error
+
+    add = __call__
+
+    def clear(self):
+        pass
 
 
 def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
     entry = REGISTRY.get(name)
     if entry is None:
         raise ArgumentError(f"{name}: not a function of this sqlml engine ({__version__}); reinstall sqlml")
-    expected_kind, factory = entry
+    expected_kind, factory, services = entry
     if expected_kind != kind:
         raise ArgumentError(
             f"{name}: library and engine disagree on its return type ({KIND_NAMES[kind]} vs "
             f"{KIND_NAMES[expected_kind]}); reinstall sqlml"
         )
     engine.maybe_reload()
-    return factory(engine, name, kind, types, consts)
-
+    prepared = factory(engine, name, kind, types, consts)
+    if services:
+        error = access.refusal(name, *services)
+        if error is not None:
+            engine.counters.add("access_denied_cnt")
+        else:
+            error = access.binlog_refusal(name)
+        if error is not None:
+            return (Refused(error),) + tuple(prepared[1:])
+    return prepared

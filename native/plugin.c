@@ -1,0 +1,462 @@
+/*
+ * The plugin part of sqlml.so: status variables, system variables, and (on MySQL) the
+ * registration of sqlml's dynamic privileges. The same file is a UDF library; the
+ * plugins are installed by install.sql with INSTALL PLUGIN sqlml / aws SONAME 'sqlml.so'.
+ *
+ * Both plugins are AUDIT plugins subscribed to nothing that costs: a MySQL DAEMON plugin
+ * loads only on the exact server version it was built for, an AUDIT plugin does not
+ * (PLATFORM.md section 3), and MariaDB's audit interface version is just as stable.
+ *
+ *   plugin "sqlml":     system variables sqlml_*, and on MySQL the dynamic privileges
+ *   plugin "aws":       system variables aws_default_{sagemaker,comprehend,s3}_role
+ *   plugin "aurora_ml": status variables Aurora_ml_* and Sqlml_*, and the system
+ *                       variable aurora_ml_inference_timeout
+ * (The server names a plugin's system variables <plugin>_<name>; MariaDB also prefixes
+ * status variables with the plugin's name unless the first one already starts with it,
+ * hence the aurora_ml plugin.)
+ *
+ * Counters are plain longs here (SHOW_LONG: FLUSH STATUS zeroes them) that the engine
+ * bumps with atomic adds and the server reads without ever waiting for Python.
+ * System variables are validated by the engine (sqlml.config) in their check function,
+ * stored here, and read by the engine at statement start when their generation moved.
+ */
+#define _GNU_SOURCE
+#include "plugin.h"
+#include "plugin_abi.h"
+#include "pyhost.h"
+#include "server_api.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQLML_EXPORT __attribute__((visibility("default")))
+
+/* ---- counters ------------------------------------------------------------------------- */
+
+static const char *const counter_names[SQLML_COUNTER_COUNT] = {
+#define X(id, name) [id] = name,
+    SQLML_COUNTERS(X)
+#undef X
+};
+
+static long counters[SQLML_COUNTER_COUNT];
+
+void plugin_count(int i, long n)
+{
+  if (i >= 0 && i < SQLML_COUNTER_COUNT)
+    __atomic_fetch_add(&counters[i], n, __ATOMIC_RELAXED);
+}
+
+void plugin_count_max(int i, long v)
+{
+  if (i < 0 || i >= SQLML_COUNTER_COUNT)
+    return;
+  long seen = __atomic_load_n(&counters[i], __ATOMIC_RELAXED);
+  while (v > seen &&
+         !__atomic_compare_exchange_n(&counters[i], &seen, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    ;
+}
+
+long plugin_counter(int i)
+{
+  return i >= 0 && i < SQLML_COUNTER_COUNT ? __atomic_load_n(&counters[i], __ATOMIC_RELAXED) : 0;
+}
+
+const char *plugin_counter_name(int i)
+{
+  return i >= 0 && i < SQLML_COUNTER_COUNT ? counter_names[i] : NULL;
+}
+
+static struct maria_show_var maria_status[SQLML_COUNTER_COUNT + 1] = {
+#define X(id, name) [id] = {name, &counters[id], MARIA_SHOW_ULONG},
+    SQLML_COUNTERS(X)
+#undef X
+};
+
+static struct mysql_show_var mysql_status[SQLML_COUNTER_COUNT + 1] = {
+#define X(id, name) [id] = {name, (char *)&counters[id], MYSQL_SHOW_LONG, MYSQL_SHOW_SCOPE_GLOBAL},
+    SQLML_COUNTERS(X)
+#undef X
+};
+
+/* ---- system variables -------------------------------------------------------------------- */
+
+static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long settings_generation = 1;
+static int plugins_ready; /* bits: 1 sqlml, 2 aws, 4 aurora_ml; guarded by settings_lock */
+
+static int check_setting(void *thd, struct sys_var_header *var, void *save, struct st_mysql_value *value);
+static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr, const void *save);
+
+#define STR_FLAGS (PLUGIN_VAR_STR | PLUGIN_VAR_MEMALLOC)
+#define STR_VAR(plugin, name, def, comment)                                                        \
+  static char *plugin##_##name##_value;                                                            \
+  static struct sys_var_str plugin##_##name = {STR_FLAGS, #name, comment, check_setting,            \
+                                               update_setting, &plugin##_##name##_value, def};
+#define BOOL_VAR(plugin, name, def, comment)                                                       \
+  static char plugin##_##name##_value = def;                                                       \
+  static struct sys_var_bool plugin##_##name = {PLUGIN_VAR_BOOL, #name, comment, check_setting,      \
+                                                update_setting, &plugin##_##name##_value, def};
+#define LL_VAR(plugin, name, def, min, max, comment)                                               \
+  static long long plugin##_##name##_value = def;                                                  \
+  static struct sys_var_longlong plugin##_##name = {PLUGIN_VAR_LONGLONG, #name, comment,           \
+                                                    check_setting, update_setting,                 \
+                                                    &plugin##_##name##_value, def, min, max, 1};
+
+/* Defaults equal sqlml.config.Settings' (tests/test_plugin.py checks they agree). */
+STR_VAR(aws, default_sagemaker_role, "", "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials")
+STR_VAR(aws, default_comprehend_role, "", "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials")
+STR_VAR(aws, default_s3_role, "", "IAM role ARN assumed (STS) for S3 exports; empty: default credentials")
+
+STR_VAR(sqlml, region, "us-east-1", "AWS region of the services")
+STR_VAR(sqlml, comprehend_endpoint_url, "", "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS")
+STR_VAR(sqlml, sagemaker_endpoint_url, "", "SageMaker Runtime endpoint URL override; empty: AWS")
+STR_VAR(sqlml, sts_endpoint_url, "", "STS endpoint URL override (role assumption); empty: AWS")
+LL_VAR(aurora_ml, inference_timeout, 30000, 1, 86400000, "Budget for one row's answer, retries included (ms)")
+LL_VAR(sqlml, connect_timeout_ms, 5000, 1, 86400000, "Connect timeout to a service (ms)")
+LL_VAR(sqlml, max_attempts, 3, 1, 10, "Attempts per request (throttling, 5xx, timeouts)")
+STR_VAR(sqlml, on_error, "error", "A failing row: 'error' fails the statement, 'null' gives NULL and a warning")
+LL_VAR(sqlml, max_in_flight, 16, 1, 256, "Requests in flight at once per server")
+STR_VAR(sqlml, sagemaker_accept, "text/csv", "Accept header of SageMaker requests")
+BOOL_VAR(sqlml, cache_enabled, 1, "Result cache on or off")
+LL_VAR(sqlml, cache_max_entries, 2000000, 0, 100000000, "Result cache size (entries)")
+LL_VAR(sqlml, cache_max_mb, 512, 0, 65536, "Result cache size (MB)")
+LL_VAR(sqlml, cache_ttl_s, 300, 1, 86400, "Result cache time to live (s)")
+BOOL_VAR(sqlml, coalesce, 1, "Merge concurrent calls from several connections into one request")
+LL_VAR(sqlml, coalesce_linger_ms, 0, 0, 100, "How long a request waits for company (ms)")
+
+enum setting_kind { KIND_STR = 0, KIND_BOOL = 1, KIND_LL = 2 };
+
+struct setting {
+  const char *full_name; /* as SHOW VARIABLES shows it, and as sqlml.config knows it */
+  enum setting_kind kind;
+  struct sys_var_header *decl;
+  int plugin_bit;
+  bool is_set; /* set by SET GLOBAL, my.cnf or the command line; guarded by settings_lock */
+};
+
+#define S(plugin, bit, name, kind) {#plugin "_" #name, kind, (struct sys_var_header *)&plugin##_##name, bit, false}
+static struct setting settings[] = {
+    S(aws, 2, default_sagemaker_role, KIND_STR),
+    S(aws, 2, default_comprehend_role, KIND_STR),
+    S(aws, 2, default_s3_role, KIND_STR),
+    S(sqlml, 1, region, KIND_STR),
+    S(sqlml, 1, comprehend_endpoint_url, KIND_STR),
+    S(sqlml, 1, sagemaker_endpoint_url, KIND_STR),
+    S(sqlml, 1, sts_endpoint_url, KIND_STR),
+    S(aurora_ml, 4, inference_timeout, KIND_LL),
+    S(sqlml, 1, connect_timeout_ms, KIND_LL),
+    S(sqlml, 1, max_attempts, KIND_LL),
+    S(sqlml, 1, on_error, KIND_STR),
+    S(sqlml, 1, max_in_flight, KIND_LL),
+    S(sqlml, 1, sagemaker_accept, KIND_STR),
+    S(sqlml, 1, cache_enabled, KIND_BOOL),
+    S(sqlml, 1, cache_max_entries, KIND_LL),
+    S(sqlml, 1, cache_max_mb, KIND_LL),
+    S(sqlml, 1, cache_ttl_s, KIND_LL),
+    S(sqlml, 1, coalesce, KIND_BOOL),
+    S(sqlml, 1, coalesce_linger_ms, KIND_LL),
+};
+#undef S
+#define SETTING_COUNT ((int)(sizeof settings / sizeof settings[0]))
+
+static struct sys_var_header *aws_vars[] = {
+    (struct sys_var_header *)&aws_default_sagemaker_role,
+    (struct sys_var_header *)&aws_default_comprehend_role,
+    (struct sys_var_header *)&aws_default_s3_role, NULL};
+
+static struct sys_var_header *sqlml_vars[] = {
+    (struct sys_var_header *)&sqlml_region,
+    (struct sys_var_header *)&sqlml_comprehend_endpoint_url,
+    (struct sys_var_header *)&sqlml_sagemaker_endpoint_url,
+    (struct sys_var_header *)&sqlml_sts_endpoint_url,
+    (struct sys_var_header *)&sqlml_connect_timeout_ms,
+    (struct sys_var_header *)&sqlml_max_attempts,
+    (struct sys_var_header *)&sqlml_on_error,
+    (struct sys_var_header *)&sqlml_max_in_flight,
+    (struct sys_var_header *)&sqlml_sagemaker_accept,
+    (struct sys_var_header *)&sqlml_cache_enabled,
+    (struct sys_var_header *)&sqlml_cache_max_entries,
+    (struct sys_var_header *)&sqlml_cache_max_mb,
+    (struct sys_var_header *)&sqlml_cache_ttl_s,
+    (struct sys_var_header *)&sqlml_coalesce,
+    (struct sys_var_header *)&sqlml_coalesce_linger_ms,
+    NULL};
+
+static struct sys_var_header *aurora_ml_vars[] = {(struct sys_var_header *)&aurora_ml_inference_timeout, NULL};
+
+static struct setting *setting_of(const struct sys_var_header *decl)
+{
+  for (int i = 0; i < SETTING_COUNT; i++)
+    if (settings[i].decl == decl)
+      return &settings[i];
+  return NULL;
+}
+
+static bool differs_from_default(const struct setting *s)
+{
+  switch (s->kind) {
+  case KIND_STR: {
+    const struct sys_var_str *v = (const struct sys_var_str *)s->decl;
+    return strcmp(*v->value ? *v->value : "", v->def_val ? v->def_val : "") != 0;
+  }
+  case KIND_BOOL: {
+    const struct sys_var_bool *v = (const struct sys_var_bool *)s->decl;
+    return (*v->value != 0) != (v->def_val != 0);
+  }
+  default: {
+    const struct sys_var_longlong *v = (const struct sys_var_longlong *)s->decl;
+    return *v->value != v->def_val;
+  }
+  }
+}
+
+/* A value from SET GLOBAL: read it, let the engine validate it (the message says what is
+ * allowed), and leave it in `save` for update_setting. Strings are copied into the
+ * statement's memory, as the server's own check does. */
+static int check_setting(void *thd, struct sys_var_header *var, void *save, struct st_mysql_value *value)
+{
+  struct setting *s = setting_of(var);
+  char err[SQLML_ERRMSG_SIZE];
+  char buf[256];
+  if (!s)
+    return 1;
+  switch (s->kind) {
+  case KIND_STR: {
+    int len = (int)sizeof buf;
+    const char *str = value->val_str(value, buf, &len);
+    if (str) {
+      str = server_thd_strmake(thd, str, (size_t)len);
+      if (!str)
+        return 1;
+    }
+    if (pyhost_check_setting(s->full_name, str, str ? (long long)len : 0, 0, err, sizeof err) != 0)
+      goto refused;
+    *(const char **)save = str;
+    return 0;
+  }
+  case KIND_BOOL: {
+    long long n = -1;
+    if (value->value_type(value) == MYSQL_VALUE_TYPE_STRING) {
+      int len = (int)sizeof buf;
+      const char *str = value->val_str(value, buf, &len);
+      if (str && (!strncasecmp(str, "ON", (size_t)len) || !strncasecmp(str, "TRUE", (size_t)len)) && len)
+        n = 1;
+      else if (str && (!strncasecmp(str, "OFF", (size_t)len) || !strncasecmp(str, "FALSE", (size_t)len)) && len)
+        n = 0;
+    } else if (value->val_int(value, &n) != 0) {
+      n = -1;
+    }
+    if (n != 0 && n != 1) {
+      snprintf(err, sizeof err, "%s must be ON or OFF (1 or 0)", s->full_name);
+      goto refused;
+    }
+    *(char *)save = (char)n;
+    return 0;
+  }
+  default: {
+    long long n = 0;
+    if (value->value_type(value) != MYSQL_VALUE_TYPE_INT || value->val_int(value, &n) != 0) {
+      snprintf(err, sizeof err, "%s must be an integer", s->full_name);
+      goto refused;
+    }
+    if (value->is_unsigned(value) && n < 0)
+      n = -1; /* beyond BIGINT: let the range check refuse it */
+    if (pyhost_check_setting(s->full_name, NULL, n, 1, err, sizeof err) != 0)
+      goto refused;
+    *(long long *)save = n;
+    return 0;
+  }
+  }
+refused:
+  server_error(1231 /* ER_WRONG_VALUE_FOR_VAR */, err);
+  return 1;
+}
+
+static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr, const void *save)
+{
+  (void)thd;
+  struct setting *s = setting_of(var);
+  pthread_mutex_lock(&settings_lock);
+  switch (s ? s->kind : KIND_LL) {
+  case KIND_STR:
+    /* With PLUGIN_VAR_MEMALLOC the server passes its own copy and frees the old value
+     * after we return: under settings_lock, so no reader is copying it then. */
+    *(char **)var_ptr = *(char *const *)save;
+    break;
+  case KIND_BOOL:
+    *(char *)var_ptr = *(const char *)save;
+    break;
+  default:
+    *(long long *)var_ptr = *(const long long *)save;
+  }
+  if (s)
+    s->is_set = true;
+  settings_generation++;
+  pthread_mutex_unlock(&settings_lock);
+}
+
+unsigned long plugin_settings_generation(void)
+{
+  pthread_mutex_lock(&settings_lock);
+  unsigned long g = plugins_ready ? settings_generation : 0;
+  pthread_mutex_unlock(&settings_lock);
+  return g;
+}
+
+int plugin_settings_snapshot(struct plugin_setting *out, int max, unsigned long *generation)
+{
+  int n = 0;
+  pthread_mutex_lock(&settings_lock);
+  *generation = plugins_ready ? settings_generation : 0;
+  for (int i = 0; i < SETTING_COUNT && n < max; i++) {
+    const struct setting *s = &settings[i];
+    if (!(plugins_ready & s->plugin_bit))
+      continue;
+    struct plugin_setting *o = &out[n++];
+    o->name = s->full_name;
+    o->is_set = s->is_set;
+    o->kind = (int)s->kind;
+    o->str[0] = '\0';
+    o->num = 0;
+    if (s->kind == KIND_STR) {
+      const char *v = *((const struct sys_var_str *)s->decl)->value;
+      snprintf(o->str, sizeof o->str, "%s", v ? v : "");
+    } else if (s->kind == KIND_BOOL) {
+      o->num = *((const struct sys_var_bool *)s->decl)->value != 0;
+    } else {
+      o->num = *((const struct sys_var_longlong *)s->decl)->value;
+    }
+  }
+  pthread_mutex_unlock(&settings_lock);
+  return n;
+}
+
+bool plugin_sqlml_ready(void)
+{
+  pthread_mutex_lock(&settings_lock);
+  bool ready = plugins_ready & 1;
+  pthread_mutex_unlock(&settings_lock);
+  return ready;
+}
+
+/* ---- init and deinit ------------------------------------------------------------------------ */
+
+static void mark_ready(int bit, bool ready)
+{
+  pthread_mutex_lock(&settings_lock);
+  if (ready) {
+    plugins_ready |= bit;
+    /* Values from my.cnf or the command line count as set when they differ from the
+     * default (the server does not tell us where a value came from). */
+    for (int i = 0; i < SETTING_COUNT; i++)
+      if (settings[i].plugin_bit == bit)
+        settings[i].is_set = differs_from_default(&settings[i]);
+  } else {
+    plugins_ready &= ~bit;
+  }
+  settings_generation++;
+  pthread_mutex_unlock(&settings_lock);
+}
+
+static int sqlml_plugin_init(void *p)
+{
+  (void)p;
+  server_api_init();
+  if (!server_is_mariadb() && server_register_privileges() != 0)
+    fprintf(stderr, "sqlml: could not register the SQLML_* dynamic privileges: the ML functions will "
+                    "refuse to run\n");
+  mark_ready(1, true);
+  return 0;
+}
+
+static int sqlml_plugin_deinit(void *p)
+{
+  (void)p;
+  mark_ready(1, false);
+  return 0;
+}
+
+static int aws_plugin_init(void *p)
+{
+  (void)p;
+  mark_ready(2, true);
+  return 0;
+}
+
+static int aws_plugin_deinit(void *p)
+{
+  (void)p;
+  mark_ready(2, false);
+  return 0;
+}
+
+static int aurora_ml_plugin_init(void *p)
+{
+  (void)p;
+  mark_ready(4, true);
+  return 0;
+}
+
+static int aurora_ml_plugin_deinit(void *p)
+{
+  (void)p;
+  mark_ready(4, false);
+  return 0;
+}
+
+static void maria_notify(void *thd, unsigned int event_class, const void *event)
+{
+  (void)thd;
+  (void)event_class;
+  (void)event;
+}
+
+static int mysql_notify(void *thd, int event_class, const void *event)
+{
+  (void)thd;
+  (void)event_class;
+  (void)event;
+  return 0;
+}
+
+/* Neither server accepts an audit plugin subscribed to nothing. MariaDB: take the
+ * connection class (one empty call per connect and disconnect); MySQL: server shutdown. */
+static struct maria_audit maria_audit = {MARIA_AUDIT_INTERFACE_VERSION, NULL, maria_notify,
+                                         {MARIA_AUDIT_CONNECTION_CLASSMASK}};
+static struct mysql_audit mysql_audit = {
+    MYSQL_AUDIT_INTERFACE_VERSION, NULL, mysql_notify,
+    {[MYSQL_AUDIT_SERVER_SHUTDOWN_CLASS] = MYSQL_AUDIT_SERVER_SHUTDOWN_SHUTDOWN}};
+
+#define AUTHOR "sqlml"
+#define DESCR_SQLML "sqlml: sqlml_* settings and the ML access privileges"
+#define DESCR_AURORA_ML "sqlml: Aurora_ml_* and Sqlml_* status variables, aurora_ml_inference_timeout"
+#define DESCR_AWS "sqlml: aws_default_*_role settings (IAM roles assumed with STS)"
+#define PLUGIN_VERSION 0x0100
+
+SQLML_EXPORT int _maria_plugin_interface_version_ = MARIA_PLUGIN_INTERFACE_VERSION;
+SQLML_EXPORT int _maria_sizeof_struct_st_plugin_ = sizeof(struct maria_plugin);
+SQLML_EXPORT struct maria_plugin _maria_plugin_declarations_[] = {
+    {PLUGIN_TYPE_AUDIT, &maria_audit, "sqlml", AUTHOR, DESCR_SQLML, PLUGIN_LICENSE_GPL,
+     sqlml_plugin_init, sqlml_plugin_deinit, PLUGIN_VERSION, NULL, sqlml_vars, SQLML_VERSION,
+     MARIA_PLUGIN_MATURITY_STABLE},
+    {PLUGIN_TYPE_AUDIT, &maria_audit, "aurora_ml", AUTHOR, DESCR_AURORA_ML, PLUGIN_LICENSE_GPL,
+     aurora_ml_plugin_init, aurora_ml_plugin_deinit, PLUGIN_VERSION, maria_status, aurora_ml_vars,
+     SQLML_VERSION, MARIA_PLUGIN_MATURITY_STABLE},
+    {PLUGIN_TYPE_AUDIT, &maria_audit, "aws", AUTHOR, DESCR_AWS, PLUGIN_LICENSE_GPL, aws_plugin_init,
+     aws_plugin_deinit, PLUGIN_VERSION, NULL, aws_vars, SQLML_VERSION, MARIA_PLUGIN_MATURITY_STABLE},
+    {0, NULL, NULL, NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, NULL, 0}};
+
+SQLML_EXPORT int _mysql_plugin_interface_version_ = MYSQL_PLUGIN_INTERFACE_VERSION;
+SQLML_EXPORT int _mysql_sizeof_struct_st_plugin_ = sizeof(struct mysql_plugin);
+SQLML_EXPORT struct mysql_plugin _mysql_plugin_declarations_[] = {
+    {PLUGIN_TYPE_AUDIT, &mysql_audit, "sqlml", AUTHOR, DESCR_SQLML, PLUGIN_LICENSE_GPL,
+     sqlml_plugin_init, NULL, sqlml_plugin_deinit, PLUGIN_VERSION, NULL, sqlml_vars, NULL, 0},
+    {PLUGIN_TYPE_AUDIT, &mysql_audit, "aurora_ml", AUTHOR, DESCR_AURORA_ML, PLUGIN_LICENSE_GPL,
+     aurora_ml_plugin_init, NULL, aurora_ml_plugin_deinit, PLUGIN_VERSION, mysql_status, aurora_ml_vars,
+     NULL, 0},
+    {PLUGIN_TYPE_AUDIT, &mysql_audit, "aws", AUTHOR, DESCR_AWS, PLUGIN_LICENSE_GPL, aws_plugin_init,
+     NULL, aws_plugin_deinit, PLUGIN_VERSION, NULL, aws_vars, NULL, 0},
+    {0, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0}};

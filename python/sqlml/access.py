@@ -1,0 +1,67 @@
+"""Who may call what: sqlml's roles, enforced before any request is sent (fail closed).
+
+A stock server checks no privilege at all before calling a loadable function, so the
+engine asks the server itself, once per statement (xxx_init), whether the caller holds
+the privilege behind each role, with roles as the session has them active:
+
+    role (install.sql)       privilege it carries              functions
+    AWS_COMPREHEND_ACCESS    SQLML_COMPREHEND_INVOKE           aws_comprehend_*, sqlml_warm_comprehend
+    AWS_SAGEMAKER_ACCESS     SQLML_SAGEMAKER_INVOKE            aws_sagemaker_*, sqlml_warm_sagemaker
+    AWS_SELECT_S3_ACCESS     SQLML_S3_EXPORT                   the S3 export
+
+MySQL: the privileges are dynamic privileges registered by the sqlml plugin and checked
+with the server's global_grants_check service (active roles only, like every MySQL
+privilege). MariaDB has no dynamic privileges: a privilege is EXECUTE on the procedure
+sqlml.<privilege in lower case, without SQLML_>, checked by the server's own routine
+privilege check (roles as active, the definer inside SQL SECURITY DEFINER routines).
+Where the library cannot ask (a server build without those entry points, or MySQL
+without the plugin installed) every call is refused, saying why.
+"""
+
+from __future__ import annotations
+
+from . import server
+from .errors import AccessDenied, SqlmlError, UnsafeForBinlog
+
+ROLES = {
+    "comprehend": ("AWS_COMPREHEND_ACCESS", "SQLML_COMPREHEND_INVOKE"),
+    "sagemaker": ("AWS_SAGEMAKER_ACCESS", "SQLML_SAGEMAKER_INVOKE"),
+    "s3": ("AWS_SELECT_S3_ACCESS", "SQLML_S3_EXPORT"),
+}
+
+
+def refusal(function: str, *services: str) -> SqlmlError | None:
+    """None if the caller holds the role of any of `services`; else the error to raise."""
+    if not server.inside_server():
+        return None
+    unknown = None
+    for service in services:
+        role, privilege = ROLES[service]
+        granted, why = server.has_grant(privilege)
+        if granted == 1:
+            return None
+        if granted < 0:
+            unknown = why
+    roles = " or ".join(ROLES[s][0] for s in services)
+    if unknown:
+        return AccessDenied(f"{function}: access denied: sqlml cannot verify that the caller holds {roles}: {unknown}")
+    return AccessDenied(
+        f"{function}: access denied: the {roles} role is needed and is not active for this user; "
+        f"GRANT {ROLES[services[0]][0]} TO <user>, then SET ROLE {ROLES[services[0]][0]} "
+        f"(or make it a default role)")
+
+
+def require(function: str, *services: str) -> None:
+    error = refusal(function, *services)
+    if error is not None:
+        raise error
+
+
+def binlog_refusal(function: str) -> SqlmlError | None:
+    """Statement-based binary logging would replay an ML call on a replica, which could
+    answer differently: refuse, as Aurora does, rather than let replicas diverge."""
+    if server.binlog_format() == server.BINLOG_STATEMENT:
+        return UnsafeForBinlog(
+            f"{function}: refused with binlog_format=STATEMENT: ML answers are not deterministic and replicas "
+            f"would diverge; SET SESSION binlog_format=ROW (or MIXED)")
+    return None
