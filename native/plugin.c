@@ -90,7 +90,10 @@ static int plugins_ready; /* bits: 1 sqlml, 2 aws, 4 aurora_ml; guarded by setti
 static int check_setting(void *thd, struct sys_var_header *var, void *save, struct st_mysql_value *value);
 static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr, const void *save);
 
-#define STR_FLAGS (PLUGIN_VAR_STR | PLUGIN_VAR_MEMALLOC)
+/* No PLUGIN_VAR_MEMALLOC: the servers disagree on who copies and frees such values
+ * (MariaDB in its default update function, MySQL around any update function), so
+ * update_setting keeps its own copy of every string it stores. */
+#define STR_FLAGS PLUGIN_VAR_STR
 #define STR_VAR(plugin, name, def, comment)                                                        \
   static char *plugin##_##name##_value;                                                            \
   static struct sys_var_str plugin##_##name = {STR_FLAGS, #name, comment, check_setting,            \
@@ -135,9 +138,11 @@ struct setting {
   struct sys_var_header *decl;
   int plugin_bit;
   bool is_set; /* set by SET GLOBAL, my.cnf or the command line; guarded by settings_lock */
+  char *owned; /* strings: our copy of the value SET GLOBAL stored last */
 };
 
-#define S(plugin, bit, name, kind) {#plugin "_" #name, kind, (struct sys_var_header *)&plugin##_##name, bit, false}
+#define S(plugin, bit, name, kind)                                                                  \
+  {#plugin "_" #name, kind, (struct sys_var_header *)&plugin##_##name, bit, false, NULL}
 static struct setting settings[] = {
     S(aws, 2, default_sagemaker_role, KIND_STR),
     S(aws, 2, default_comprehend_role, KIND_STR),
@@ -279,12 +284,22 @@ static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr,
 {
   (void)thd;
   struct setting *s = setting_of(var);
+  char *old = NULL;
+  char *copy = NULL;
+  if (s && s->kind == KIND_STR) {
+    /* save holds a string in the statement's memory (or the default): keep a copy. */
+    const char *value = *(const char *const *)save;
+    copy = strdup(value ? value : "");
+    if (!copy)
+      return; /* out of memory: keep the old value */
+  }
   pthread_mutex_lock(&settings_lock);
   switch (s ? s->kind : KIND_LL) {
   case KIND_STR:
-    /* With PLUGIN_VAR_MEMALLOC the server passes its own copy and frees the old value
-     * after we return: under settings_lock, so no reader is copying it then. */
-    *(char **)var_ptr = *(char *const *)save;
+    /* Swapped under settings_lock: no reader is copying the old string when it is freed. */
+    *(char **)var_ptr = copy;
+    old = s->owned;
+    s->owned = copy;
     break;
   case KIND_BOOL:
     *(char *)var_ptr = *(const char *)save;
@@ -292,10 +307,13 @@ static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr,
   default:
     *(long long *)var_ptr = *(const long long *)save;
   }
+  /* One rule for every source (SET GLOBAL, my.cnf, command line, SET ... = DEFAULT):
+   * a variable at its default leaves the setting to sqlml.cnf and the environment. */
   if (s)
-    s->is_set = true;
+    s->is_set = differs_from_default(s);
   settings_generation++;
   pthread_mutex_unlock(&settings_lock);
+  free(old);
 }
 
 unsigned long plugin_settings_generation(void)
@@ -350,7 +368,7 @@ static void mark_ready(int bit, bool ready)
   if (ready) {
     plugins_ready |= bit;
     /* Values from my.cnf or the command line count as set when they differ from the
-     * default (the server does not tell us where a value came from). */
+     * default (the server does not tell us where a value came from; see update_setting). */
     for (int i = 0; i < SETTING_COUNT; i++)
       if (settings[i].plugin_bit == bit)
         settings[i].is_set = differs_from_default(&settings[i]);

@@ -1,10 +1,15 @@
-"""The process's one boto3 Session and its clients.
+"""The process's boto3 Sessions and their clients.
 
 A Session plus client costs ~70 ms to build and Sessions are not thread-safe, while
 clients are: so there is one Session and one client per service per process, built
 at boot and rebuilt only when a setting they depend on changes. Retries are ours
 (engine/dispatch.py counts and bounds them), so botocore's are pinned to a single
 attempt; timeouts and the connection pool are pinned explicitly too.
+
+A service with an IAM role configured (aws_default_sagemaker_role and friends) gets
+its own Session whose credentials come from STS AssumeRole on the default chain's
+credentials; botocore refreshes them before they expire (RefreshableCredentials), so
+no server thread ever signs with expired keys and no secret is stored anywhere else.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import threading
 
 import boto3
 import botocore.config
+import botocore.session
+from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
 
 from ..config import Settings
 
@@ -23,12 +30,14 @@ class Clients:
         self._settings = settings
         self._session = boto3.session.Session()
         self._clients: dict[str, object] = {}
+        self._role_sessions: dict[tuple, boto3.session.Session] = {}
 
     def update(self, settings: Settings) -> None:
         with self._lock:
             if settings != self._settings:
                 self._settings = settings
                 self._clients.clear()
+                self._role_sessions.clear()
 
     def get(self, service: str):
         """The client for 'comprehend' or 'sagemaker-runtime' under the current settings."""
@@ -42,12 +51,8 @@ class Clients:
                 self._clients[service] = client
             return client
 
-    def _build(self, service: str, s: Settings):
-        endpoint_url = {
-            "comprehend": s.comprehend_endpoint_url,
-            "sagemaker-runtime": s.sagemaker_endpoint_url,
-        }[service]
-        config = botocore.config.Config(
+    def _config(self, s: Settings) -> botocore.config.Config:
+        return botocore.config.Config(
             region_name=s.region,
             # total_max_attempts counts the first try; botocore's max_attempts counts retries.
             retries={"mode": "standard", "total_max_attempts": 1},
@@ -56,9 +61,56 @@ class Clients:
             max_pool_connections=max(10, s.max_in_flight),
             tcp_keepalive=True,
         )
-        credentials = {}
+
+    def _build(self, service: str, s: Settings):
+        endpoint_url = {
+            "comprehend": s.comprehend_endpoint_url,
+            "sagemaker-runtime": s.sagemaker_endpoint_url,
+            "s3": getattr(s, "s3_endpoint_url", None),
+        }[service]
+        role_arn = {
+            "comprehend": s.comprehend_role_arn,
+            "sagemaker-runtime": s.sagemaker_role_arn,
+            "s3": s.s3_role_arn,
+        }[service]
+        if role_arn:
+            return self._role_session(role_arn, s).client(service, endpoint_url=endpoint_url, config=self._config(s))
+        return self._session.client(service, endpoint_url=endpoint_url, config=self._config(s),
+                                    **self._placeholder_keys(endpoint_url))
+
+    def _placeholder_keys(self, endpoint_url: str | None) -> dict:
         if endpoint_url and self._session.get_credentials() is None:
             # A local, AWS-compatible service (sqlml serve, a fake) needs no account: sign
             # with placeholder keys rather than fail. AWS itself would refuse them.
-            credentials = {"aws_access_key_id": "sqlml-local", "aws_secret_access_key": "sqlml-local"}
-        return self._session.client(service, endpoint_url=endpoint_url, config=config, **credentials)
+            return {"aws_access_key_id": "sqlml-local", "aws_secret_access_key": "sqlml-local"}
+        return {}
+
+    def _role_session(self, role_arn: str, s: Settings) -> boto3.session.Session:
+        """A Session whose credentials are `role_arn`'s, assumed with STS and refreshed by
+        botocore before they expire (called with self._lock held)."""
+        key = (role_arn, s.sts_endpoint_url, s.region)
+        session = self._role_sessions.get(key)
+        if session is not None:
+            return session
+        source = self._session.get_credentials()
+        if source is None:
+            keys = self._placeholder_keys(s.sts_endpoint_url)
+            if not keys:
+                raise RuntimeError("no AWS credentials to assume the role with")
+            source = Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"])
+        config = self._config(s)
+
+        def create_sts(service_name, **kwargs):
+            return self._session.client(service_name, endpoint_url=s.sts_endpoint_url, config=config, **kwargs)
+
+        fetcher = AssumeRoleCredentialFetcher(
+            create_sts, source, role_arn,
+            extra_args={"RoleSessionName": "sqlml", "DurationSeconds": ROLE_SESSION_SECONDS})
+        core = botocore.session.get_session()
+        core._credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials,
+                                                          method="assume-role")
+        session = self._role_sessions[key] = boto3.session.Session(botocore_session=core, region_name=s.region)
+        return session
+
+
+ROLE_SESSION_SECONDS = 3600

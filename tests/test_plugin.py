@@ -1,0 +1,257 @@
+"""The plugin part of sqlml.so: Aurora_ml status variables and sqlml's system variables.
+
+Status variables are read the way a DBA or an exporter reads them (SHOW GLOBAL STATUS,
+information_schema / performance_schema), and checked against an independent count:
+the requests the fake service actually received.
+"""
+
+import concurrent.futures
+import dataclasses
+import threading
+
+import pymysql
+import pytest
+
+from sqlml import config
+
+AURORA = ["Aurora_ml_logical_request_cnt", "Aurora_ml_logical_response_cnt", "Aurora_ml_actual_request_cnt",
+          "Aurora_ml_actual_response_cnt", "Aurora_ml_cache_hit_cnt", "Aurora_ml_retry_request_cnt",
+          "Aurora_ml_single_request_cnt"]
+
+
+def status(db, conn=None) -> dict:
+    rows = db.query("SHOW GLOBAL STATUS WHERE Variable_name LIKE 'Aurora_ml%' OR Variable_name LIKE 'Sqlml%'",
+                    conn=conn)
+    return {name: int(value) for name, value in rows}
+
+
+def variables(db, pattern) -> dict:
+    return dict(db.query(f"SHOW GLOBAL VARIABLES LIKE '{pattern}'"))
+
+
+def test_aurora_counters_are_status_variables(db):
+    names = set(status(db))
+    assert set(AURORA) <= names
+    assert {"Sqlml_batched_row_cnt", "Sqlml_warmup_cnt", "Sqlml_error_cnt", "Sqlml_throttle_cnt",
+            "Sqlml_timeout_cnt", "Sqlml_batch_max_rows", "Sqlml_service_time_us"} <= names
+    plugins = dict(db.query("SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS "
+                            "WHERE PLUGIN_NAME IN ('sqlml', 'aws', 'aurora_ml')"))
+    assert plugins == {"sqlml": "ACTIVE", "aws": "ACTIVE", "aurora_ml": "ACTIVE"}
+
+
+def test_counters_are_live_and_match_the_requests_sent(db, fake):
+    before = status(db)
+    rows = db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-live', 'REAL', 1, n) FROM numbers "
+                    "WHERE n <= 40")
+    assert sorted(r[0] for r in rows) == [float(i) for i in range(1, 41)]
+    after = status(db)
+    sent = fake.stats(log=False)["requests"]
+    delta = {k: after[k] - before[k] for k in after}
+    assert sent == 40
+    assert delta["Aurora_ml_logical_request_cnt"] == 40
+    assert delta["Aurora_ml_logical_response_cnt"] == 40
+    assert delta["Aurora_ml_actual_request_cnt"] == sent
+    assert delta["Aurora_ml_actual_response_cnt"] == sent
+    assert delta["Aurora_ml_single_request_cnt"] == 40
+    assert delta["Aurora_ml_cache_hit_cnt"] == 0
+    # The same inputs again: all from the cache, nothing sent.
+    db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-live', 'REAL', 1, n) FROM numbers WHERE n <= 40")
+    again = status(db)
+    assert again["Aurora_ml_cache_hit_cnt"] - after["Aurora_ml_cache_hit_cnt"] == 40
+    assert again["Aurora_ml_actual_request_cnt"] == after["Aurora_ml_actual_request_cnt"]
+    # sqlml_status() reads the same memory.
+    assert db.status()["aurora"]["actual_request_cnt"] == again["Aurora_ml_actual_request_cnt"]
+
+
+def test_batch_counters(db, fake):
+    before = status(db)
+    db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-batch', 'REAL', 100, n) FROM numbers "
+             "WHERE (SELECT sqlml_warm_sagemaker('echo-batch', 100, n) FROM numbers WHERE n <= 250) >= 0 "
+             "AND n <= 250")
+    after = status(db)
+    assert after["Aurora_ml_actual_request_cnt"] - before["Aurora_ml_actual_request_cnt"] == 3
+    assert after["Sqlml_batched_row_cnt"] - before["Sqlml_batched_row_cnt"] == 250
+    assert after["Sqlml_warmup_cnt"] - before["Sqlml_warmup_cnt"] == 1
+    assert after["Sqlml_batch_max_rows"] >= 100
+
+
+def test_errors_and_retries_are_counted(db, fake):
+    before = status(db)
+    fake.fail_next(2, code="ThrottlingException", service="sagemaker")
+    assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('echo-retry', 'REAL', 1, 7)") == 7.0
+    after = status(db)
+    assert after["Aurora_ml_retry_request_cnt"] - before["Aurora_ml_retry_request_cnt"] == 2
+    assert after["Sqlml_throttle_cnt"] - before["Sqlml_throttle_cnt"] == 2
+    assert after["Aurora_ml_actual_request_cnt"] - before["Aurora_ml_actual_request_cnt"] == 3
+
+
+def test_flush_status_resets_the_counters(db, fake):
+    db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-flush', 'REAL', 1, n) FROM numbers WHERE n <= 5")
+    assert status(db)["Aurora_ml_logical_request_cnt"] > 0
+    db.query("FLUSH STATUS")
+    assert all(v == 0 for k, v in status(db).items() if k.startswith("Aurora_ml_")), status(db)
+    db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-flush', 'REAL', 1, n) FROM numbers WHERE n <= 5")
+    assert status(db)["Aurora_ml_cache_hit_cnt"] == 5
+
+
+def test_counters_are_exact_under_concurrent_connections(db, fake):
+    before = status(db)
+    per_conn, conns = 150, 8
+
+    def run(i):
+        with db.connect() as conn:
+            rows = db.query(f"SELECT aws_sagemaker_invoke_endpoint_real('echo-conc{i}', 'REAL', 1, n) "
+                            f"FROM numbers WHERE n <= {per_conn}", conn=conn)
+            return len(rows)
+
+    with concurrent.futures.ThreadPoolExecutor(conns) as pool:
+        assert sum(pool.map(run, range(conns))) == per_conn * conns
+    after = status(db)
+    sent = fake.stats(log=False)["requests"]
+    assert after["Aurora_ml_logical_request_cnt"] - before["Aurora_ml_logical_request_cnt"] == per_conn * conns
+    assert after["Aurora_ml_logical_response_cnt"] - before["Aurora_ml_logical_response_cnt"] == per_conn * conns
+    assert after["Aurora_ml_actual_request_cnt"] - before["Aurora_ml_actual_request_cnt"] == sent
+
+
+def test_exporters_see_the_counters_in_the_status_tables(db, fake):
+    """mysqld_exporter and friends read SHOW GLOBAL STATUS or these tables."""
+    table = "performance_schema.global_status" if db.kind == "mysql" else "information_schema.GLOBAL_STATUS"
+    rows = db.query(f"SELECT VARIABLE_NAME, VARIABLE_VALUE FROM {table} WHERE VARIABLE_NAME LIKE 'Aurora_ml%'")
+    assert {name.lower() for name, _ in rows} == {n.lower() for n in AURORA}
+
+
+# ---- system variables --------------------------------------------------------------------
+
+
+def test_system_variables_exist_with_the_engines_defaults(db):
+    shown = {**variables(db, "sqlml%"), **variables(db, "aws_default%"), **variables(db, "aurora_ml%")}
+    assert set(shown) == set(config.SYSTEM_VARIABLES)
+    defaults = dataclasses.asdict(config.Settings())
+    for name, var in config.SYSTEM_VARIABLES.items():
+        value = shown[name]
+        if var.scale:
+            assert int(value) * var.scale == pytest.approx(defaults[var.key]), name
+        elif isinstance(defaults[var.key], bool):
+            assert value == ("ON" if defaults[var.key] else "OFF"), name
+        else:
+            assert value == (defaults[var.key] or ""), name
+
+
+@pytest.fixture
+def reset_variables(db):
+    yield
+    with db.connect() as conn, conn.cursor() as cur:
+        for name in config.SYSTEM_VARIABLES:
+            cur.execute(f"SET GLOBAL {name} = DEFAULT")
+
+
+def test_set_global_reaches_the_engine_at_the_next_statement(db, fake, reset_variables):
+    with db.connect() as conn, conn.cursor() as cur:
+        assert db.status()["settings"]["on_error"] == "error"
+        cur.execute("SET GLOBAL sqlml_on_error = 'null'")
+        cur.execute("SET GLOBAL sqlml_max_attempts = 5")
+        cur.execute("SET GLOBAL aurora_ml_inference_timeout = 1500")
+        cur.execute("SET GLOBAL sqlml_cache_enabled = OFF")
+        settings = db.status()["settings"]
+        assert (settings["on_error"], settings["max_attempts"], settings["timeout_s"], settings["cache_enabled"]) \
+            == ("null", 5, 1.5, False)
+        # The policy works at once: a failing row is NULL with a warning, not an error.
+        fake.fail_next(5, code="ValidationError", status=400, service="sagemaker")
+        cur.execute("SELECT aws_sagemaker_invoke_endpoint_real('echo-null', 'REAL', 1, 3)")
+        assert cur.fetchall() == ((None,),)
+        cur.execute("SHOW WARNINGS")
+        assert "ValidationError" in str(cur.fetchall())
+        # Back to DEFAULT: sqlml.cnf and the environment decide again.
+        cur.execute("SET GLOBAL sqlml_on_error = DEFAULT")
+        assert db.status()["settings"]["on_error"] == "error"
+
+
+def test_inference_timeout_bounds_a_hanging_call(db, fake, reset_variables):
+    db.query("SET GLOBAL aurora_ml_inference_timeout = 700")
+    fake.hang_next(1, seconds=6, service="sagemaker")
+    with pytest.raises(pymysql.MySQLError) as err:
+        db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-hang', 'REAL', 1, 1)")
+    assert "timeout" in err.value.args[1].lower()
+
+
+@pytest.mark.parametrize("statement, allowed", [
+    ("SET GLOBAL sqlml_on_error = 'maybe'", "must be one of error, null"),
+    ("SET GLOBAL sqlml_max_attempts = 0", "from 1 to 10"),
+    ("SET GLOBAL sqlml_max_in_flight = 100000", "from 1 to 256"),
+    ("SET GLOBAL aurora_ml_inference_timeout = 0", "from 1 to 86400000 ms"),
+    ("SET GLOBAL sqlml_coalesce_linger_ms = 500", "from 0 to 100 ms"),
+    ("SET GLOBAL sqlml_comprehend_endpoint_url = 'ftp://example.com'", "http:// or https:// URL"),
+    ("SET GLOBAL sqlml_sagemaker_endpoint_url = 'https://user:secret@example.com'", "must not carry credentials"),
+    ("SET GLOBAL aws_default_sagemaker_role = 'admin'", "IAM role ARN such as arn:aws:iam::"),
+    ("SET GLOBAL sqlml_region = 'us east'", "AWS region name"),
+    ("SET GLOBAL sqlml_cache_enabled = 'perhaps'", "ON or OFF"),
+    ("SET GLOBAL sqlml_max_attempts = 'three'", None),
+])
+def test_bad_values_are_refused_saying_what_is_allowed(db, statement, allowed, reset_variables):
+    name = statement.split()[2]
+    before = variables(db, name)
+    with pytest.raises(pymysql.MySQLError) as err:
+        db.query(statement)
+    if allowed is not None:
+        assert allowed in err.value.args[1], err.value.args
+        assert err.value.args[0] == 1231
+    assert variables(db, name) == before
+    assert "secret" not in str(variables(db, "sqlml%"))
+
+
+def test_valid_role_arn_is_accepted_and_shown(db, reset_variables):
+    arn = "arn:aws:iam::123456789012:role/sqlml-ml"
+    db.query(f"SET GLOBAL aws_default_sagemaker_role = '{arn}'")
+    assert variables(db, "aws_default_sagemaker_role") == {"aws_default_sagemaker_role": arn}
+    assert db.status()["settings"]["sagemaker_role_arn"] == arn
+
+
+def test_set_global_from_many_connections_at_once_is_safe(db, fake, reset_variables):
+    """Concurrent SET GLOBAL and ML calls: every call answers, the last value wins."""
+    stop = threading.Event()
+    errors = []
+
+    def setter(i):
+        with db.connect() as conn, conn.cursor() as cur:
+            for j in range(60):
+                cur.execute(f"SET GLOBAL sqlml_region = 'us-west-{(i + j) % 3}'")
+                cur.execute("SET GLOBAL sqlml_cache_max_entries = %s", (1000 + j,))
+
+    def caller():
+        with db.connect() as conn:
+            while not stop.is_set():
+                try:
+                    db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-race', 'REAL', 1, n) "
+                             "FROM numbers WHERE n <= 5", conn=conn)
+                except pymysql.MySQLError as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        list(pool.map(setter, range(3)))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    db.query("SET GLOBAL sqlml_region = 'eu-west-1'")
+    assert db.status()["settings"]["region"] == "eu-west-1"
+
+
+def test_server_options_at_start_set_the_variables(db, fake):
+    """my.cnf / command-line values (--loose-sqlml-*) apply from the start and win over sqlml.cnf."""
+    server = db.server
+    try:
+        server.restart(extra_args=list(server.extra_args) + [
+            "--loose-sqlml-on-error=null", "--loose-aurora-ml-inference-timeout=2500",
+            "--loose-aws-default-comprehend-role=arn:aws:iam::123456789012:role/from-cnf"])
+        assert variables(db, "sqlml_on_error") == {"sqlml_on_error": "null"}
+        settings = db.status()["settings"]
+        assert (settings["on_error"], settings["timeout_s"], settings["comprehend_role_arn"]) == \
+            ("null", 2.5, "arn:aws:iam::123456789012:role/from-cnf")
+        assert status(db)["Aurora_ml_logical_request_cnt"] == 0
+    finally:
+        server.restart(extra_args=[a for a in server.extra_args if "sqlml" not in a and "aurora" not in a
+                                   and "aws-default" not in a])
+    assert db.status()["settings"]["on_error"] == "error"
