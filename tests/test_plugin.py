@@ -8,6 +8,7 @@ the requests the fake service actually received.
 import concurrent.futures
 import dataclasses
 import threading
+import time
 
 import pymysql
 import pytest
@@ -255,3 +256,57 @@ def test_server_options_at_start_set_the_variables(db, fake):
         server.restart(extra_args=[a for a in server.extra_args if "sqlml" not in a and "aurora" not in a
                                    and "aws-default" not in a])
     assert db.status()["settings"]["on_error"] == "error"
+
+
+def test_plugin_uninstall_and_install_under_load_never_crashes(db, fake):
+    """UNINSTALL/INSTALL PLUGIN while other connections call the functions, read the
+    status and set variables: every call answers or fails cleanly, the server lives."""
+    stop = threading.Event()
+    outcomes = {"ok": 0, "refused": 0}
+    unexpected = []
+
+    def caller():
+        with db.connect() as conn:
+            while not stop.is_set():
+                try:
+                    rows = db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-cycle', 'REAL', 1, n) "
+                                    "FROM numbers WHERE n <= 3", conn=conn)
+                    assert sorted(r[0] for r in rows) == [1.0, 2.0, 3.0]
+                    outcomes["ok"] += 1
+                    status(db, conn=conn)
+                except pymysql.MySQLError as exc:
+                    # MySQL refuses (fail closed) while the privilege plugin is away.
+                    if exc.args[0] == 1227:
+                        outcomes["refused"] += 1
+                    else:
+                        unexpected.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with db.connect() as conn, conn.cursor() as cur:
+            for _ in range(15):
+                for plugin in ("aurora_ml", "aws", "sqlml"):
+                    cur.execute(f"UNINSTALL PLUGIN {plugin}")
+                # MariaDB removes a plugin some statement still holds when it lets go of it.
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    cur.execute("SELECT COUNT(*) FROM information_schema.PLUGINS "
+                                "WHERE PLUGIN_NAME IN ('sqlml', 'aws', 'aurora_ml')")
+                    if cur.fetchone()[0] == 0:
+                        break
+                    time.sleep(0.02)
+                for plugin in ("sqlml", "aws", "aurora_ml"):
+                    cur.execute(f"INSTALL PLUGIN {plugin} SONAME 'sqlml.so'")
+                cur.execute("SET GLOBAL sqlml_max_attempts = 4")
+                cur.execute("SET GLOBAL sqlml_max_attempts = DEFAULT")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert db.server.is_alive()
+    assert unexpected == []
+    assert outcomes["ok"] > 0
+    assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('echo-cycle', 'REAL', 1, 9)") == 9.0
+    assert set(AURORA) <= set(status(db))
