@@ -24,6 +24,7 @@
 #include "plugin.h"
 #include "plugin_abi.h"
 #include "pyhost.h"
+#include "rewrite.h"
 #include "server_api.h"
 
 #include <pthread.h>
@@ -129,6 +130,7 @@ LL_VAR(sqlml, cache_max_mb, 512, 0, 65536, "Result cache size (MB)")
 LL_VAR(sqlml, cache_ttl_s, 300, 1, 86400, "Result cache time to live (s)")
 BOOL_VAR(sqlml, coalesce, 1, "Merge concurrent calls from several connections into one request")
 LL_VAR(sqlml, coalesce_linger_ms, 0, 0, 100, "How long a request waits for company (ms)")
+BOOL_VAR(sqlml, rewrite, 1, "MySQL: rewrite statements with ML calls into batched form before they are parsed")
 
 enum setting_kind { KIND_STR = 0, KIND_BOOL = 1, KIND_LL = 2 };
 
@@ -163,6 +165,7 @@ static struct setting settings[] = {
     S(sqlml, 1, cache_ttl_s, KIND_LL),
     S(sqlml, 1, coalesce, KIND_BOOL),
     S(sqlml, 1, coalesce_linger_ms, KIND_LL),
+    S(sqlml, 1, rewrite, KIND_BOOL),
 };
 #undef S
 #define SETTING_COUNT ((int)(sizeof settings / sizeof settings[0]))
@@ -188,6 +191,7 @@ static struct sys_var_header *sqlml_vars[] = {
     (struct sys_var_header *)&sqlml_cache_ttl_s,
     (struct sys_var_header *)&sqlml_coalesce,
     (struct sys_var_header *)&sqlml_coalesce_linger_ms,
+    (struct sys_var_header *)&sqlml_rewrite,
     NULL};
 
 static struct sys_var_header *aurora_ml_vars[] = {(struct sys_var_header *)&aurora_ml_inference_timeout, NULL};
@@ -352,6 +356,11 @@ int plugin_settings_snapshot(struct plugin_setting *out, int max, unsigned long 
   return n;
 }
 
+bool plugin_rewrite_enabled(void)
+{
+  return __atomic_load_n(&sqlml_rewrite_value, __ATOMIC_RELAXED) && (__atomic_load_n(&plugins_ready, __ATOMIC_RELAXED) & 1);
+}
+
 bool plugin_sqlml_ready(void)
 {
   pthread_mutex_lock(&settings_lock);
@@ -383,9 +392,12 @@ static int sqlml_plugin_init(void *p)
 {
   (void)p;
   server_api_init();
-  if (!server_is_mariadb() && server_register_privileges() != 0)
-    fprintf(stderr, "sqlml: could not register the SQLML_* dynamic privileges: the ML functions will "
-                    "refuse to run\n");
+  if (!server_is_mariadb()) {
+    if (server_register_privileges() != 0)
+      fprintf(stderr, "sqlml: could not register the SQLML_* dynamic privileges: the ML functions will "
+                      "refuse to run\n");
+    rewrite_load_names();
+  }
   mark_ready(1, true);
   return 0;
 }
@@ -434,9 +446,8 @@ static void maria_notify(void *thd, unsigned int event_class, const void *event)
 
 static int mysql_notify(void *thd, int event_class, const void *event)
 {
-  (void)thd;
-  (void)event_class;
-  (void)event;
+  if (event_class == MYSQL_AUDIT_PARSE_CLASS)
+    return rewrite_preparse(thd, event);
   return 0;
 }
 
@@ -447,6 +458,11 @@ static struct maria_audit maria_audit = {MARIA_AUDIT_INTERFACE_VERSION, NULL, ma
 static struct mysql_audit mysql_audit = {
     MYSQL_AUDIT_INTERFACE_VERSION, NULL, mysql_notify,
     {[MYSQL_AUDIT_SERVER_SHUTDOWN_CLASS] = MYSQL_AUDIT_SERVER_SHUTDOWN_SHUTDOWN}};
+/* The sqlml plugin also sees each statement before it is parsed (rewrite.c). */
+static struct mysql_audit mysql_audit_rewrite = {
+    MYSQL_AUDIT_INTERFACE_VERSION, NULL, mysql_notify,
+    {[MYSQL_AUDIT_PARSE_CLASS] = MYSQL_AUDIT_PARSE_PREPARSE_MASK,
+     [MYSQL_AUDIT_SERVER_SHUTDOWN_CLASS] = MYSQL_AUDIT_SERVER_SHUTDOWN_SHUTDOWN}};
 
 #define AUTHOR "sqlml"
 #define DESCR_SQLML "sqlml: sqlml_* settings and the ML access privileges"
@@ -470,7 +486,7 @@ SQLML_EXPORT struct maria_plugin _maria_plugin_declarations_[] = {
 SQLML_EXPORT int _mysql_plugin_interface_version_ = MYSQL_PLUGIN_INTERFACE_VERSION;
 SQLML_EXPORT int _mysql_sizeof_struct_st_plugin_ = sizeof(struct mysql_plugin);
 SQLML_EXPORT struct mysql_plugin _mysql_plugin_declarations_[] = {
-    {PLUGIN_TYPE_AUDIT, &mysql_audit, "sqlml", AUTHOR, DESCR_SQLML, PLUGIN_LICENSE_GPL,
+    {PLUGIN_TYPE_AUDIT, &mysql_audit_rewrite, "sqlml", AUTHOR, DESCR_SQLML, PLUGIN_LICENSE_GPL,
      sqlml_plugin_init, NULL, sqlml_plugin_deinit, PLUGIN_VERSION, NULL, sqlml_vars, NULL, 0},
     {PLUGIN_TYPE_AUDIT, &mysql_audit, "aurora_ml", AUTHOR, DESCR_AURORA_ML, PLUGIN_LICENSE_GPL,
      aurora_ml_plugin_init, NULL, aurora_ml_plugin_deinit, PLUGIN_VERSION, mysql_status, aurora_ml_vars,

@@ -25,8 +25,10 @@
   X(11, "Sqlml_timeout_cnt")                                                                       \
   X(12, "Sqlml_batch_max_rows")                                                                    \
   X(13, "Sqlml_service_time_us")                                                                   \
-  X(14, "Sqlml_access_denied_cnt")
-#define SQLML_COUNTER_COUNT 15
+  X(14, "Sqlml_access_denied_cnt")                                                                 \
+  X(15, "Sqlml_rewritten_cnt")
+#define SQLML_COUNTER_COUNT 16
+#define SQLML_COUNTER_REWRITTEN 15
 
 void plugin_count(int i, long n);
 void plugin_count_max(int i, long v); /* raises counter i to v if lower */
@@ -47,5 +49,7 @@ unsigned long plugin_settings_generation(void);
 /* Copies the installed plugins' variables into out; returns how many. */
 int plugin_settings_snapshot(struct plugin_setting *out, int max, unsigned long *generation);
 bool plugin_sqlml_ready(void);
+/* sqlml_rewrite is ON and the sqlml plugin installed. */
+bool plugin_rewrite_enabled(void);
 
 #endif

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "pyhost.h"
 #include "plugin.h"
+#include "rewrite.h"
 #include "server_api.h"
 
 #include <dlfcn.h>
@@ -161,7 +162,47 @@ static PyObject *native_settings(PyObject *self, PyObject *unused)
   return out;
 }
 
+/* _sqlml_native.set_rewrite_names(names): the function names the pre-parse filter looks for. */
+static PyObject *native_set_rewrite_names(PyObject *self, PyObject *arg)
+{
+  (void)self;
+  PyObject *seq = PySequence_Fast(arg, "names must be a sequence of str");
+  if (!seq)
+    return NULL;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  const char **names = PyMem_Calloc(n ? (size_t)n : 1, sizeof *names);
+  if (!names) {
+    Py_DECREF(seq);
+    return PyErr_NoMemory();
+  }
+  for (Py_ssize_t i = 0; i < n; i++) {
+    names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+    if (!names[i]) {
+      PyMem_Free(names);
+      Py_DECREF(seq);
+      return NULL;
+    }
+  }
+  rewrite_set_names(names, (int)n);
+  PyMem_Free(names);
+  Py_DECREF(seq);
+  Py_RETURN_NONE;
+}
+
+static PyObject *native_rewrite_functions_file(PyObject *self, PyObject *unused)
+{
+  char buf[1024];
+  (void)self;
+  (void)unused;
+  const char *path = rewrite_functions_file(buf, sizeof buf);
+  if (!path)
+    Py_RETURN_NONE;
+  return PyUnicode_DecodeFSDefault(path);
+}
+
 static PyMethodDef native_methods[] = {
+    {"set_rewrite_names", native_set_rewrite_names, METH_O, "Names the pre-parse filter looks for."},
+    {"rewrite_functions_file", native_rewrite_functions_file, METH_NOARGS, "Path of the functions file."},
     {"library_version", native_library_version, METH_NOARGS, "Version of sqlml.so."},
     {"count", native_count, METH_VARARGS, "Add n (default 1) to status counter i."},
     {"count_max", native_count_max, METH_VARARGS, "Raise status counter i to v."},
@@ -467,6 +508,48 @@ int pyhost_check_setting(const char *name, const char *str, long long num, int i
   } else {
     pyhost_take_error(err, errlen);
   }
+  pyhost_leave();
+  return rc;
+}
+
+int pyhost_rewrite(const char *query, size_t len, int prepared, void *(*alloc)(unsigned int, size_t, int),
+                   char **out, size_t *out_len)
+{
+  char err[SQLML_ERRMSG_SIZE];
+  *out = NULL;
+  if (pyhost_boot(err, sizeof err) != 0)
+    return -1;
+  int rc = -1;
+  pyhost_enter();
+  PyObject *module = PyImport_ImportModule("sqlml.rewrite");
+  PyObject *text = PyUnicode_DecodeUTF8(query, (Py_ssize_t)len, "surrogateescape");
+  PyObject *r = module && text ? PyObject_CallMethod(module, "rewrite", "Oi", text, prepared) : NULL;
+  if (r && PyUnicode_Check(r)) {
+    PyObject *bytes = PyUnicode_AsEncodedString(r, "utf-8", "surrogateescape");
+    if (bytes) {
+      size_t n = (size_t)PyBytes_GET_SIZE(bytes);
+      char *copy = alloc(0, n + 1, 0);
+      if (copy) {
+        memcpy(copy, PyBytes_AS_STRING(bytes), n);
+        copy[n] = '\0';
+        *out = copy;
+        *out_len = n;
+        rc = 0;
+      }
+      Py_DECREF(bytes);
+    }
+  } else if (r == Py_None) {
+    rc = 0;
+  }
+  if (PyErr_Occurred()) {
+    /* A bug in the rewriter: the statement runs as written; the traceback goes to the log. */
+    fprintf(stderr, "sqlml: the statement rewriter failed; running the statement as written:\n");
+    PyErr_Print();
+    rc = -1;
+  }
+  Py_XDECREF(r);
+  Py_XDECREF(text);
+  Py_XDECREF(module);
   pyhost_leave();
   return rc;
 }

@@ -40,4 +40,10 @@ unsigned pyhost_take_error(char *buf, size_t buflen);
 int pyhost_check_setting(const char *name, const char *str, long long num, int is_num, char *err,
                          size_t errlen);
 
+/* Asks sqlml.rewrite.rewrite(query, prepared) for a new statement text. On success
+ * returns 0 with *out NULL (leave it as written) or a NUL-terminated copy made with
+ * alloc (the server's my_malloc). -1 on any failure (the statement runs as written). */
+int pyhost_rewrite(const char *query, size_t len, int prepared, void *(*alloc)(unsigned int, size_t, int),
+                   char **out, size_t *out_len);
+
 #endif

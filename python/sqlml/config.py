@@ -55,6 +55,8 @@ class Settings:
     comprehend_role_arn: str | None = None
     s3_role_arn: str | None = None
     sts_endpoint_url: str | None = None
+    # MySQL: rewrite statements with ML calls into the batched form before parsing.
+    rewrite: bool = True
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -155,6 +157,7 @@ _PARSERS = {
     "comprehend_role_arn": _role_arn,
     "s3_role_arn": _role_arn,
     "sts_endpoint_url": _url,
+    "rewrite": _bool,
 }
 KEYS = tuple(_PARSERS)
 
@@ -194,6 +197,7 @@ SYSTEM_VARIABLES = {
     "sqlml_cache_ttl_s": _int_var("cache_ttl_s", 1, 86400, " s"),
     "sqlml_coalesce": SystemVariable("coalesce"),
     "sqlml_coalesce_linger_ms": _int_var("coalesce_linger_ms", 0, 100, " ms"),
+    "sqlml_rewrite": SystemVariable("rewrite"),
 }
 
 
