@@ -3,6 +3,7 @@
 #   make demo    the seed queries on a private server with sqlml and the local services
 #   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
 #   make bench   the benchmarks: a printed table and JSON under bench/results/
+#                (BENCH="crossing batching local_service" picks some)
 SHELL := /bin/bash
 PYTHON_BASE ?= /usr/bin/python3.11
 VENV ?= $(CURDIR)/.venv
@@ -51,7 +52,7 @@ down:
 	@if [ -x $(PY) ]; then $(PY) -m demo.up down --dir $(RUN_DIR); else echo "nothing to stop"; fi
 
 bench: build
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf build $(RUN_DIR)
