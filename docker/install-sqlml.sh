@@ -45,8 +45,22 @@ sqlml_server_plugin_dir() {
 	sqlml_fail "no mariadbd or mysqld on PATH: give the plugin dir (install-sqlml.sh files DIR)"
 }
 
+# Fails unless every library sqlml.so needs (libpython first) resolves on this system.
+sqlml_check_loads() {
+	local lib="$1" py="$2" deps
+	if command -v ldd >/dev/null 2>&1; then
+		deps="$(ldd "$lib" 2>&1)" || sqlml_fail "$lib cannot load here: $deps" || return 1
+		case "$deps" in
+			*"not found"*) sqlml_fail "$lib cannot load here:"$'\n'"$(grep 'not found' <<<"$deps")" || return 1 ;;
+		esac
+	else  # no ldd in a slim image: let the dynamic loader try
+		"$py" -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$lib" \
+			|| sqlml_fail "$lib cannot load here" || return 1
+	fi
+}
+
 sqlml_install_files() {
-	local plugin_dir="${1:-}" py missing
+	local plugin_dir="${1:-}" py
 	py="$(sqlml_python)"
 	[ -x "$py" ] || sqlml_fail "$py not found: set SQLML_VENV to the venv that holds sqlml" || return 1
 	if [ -z "$plugin_dir" ]; then
@@ -63,8 +77,7 @@ sqlml_install_files() {
 		    installer.write_atomically(os.path.join(plugin_dir, installer.LIBRARY), f.read())
 		installer.write_atomically(os.path.join(plugin_dir, installer.CNF), installer.cnf_text({}, python).encode())
 	PY
-	missing="$(ldd "$plugin_dir/sqlml.so" | grep 'not found' || true)"
-	[ -z "$missing" ] || sqlml_fail "$plugin_dir/sqlml.so cannot load here:"$'\n'"$missing" || return 1
+	sqlml_check_loads "$plugin_dir/sqlml.so" "$py" || return 1
 	echo "install-sqlml.sh: sqlml.so and sqlml.cnf (python = $py) in $plugin_dir"
 }
 

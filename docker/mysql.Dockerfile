@@ -12,7 +12,7 @@ ARG MYSQL_IMAGE=mysql:8.4
 
 FROM ${MYSQL_IMAGE} AS build
 RUN set -eux; \
-    microdnf install -y python3.11 python3.11-devel gcc make; \
+    microdnf install -y python3.11 python3.11-pip python3.11-devel gcc make; \
     microdnf clean all
 COPY pyproject.toml CMakeLists.txt README.md /src/
 COPY native /src/native

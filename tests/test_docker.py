@@ -119,6 +119,18 @@ def test_files_step_refuses_a_missing_venv_or_plugin_dir(tmp_path):
     assert usage.returncode == 2 and b"usage:" in usage.stderr
 
 
+def test_files_step_refuses_a_library_that_cannot_load_here(tmp_path):
+    broken = tmp_path / "sqlml.so"
+    broken.write_bytes(b"\x7fELF truncated")
+    for path in (os.environ["PATH"], ""):  # with ldd, and without it (the loader's own check)
+        shell = f'PATH="{path}"; . {SCRIPT}; sqlml_check_loads {broken} {VENV}/bin/python'
+        result = subprocess.run(["/bin/bash", "-c", shell], capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and "cannot load here" in result.stderr, (path, result.stderr)
+    good = subprocess.run(["/bin/bash", "-c", f". {SCRIPT}; sqlml_check_loads {installer.library_file()} "
+                           f"{VENV}/bin/python"], capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stderr
+
+
 def test_files_step_finds_the_plugin_dir_of_the_server_on_path():
     found = subprocess.run(["bash", "-c", f". {SCRIPT}; sqlml_server_plugin_dir"], capture_output=True,
                            text=True, timeout=60, env={**os.environ, "PATH": f"{os.environ['PATH']}:/usr/sbin"})
