@@ -74,10 +74,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="demo")
     p.add_argument("--server", choices=("mariadb", "mysql"), default="mariadb")
     p.add_argument("--data", help="NAB nyc_taxi.csv to use instead of the generated series")
+    p.add_argument("--dir", type=Path, help="where the server and the service live (default .run/demo-SERVER)")
     a = p.parse_args(argv)
     taxi = read_taxi_csv(a.data) if a.data else demo_taxi_series()
     config = rcf_config_for(a.data) if a.data else None
-    base = ROOT / ".run" / f"demo-{a.server}"
+    base = (a.dir or ROOT / ".run" / f"demo-{a.server}").resolve()
     print(f"starting {a.server} with sqlml and the local inference service ...")
     stack = start_stack(a.server, base, free_port(), config=config)
     try:
