@@ -153,17 +153,21 @@ def test_sql_step_installs_the_functions_through_the_servers_client(fresh_server
     assert settings["sagemaker_endpoint_url"] == local_service.url
 
 
+def source_hook(server, venv: Path) -> subprocess.CompletedProcess:
+    """Sources the first-start hook as the official entrypoint does: in a `set -eo pipefail`
+    shell where docker_process_sql is the server's client (with the root password there)."""
+    shell = ('set -eo pipefail; client=("$@"); docker_process_sql() { "${client[@]}" "$@"; }; '
+             f'. {HOOK}; echo hook-finished')
+    return subprocess.run(["bash", "-c", shell, "entrypoint", *client_argv(server)], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "SQLML_VENV": str(venv), "SQLML_INSTALL_SCRIPT": str(SCRIPT)})
+
+
 def test_first_start_hook_installs_through_docker_process_sql(fresh_server):
     with fresh_server.connect(database="mysql") as conn:
         installer.uninstall(conn, log=lambda *_: None)
     assert udfs(fresh_server) == set()
-    # The entrypoint defines docker_process_sql (its client, with the root password)
-    # and sources the hook in a `set -eo pipefail` shell: the same here.
-    shell = ('set -eo pipefail; client=("$@"); docker_process_sql() { "${client[@]}" "$@"; }; '
-             f'. {HOOK}; echo hook-finished')
-    result = subprocess.run(["bash", "-c", shell, "entrypoint", *client_argv(fresh_server)],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "SQLML_VENV": str(VENV), "SQLML_INSTALL_SCRIPT": str(SCRIPT)})
+    result = source_hook(fresh_server, VENV)
     assert result.returncode == 0, result.stderr
     assert f"library {__version__}" in result.stdout and "hook-finished" in result.stdout
     assert FUNCTIONS <= udfs(fresh_server)
@@ -172,11 +176,7 @@ def test_first_start_hook_installs_through_docker_process_sql(fresh_server):
 def test_hook_fails_the_first_start_when_the_python_is_broken(fresh_server, tmp_path):
     # A broken environment must stop the container's first start, not leave a server
     # whose functions fail later: here the venv named by SQLML_VENV does not exist.
-    shell = ('set -eo pipefail; client=("$@"); docker_process_sql() { "${client[@]}" "$@"; }; '
-             f'. {HOOK}; echo hook-finished')
-    result = subprocess.run(["bash", "-c", shell, "entrypoint", *client_argv(fresh_server)],
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "SQLML_VENV": str(tmp_path), "SQLML_INSTALL_SCRIPT": str(SCRIPT)})
+    result = source_hook(fresh_server, tmp_path)
     assert result.returncode != 0
     assert "hook-finished" not in result.stdout
 
