@@ -3,6 +3,7 @@
 #   make demo    the seed queries on a private server with sqlml and the local services
 #   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
 #   make bench   the benchmarks: a printed table and JSON under bench/results/
+#                (BENCH="crossing batching local_service" picks some)
 SHELL := /bin/bash
 PYTHON_BASE ?= /usr/bin/python3.11
 VENV ?= $(CURDIR)/.venv
@@ -11,7 +12,8 @@ SERVER ?= mariadb
 PORT ?= 3307
 RUN_DIR ?= $(CURDIR)/.run
 APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make
-PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu
+PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu \
+               testcontainers
 
 .PHONY: deps venv build test demo up down bench clean
 
@@ -22,11 +24,14 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.deps-ok: | deps
-	$(PYTHON_BASE) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES) 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core"
-	touch $@
+# The stamp holds the package list: a venv made before a package was added here
+# gets it on the next `make build` instead of failing at import.
+$(VENV)/.deps-ok: Makefile | deps
+	@if [ -f $@ ] && [ "$$(cat $@)" = "$(PY_PACKAGES)" ]; then touch $@; exit 0; fi; \
+	$(PYTHON_BASE) -m venv $(VENV) && \
+	{ $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES) 2>&1 | grep -v "is ignored" || true; } && \
+	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core, testcontainers" && \
+	echo "$(PY_PACKAGES)" > $@
 
 venv: deps $(VENV)/.deps-ok
 
@@ -47,7 +52,7 @@ down:
 	@if [ -x $(PY) ]; then $(PY) -m demo.up down --dir $(RUN_DIR); else echo "nothing to stop"; fi
 
 bench: build
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf build $(RUN_DIR)

@@ -1,7 +1,19 @@
-"""`make bench`: every benchmark in turn."""
+"""`make bench`: every benchmark in turn, or the ones named (`python -m bench local_service`)."""
 
-from bench import bench_batching, bench_crossing
+import sys
+
+from bench import bench_batching, bench_crossing, bench_local_service
+
+BENCHMARKS = {
+    "crossing": bench_crossing.run,
+    "batching": bench_batching.run,
+    "local_service": bench_local_service.run,
+}
 
 if __name__ == "__main__":
-    bench_crossing.run()
-    bench_batching.run()
+    names = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    for name in names:
+        BENCHMARKS[name]()

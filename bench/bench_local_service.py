@@ -18,7 +18,7 @@ process, on the same machine as the service: on a small machine the client compe
 with the workers for the cores, so the figures are a floor, not the service's ceiling.
 
 Prints a table and writes bench/results/local_service.json.
-Run: .venv/bin/python bench/bench_local_service.py   (about 45 s)
+Run: `make bench` (all benchmarks), or `.venv/bin/python -m bench local_service` (about 45 s).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -36,10 +35,10 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from bench.common import write_results
 from sqlml.local import demo_taxi_series, serve
 
 DEMO = "random-cut-forest-model-demo"
-RESULTS = Path(__file__).resolve().parent / "results" / "local_service.json"
 SECONDS = 2.5  # per measurement
 THREADS = 8
 TEXT = "The food was great but the service was terribly slow, and the room was noisy."
@@ -143,12 +142,22 @@ def _run(make_call, threads: int, seconds: float, service_pid: int) -> dict:
     }
 
 
-def main() -> int:
+def run() -> dict:
+    """Runs every measurement, prints the table, writes bench/results/local_service.json."""
     with tempfile.TemporaryDirectory(prefix="sqlml-bench-") as tmp:
-        return _bench(tmp)
+        results = _bench(tmp)
+    _print_table(results)
+    path = write_results("local_service", results)
+    print(f"\nwrote {path}")
+    return results
 
 
-def _bench(tmp: str) -> int:
+def main() -> int:
+    run()
+    return 0
+
+
+def _bench(tmp: str) -> dict:
     endpoints = {DEMO: {"model": "rcf", "train": "demo-taxi"}}
     xgb = _xgb_model(tmp)
     if xgb:
@@ -158,7 +167,6 @@ def _bench(tmp: str) -> int:
     start_s = time.perf_counter() - t0
     url = service.url
     results: dict = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "service": {"workers": len(Path(f"/proc/{service.pid}/task/{service.pid}/children").read_text().split()),
                     "start_s": round(start_s, 2), "client_threads": THREADS, "seconds_per_measurement": SECONDS},
         "measurements": [],
@@ -223,12 +231,7 @@ def _bench(tmp: str) -> int:
             print(f"  {name:<44} {client:<5} {m['items_per_s']:>10,.0f} {unit}/s", file=sys.stderr, flush=True)
     finally:
         service.stop()
-
-    _print_table(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}")
-    return 0
+    return results
 
 
 class _Ping:
@@ -242,8 +245,8 @@ class _Ping:
 
 
 def _print_table(results: dict) -> None:
-    svc, machine = results["service"], results["machine"]
-    print(f"\nsqlml local service: {svc['workers']} workers on {machine['cpus']} CPUs, started in {svc['start_s']} s "
+    svc = results["service"]
+    print(f"\nsqlml local service: {svc['workers']} workers on {os.cpu_count()} CPUs, started in {svc['start_s']} s "
           f"(includes RCF training); client threads in this same process")
     header = f"{'measurement':<44} {'client':<6} {'thr':>3} {'items/s':>11} {'req/s':>9} {'p50 ms':>8} " \
              f"{'p99 ms':>8} {'svc CPU ms/req':>14}"

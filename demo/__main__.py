@@ -15,36 +15,14 @@ import time
 from pathlib import Path
 
 from demo.data import REVIEWS, read_taxi_csv
+from demo.queries import (ANOMALY_DDL, ANOMALY_SQL, BATCHED_ANOMALY_SQL, BATCHED_CUTOFF_SQL,
+                          BATCHED_SENTIMENT_SQL, CUTOFF_SQL, SENTIMENT_SQL)
 from demo.stack import rcf_config_for, start_stack
 from sqlml.local import demo_taxi_events, demo_taxi_series
 from sqlml.translate import translate
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-ANOMALY_DDL = ("CREATE FUNCTION anomaly_score(value REAL) RETURNS REAL "
-               "ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT ENDPOINT NAME 'random-cut-forest-model-demo'")
-SENTIMENT_SQL = """SELECT product_id,
-       AVG(CASE aws_comprehend_detect_sentiment(review, 'en')
-           WHEN 'POSITIVE' THEN 1.0 WHEN 'NEGATIVE' THEN -1.0 ELSE 0.0 END) AS avg_sentiment,
-       COUNT(*) AS confident_reviews
-FROM product_reviews
-WHERE aws_comprehend_detect_sentiment_confidence(review, 'en') >= 0.6
-GROUP BY product_id ORDER BY product_id"""
-CUTOFF_SQL = ("SET @score_cutoff = (SELECT AVG(anomaly_score(value)) + 3 * STD(anomaly_score(value)) "
-              "FROM nyc_taxi)")
-ANOMALY_SQL = ("SELECT ts, value, ROUND(anomaly_score(value), 3) AS score FROM nyc_taxi "
-               "WHERE anomaly_score(value) > @score_cutoff ORDER BY ts")
-# The same two queries on the batch path: a warm-up aggregate over the same FROM/WHERE
-# sends every distinct input first, in batches; each row then reads its own answer.
-WARM_TAXI = "(SELECT sqlml_warm_sagemaker('random-cut-forest-model-demo', 10000, value) FROM nyc_taxi) >= 0"
-BATCHED_CUTOFF_SQL = ("SET @score_cutoff = (SELECT AVG(s) + 3 * STD(s) FROM "
-                      f"(SELECT anomaly_score(value) AS s FROM nyc_taxi WHERE {WARM_TAXI}) AS scored)")
-BATCHED_ANOMALY_SQL = ("SELECT ts, value, ROUND(anomaly_score(value), 3) AS score FROM nyc_taxi "
-                       f"WHERE {WARM_TAXI} AND anomaly_score(value) > @score_cutoff ORDER BY ts")
-BATCHED_SENTIMENT_SQL = SENTIMENT_SQL.replace(
-    "WHERE aws_comprehend_detect_sentiment_confidence",
-    "WHERE (SELECT sqlml_warm_comprehend(review, 'en') FROM product_reviews) >= 0\n"
-    "  AND aws_comprehend_detect_sentiment_confidence")
 
 
 def show(cur, title: str, sql: str) -> list[tuple]:
@@ -96,10 +74,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="demo")
     p.add_argument("--server", choices=("mariadb", "mysql"), default="mariadb")
     p.add_argument("--data", help="NAB nyc_taxi.csv to use instead of the generated series")
+    p.add_argument("--dir", type=Path, help="where the server and the service live (default .run/demo-SERVER)")
     a = p.parse_args(argv)
     taxi = read_taxi_csv(a.data) if a.data else demo_taxi_series()
     config = rcf_config_for(a.data) if a.data else None
-    base = ROOT / ".run" / f"demo-{a.server}"
+    base = (a.dir or ROOT / ".run" / f"demo-{a.server}").resolve()
     print(f"starting {a.server} with sqlml and the local inference service ...")
     stack = start_stack(a.server, base, free_port(), config=config)
     try:

@@ -23,6 +23,7 @@ from tests.servers import Server, start_server, stop_dir
 
 SERVER_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1"}
 SERVICE_READY_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 10
 
 
 @dataclass
@@ -34,7 +35,10 @@ class Stack:
 
     def stop(self) -> None:
         stop_service(self.base_dir)
+        pid = self.server.pid
         self.server.stop()
+        if not _wait_process_gone(pid, STOP_TIMEOUT_S):
+            raise RuntimeError(f"{self.server.kind} pid {pid} still exists after shutdown")
 
 
 def start_service(base_dir: Path, config: str | None = None) -> tuple[str, int]:
@@ -60,20 +64,69 @@ def start_service(base_dir: Path, config: str | None = None) -> tuple[str, int]:
 
 
 def stop_service(base_dir: Path) -> bool:
+    """Stops `sqlml serve` and its workers (one process group); returns once none is left."""
     pid_file = base_dir / "service.pid"
     if not pid_file.exists():
         return False
     pid = int(pid_file.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(100):
-            os.kill(pid, 0)
-            time.sleep(0.05)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    if not _is_service(pid):
+        pid_file.unlink(missing_ok=True)  # stale: that process is gone, the pid may be another's now
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    if not _wait_group_gone(pid, STOP_TIMEOUT_S):
+        _signal_group(pid, signal.SIGKILL)
+        if not _wait_group_gone(pid, STOP_TIMEOUT_S):
+            raise RuntimeError(f"sqlml serve (process group {pid}) survived SIGKILL")
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def _is_service(pid: int) -> bool:
+    try:
+        return b"sqlml.local" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Collects pid's exit status if it is our child (`make demo`), so it is not left a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (`make up` exited long ago): init reaps it
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _reap(pgid)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _wait_process_gone(pid: int, timeout_s: float) -> bool:
+    """True once /proc/pid is gone. A server's main thread can exit before its other
+    threads do, so "not alive" by its state is not yet "no process left"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _reap(pid)
+        if not os.path.exists(f"/proc/{pid}"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def start_stack(kind: str, base_dir: Path, port: int, config: str | None = None,
@@ -95,11 +148,26 @@ def start_stack(kind: str, base_dir: Path, port: int, config: str | None = None,
 
 
 def stop_stack(base_dir: Path) -> bool:
+    """Stops what `start_stack` left running in base_dir; returns once no process of it is left."""
     stopped = stop_service(base_dir)
     if (base_dir / "db").exists():
-        stopped = stop_dir(base_dir / "db") or stopped
+        pid = _recorded_server_pid(base_dir / "db")
+        was_running = stop_dir(base_dir / "db")
+        if was_running and pid and not _wait_process_gone(pid, STOP_TIMEOUT_S):
+            raise RuntimeError(f"server pid {pid} in {base_dir / 'db'} still exists after shutdown")
+        stopped = was_running or stopped
     (base_dir / "stack.json").unlink(missing_ok=True)
     return stopped
+
+
+def _recorded_server_pid(db_dir: Path) -> int | None:
+    for name in ("mysqld.pid", "server.json"):
+        try:
+            text = (db_dir / name).read_text()
+            return int(text) if name.endswith(".pid") else int(json.loads(text)["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def rcf_config_for(csv_path: str, column: str = "value") -> str:
