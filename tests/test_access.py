@@ -99,9 +99,8 @@ def test_default_role_is_active_at_login(db, fake, user):
         denied(db, conn, INVOKE)
 
 
+@pytest.mark.server("mysql")  # MariaDB has no activate_all_roles_on_login: one role at a time
 def test_mysql_activate_all_roles_on_login(db, fake, user):
-    if db.kind != "mysql":
-        pytest.skip("activate_all_roles_on_login is a MySQL variable; MariaDB activates one role at a time")
     with db.connect() as admin, admin.cursor() as cur:
         cur.execute(f"GRANT AWS_COMPREHEND_ACCESS TO '{user}'@'%'")
         cur.execute("SET GLOBAL activate_all_roles_on_login = ON")

@@ -69,3 +69,13 @@ def system_variables() -> tuple[int, dict]:
         return 0, {}
     generation, items = _native.settings()
     return generation, {name: (value, is_set) for name, value, is_set in items}
+
+
+def rewrite_functions_file() -> str | None:
+    """Where the rewriter keeps the Aurora-DDL functions (MySQL's datadir), or None."""
+    return _native.rewrite_functions_file() if _native else None
+
+
+def set_rewrite_names(names) -> None:
+    if _native is not None:
+        _native.set_rewrite_names(tuple(names))

@@ -1,0 +1,263 @@
+"""Batch a statement's ML calls: add a warm-up that sends the distinct inputs first.
+
+    SELECT *, anomaly_score(value) score FROM nyc_taxi WHERE anomaly_score(value) > @c
+becomes
+    SELECT *, anomaly_score(value) score FROM nyc_taxi
+     WHERE COALESCE((SELECT sqlml_warm_sagemaker('ep', 10000, CAST(value AS DOUBLE))
+                     FROM nyc_taxi), 0) >= 0 AND (anomaly_score(value) > @c)
+
+The server evaluates that uncorrelated subquery once, before it reads a row (it is a
+constant): the warm-up aggregate sends ceil(distinct inputs / max_batch_size) requests
+into the result cache, then every row's own call finds its own answer by its own input.
+Results are therefore the per-row results by construction; the rewrite only changes
+how many requests they cost.
+
+The statement is analysed with sqlglot (MySQL dialect) and edited in its original text:
+only the WHERE clause gains the warm-up, everything else stays byte for byte. The
+warm-up reads the same FROM (joins included) under the WHERE conjuncts that call no ML
+function, so it covers every row the statement evaluates. It is left out (None) when
+the shape is not one this module fully understands: more than one statement, UNION,
+LIMIT (a warm-up would send inputs of rows the statement never reaches), INTO, FOR
+UPDATE, ML calls inside subqueries, joins' ON or FROM, or with arguments other than
+columns and literals (an expression could raise an error on a row the statement skips),
+and statements with '?' placeholders (being prepared).
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.tokens import TokenType
+
+COMPREHEND = ("aws_comprehend_detect_sentiment", "aws_comprehend_detect_sentiment_confidence")
+SAGEMAKER_PREFIX = "aws_sagemaker_invoke_endpoint_"
+_MYSQL = sqlglot.Dialect.get_or_raise("mysql")
+_CLAUSE_END = {TokenType.WHERE, TokenType.GROUP_BY, TokenType.HAVING, TokenType.WINDOW, TokenType.ORDER_BY,
+               TokenType.LIMIT, TokenType.UNION, TokenType.INTERSECT, TokenType.EXCEPT, TokenType.INTO,
+               TokenType.FOR, TokenType.LOCK, TokenType.SEMICOLON, TokenType.QUALIFY}
+_UNSUPPORTED_TOP = {TokenType.LIMIT, TokenType.UNION, TokenType.INTERSECT, TokenType.EXCEPT, TokenType.INTO,
+                    TokenType.FOR, TokenType.LOCK}
+_NUMERIC_CASTS = {"REAL": "DOUBLE", "DOUBLE": "DOUBLE", "FLOAT": "DOUBLE", "INT": "SIGNED", "INTEGER": "SIGNED",
+                  "BIGINT": "SIGNED", "SMALLINT": "SIGNED", "TINYINT": "SIGNED", "MEDIUMINT": "SIGNED"}
+_TEXT = {"CHAR", "VARCHAR", "TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT"}
+
+
+class _Skip(Exception):
+    """This statement is left as written."""
+
+
+def _name(node: exp.Expression) -> str | None:
+    return node.name.lower() if isinstance(node, exp.Anonymous) else None
+
+
+def _is_ml(node: exp.Expression, functions: dict) -> bool:
+    name = _name(node)
+    return bool(name) and (name in COMPREHEND or name.startswith(SAGEMAKER_PREFIX) or name in functions)
+
+
+def _arg_sql(node: exp.Expression) -> str:
+    if isinstance(node, (exp.Column, exp.Literal)) and not isinstance(node.this, exp.Star):
+        return node.sql(dialect="mysql")
+    raise _Skip(f"argument {node.sql(dialect='mysql')} is not a column or a literal")
+
+
+def _literal(node: exp.Expression) -> exp.Literal:
+    if not isinstance(node, exp.Literal):
+        raise _Skip("a constant argument is not a literal")
+    return node
+
+
+def _cast(arg: str, sql_type: str) -> str:
+    base = sql_type.split("(")[0].strip().upper().replace(" UNSIGNED", "")
+    if base in _NUMERIC_CASTS:
+        return f"CAST({arg} AS {_NUMERIC_CASTS[base]})"
+    if base in ("DECIMAL", "NUMERIC", "DEC"):
+        return f"CAST({arg} AS {sql_type.strip()})"
+    if base in _TEXT:
+        return f"CONVERT({arg} USING utf8mb4)"
+    return arg
+
+
+def _warm_call(call: exp.Anonymous, functions: dict) -> str:
+    """The warm-up aggregate call that fills the cache for `call`'s inputs."""
+    name = _name(call)
+    args = call.expressions
+    if name in COMPREHEND:
+        if len(args) not in (2, 3):
+            raise _Skip("Comprehend call with an unexpected argument count")
+        parts = [_arg_sql(args[0]), _arg_sql(args[1])] + ([_literal(args[2]).sql(dialect="mysql")] if len(args) == 3 else [])
+        return f"sqlml_warm_comprehend({', '.join(parts)})"
+    if name.startswith(SAGEMAKER_PREFIX):
+        if len(args) < 4:
+            raise _Skip("SageMaker call with too few arguments")
+        endpoint, mbs = _literal(args[0]), _literal(args[2])
+        parts = [endpoint.sql(dialect="mysql"), mbs.sql(dialect="mysql")] + [_arg_sql(a) for a in args[3:]]
+        return f"sqlml_warm_sagemaker({', '.join(parts)})"
+    fn = functions[name]
+    if len(args) != len(fn.param_types):
+        raise _Skip(f"{name} called with {len(args)} arguments, declared with {len(fn.param_types)}")
+    endpoint = "'" + fn.endpoint.replace("\\", "\\\\").replace("'", "''") + "'"
+    parts = [endpoint, str(fn.max_batch_size)] + [_cast(_arg_sql(a), t) for a, t in zip(args, fn.param_types)]
+    return f"sqlml_warm_sagemaker({', '.join(parts)})"
+
+
+def _top_select(tree: exp.Expression) -> tuple[exp.Select, str]:
+    if isinstance(tree, exp.Select):
+        return tree, "select"
+    if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Select):
+        return tree.expression, "insert"
+    if isinstance(tree, exp.Update):
+        return tree, "update"
+    if isinstance(tree, exp.Set) and len(tree.expressions) == 1:
+        # SET @v = (SELECT ...): the seed's cutoff. Batch the subquery.
+        sub = tree.expressions[0].find(exp.Subquery)
+        if sub is not None and isinstance(sub.this, exp.Select):
+            return sub.this, "set"
+    raise _Skip("not a SELECT, INSERT ... SELECT, UPDATE or SET @v = (SELECT ...)")
+
+
+def _owner(node: exp.Expression, top: exp.Expression) -> exp.Expression | None:
+    """The query node an ML call belongs to, and where in it."""
+    child, parent = node, node.parent
+    while parent is not None and parent is not top:
+        if isinstance(parent, (exp.Select, exp.Subquery, exp.Union, exp.From, exp.Join)):
+            return None
+        child, parent = parent, parent.parent
+    if parent is None:
+        return None
+    return child
+
+
+def _spans(text: str, kind: str) -> tuple[int | None, int, int | None, int | None]:
+    """(from_start, from_end, where_start, where_end) in `text` for the top-level query
+    (the SELECT of INSERT ... SELECT; the table of UPDATE), by token positions."""
+    tokens = _MYSQL.tokenize(text)
+    depth = 0
+    start_kw = TokenType.UPDATE if kind == "update" else TokenType.SELECT
+    i, n = 0, len(tokens)
+    # The query's first keyword: at the top level, or (SET @v = (SELECT ...)) the first SELECT.
+    while i < n and not (tokens[i].token_type == start_kw and (depth == 0 or kind == "set")):
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(tokens[i].token_type, 0)
+        i += 1
+    if i == n:
+        raise _Skip("no top-level query found")
+    from_start = from_end = where_start = where_end = None
+    depth = 0
+    query_end = None
+    for j in range(i + 1, n):
+        t = tokens[j]
+        if t.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif t.token_type == TokenType.R_PAREN:
+            depth -= 1
+            if depth < 0:  # the parenthesis that closes a subquery query
+                query_end = t.start
+                break
+        if depth != 0:
+            continue
+        tt = t.token_type
+        if tt in _UNSUPPORTED_TOP:
+            raise _Skip(f"top-level {t.text}")
+        if tt == TokenType.ON and j + 1 < n and tokens[j + 1].text.upper() == "DUPLICATE":
+            tt = TokenType.SEMICOLON  # INSERT ... SELECT ... ON DUPLICATE KEY UPDATE ends the SELECT
+        if kind == "update" and tt == TokenType.SET and from_start is None:
+            from_start, from_end = tokens[i].end + 1, t.start
+            continue
+        if kind != "update" and tt == TokenType.FROM and from_start is None:
+            from_start = t.end + 1
+            continue
+        if from_start is not None and from_end is None and tt in _CLAUSE_END:
+            from_end = t.start
+        if tt == TokenType.WHERE and where_start is None:
+            where_start = t.end + 1
+            continue
+        if where_start is not None and where_end is None and tt in _CLAUSE_END:
+            where_end = t.start
+        if tt == TokenType.SEMICOLON:
+            break
+    if from_start is None:
+        raise _Skip("no FROM")
+    last = query_end if query_end is not None else _end_of_statement(tokens)
+    if from_end is None:
+        from_end = last if where_start is None else where_start - len("WHERE")
+    if where_start is not None and where_end is None:
+        where_end = last
+    return from_start, from_end, where_start, where_end
+
+
+def _end_of_statement(tokens) -> int:
+    """Just after the last token (a trailing comment or ';' stays after it)."""
+    for t in reversed(tokens):
+        if t.token_type != TokenType.SEMICOLON:
+            return t.end + 1
+    return 0
+
+
+def rewrite(text: str, prepared: bool, functions: dict) -> str | None:
+    try:
+        return _rewrite(text, prepared, functions)
+    except (_Skip, sqlglot.errors.SqlglotError, RecursionError):
+        return None
+
+
+def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
+    trees = sqlglot.parse(text, read="mysql")
+    if len(trees) != 1 or trees[0] is None:
+        raise _Skip("not exactly one statement")
+    tree = trees[0]
+    query, kind = _top_select(tree)
+    calls = [node for node in tree.find_all(exp.Anonymous) if _is_ml(node, functions)]
+    if not calls:
+        return None
+    if kind == "update" and (query.args.get("joins") or query.args.get("from_") or query.args.get("from")):
+        raise _Skip("multi-table UPDATE")
+    for call in calls:
+        place = _owner(call, query)
+        if place is None:
+            raise _Skip("an ML call inside a subquery, a join or FROM")
+        if kind == "insert" and call.find_ancestor(exp.Select) is not query:
+            raise _Skip("an ML call outside the INSERT's SELECT")
+    warm_calls = list(dict.fromkeys(_warm_call(c, functions) for c in calls))
+    where = query.args.get("where")
+    conjuncts = list(where.this.flatten()) if where is not None and isinstance(where.this, exp.And) else (
+        [where.this] if where is not None else [])
+    plain = [c for c in conjuncts if not any(_is_ml(n, functions) for n in c.find_all(exp.Anonymous))]
+    if any(c.find(exp.Subquery, exp.Select) for c in plain):
+        raise _Skip("a subquery in WHERE")
+    warm_where = " AND ".join(f"({c.sql(dialect='mysql')})" for c in plain)
+
+    if tree.find(exp.Placeholder) is not None:
+        # A statement being prepared (the client's COM_STMT_PREPARE or SQL PREPARE, which
+        # the server does not always flag): copying a '?' would change the parameter count.
+        raise _Skip("placeholders would be copied into the warm-up")
+    from_start, from_end, where_start, where_end = _spans(text, kind)
+    from_text = text[from_start:from_end].strip()
+    total = " + ".join(f"COALESCE({w}, 0)" for w in warm_calls)
+    if kind == "update":
+        # MySQL refuses a subquery on the table being updated (error 1093) unless it is
+        # materialized: a derived table with a LIMIT is never merged.
+        columns = sorted({col.sql(dialect="mysql") for c in calls for col in c.find_all(exp.Column)})
+        if not columns:
+            raise _Skip("UPDATE with constant ML arguments")
+        inner = f"SELECT * FROM {from_text}" + (f" WHERE {warm_where}" if warm_where else "")
+        inner += " LIMIT 18446744073709551615"
+        table_alias = _update_alias(query)
+        warm = f"(SELECT {total} FROM ({inner}) AS {table_alias})"
+    else:
+        warm = f"(SELECT {total} FROM {from_text}" + (f" WHERE {warm_where}" if warm_where else "") + ")"
+    predicate = f"COALESCE({warm}, 0) >= 0"
+    if where_start is None:
+        # After FROM (SELECT), or at the end (UPDATE: after SET; ORDER BY/LIMIT are refused).
+        at = _end_of_statement(_MYSQL.tokenize(text)) if kind == "update" else from_end
+        return text[:at].rstrip() + f" WHERE {predicate} " + text[at:].lstrip()
+    return text[:where_start] + f" {predicate} AND ({text[where_start:where_end].strip()}) " + text[where_end:].lstrip()
+
+
+def _update_alias(update: exp.Update) -> str:
+    table = update.this
+    if not isinstance(table, exp.Table):
+        raise _Skip("UPDATE of something other than one table")
+    alias = table.alias
+    if alias:
+        return f"`{alias}`"
+    return f"`{table.name}`"
