@@ -2,12 +2,13 @@
 
 import sys
 
-from bench import bench_batching, bench_crossing, bench_local_service
+from bench import bench_batching, bench_crossing, bench_local_service, bench_rewrite
 
 BENCHMARKS = {
     "crossing": bench_crossing.run,
     "batching": bench_batching.run,
     "local_service": bench_local_service.run,
+    "rewrite": bench_rewrite.run,
 }
 
 if __name__ == "__main__":

@@ -86,3 +86,7 @@ SET @sqlml_sql = IF(@sqlml_mariadb, 'DO 0',
 PREPARE sqlml_stmt FROM @sqlml_sql;
 EXECUTE sqlml_stmt;
 DEALLOCATE PREPARE sqlml_stmt;
+
+-- Diagnostics for bench/bench_rewrite.py: the cost of MySQL's pre-parse filter.
+DROP FUNCTION IF EXISTS sqlml_rewrite_filter_ns;
+CREATE FUNCTION sqlml_rewrite_filter_ns RETURNS REAL SONAME 'sqlml.so';

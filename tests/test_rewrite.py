@@ -216,3 +216,13 @@ def test_the_seed_queries_run_verbatim_and_batched(mysql, fake):
         cur.execute("SELECT VARIABLE_VALUE FROM performance_schema.global_status "
                     "WHERE VARIABLE_NAME = 'Sqlml_rewritten_cnt'")
         assert int(cur.fetchone()[0]) >= 2
+
+
+@pytest.mark.parametrize("pad", range(6))
+def test_the_filter_finds_names_at_any_offset_and_case(mysql, fake, pad):
+    """The C pre-filter scans every other byte: a name must be found wherever it starts."""
+    name = ["ml_echo", "ML_ECHO", "Ml_EcHo"][pad % 3]
+    sql = f"SELECT{' ' * (pad + 1)}{name}(n) FROM numbers WHERE n <= 30"
+    _, requests, notes = run(mysql, fake, sql, rewrite=True)
+    assert any("rewritten" in n for n in notes), (sql, notes)
+    assert requests == 1
