@@ -226,3 +226,40 @@ def test_the_filter_finds_names_at_any_offset_and_case(mysql, fake, pad):
     _, requests, notes = run(mysql, fake, sql, rewrite=True)
     assert any("rewritten" in n for n in notes), (sql, notes)
     assert requests == 1
+
+
+def test_insert_and_replace_values_are_batched(mysql, fake):
+    values = ", ".join(f"({i}, ml_echo({i}))" for i in range(1, 131))
+    texts = ", ".join(f"({i}, aws_comprehend_detect_sentiment_confidence('text {i % 30}', 'en'))"
+                      for i in range(1, 61))
+    def rewritten():
+        return int(mysql.query("SHOW GLOBAL STATUS LIKE 'Sqlml_rewritten_cnt'")[0][1])
+
+    results = {}
+    for rewrite in (False, True):
+        mysql.query("DELETE FROM scores")
+        before = rewritten()
+        _, inserted, _ = run(mysql, fake, f"INSERT INTO scores (n, s) VALUES {values}", rewrite)
+        _, replaced, _ = run(mysql, fake, f"REPLACE INTO scores (n, s) VALUES {texts}", rewrite)
+        results[rewrite] = (mysql.query("SELECT n, s FROM scores ORDER BY n"), inserted, replaced,
+                            rewritten() - before)
+    assert results[True][0] == results[False][0] and len(results[True][0]) == 130
+    assert results[False][1:] == (130, 30, 0)
+    assert results[True][1:] == (2, 2, 2)  # ceil(130 / 100), ceil(30 / 25); both statements rewritten
+
+
+def test_values_of_a_user_without_the_role_send_nothing(mysql, fake):
+    with mysql.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS 'rw_user'@'%'")
+        cur.execute("CREATE USER 'rw_user'@'%' IDENTIFIED BY 'pw'")
+        cur.execute("GRANT ALL ON sqlml_test.* TO 'rw_user'@'%'")
+    try:
+        fake.reset()
+        with mysql.connect(user="rw_user", password="pw") as conn, conn.cursor() as cur:
+            with pytest.raises(pymysql.MySQLError) as err:
+                cur.execute("INSERT INTO scores (n, s) VALUES (1001, aws_comprehend_detect_sentiment_confidence("
+                            "'a', 'en')), (1002, aws_comprehend_detect_sentiment_confidence('b', 'en'))")
+            assert err.value.args[0] == 1227
+        assert fake.stats(log=False)["requests"] == 0
+    finally:
+        mysql.query("DROP USER IF EXISTS 'rw_user'@'%'")

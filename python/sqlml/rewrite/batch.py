@@ -25,6 +25,9 @@ and statements with '?' placeholders (being prepared).
 
 from __future__ import annotations
 
+import logging
+import re
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
@@ -32,6 +35,9 @@ from sqlglot.tokens import TokenType
 COMPREHEND = ("aws_comprehend_detect_sentiment", "aws_comprehend_detect_sentiment_confidence")
 SAGEMAKER_PREFIX = "aws_sagemaker_invoke_endpoint_"
 _MYSQL = sqlglot.Dialect.get_or_raise("mysql")
+# sqlglot logs what it cannot parse; here that only means "leave the statement as written".
+logging.getLogger("sqlglot").setLevel(logging.CRITICAL)
+_REPLACE = re.compile(r"^(\s*)REPLACE\b", re.IGNORECASE)
 _CLAUSE_END = {TokenType.WHERE, TokenType.GROUP_BY, TokenType.HAVING, TokenType.WINDOW, TokenType.ORDER_BY,
                TokenType.LIMIT, TokenType.UNION, TokenType.INTERSECT, TokenType.EXCEPT, TokenType.INTO,
                TokenType.FOR, TokenType.LOCK, TokenType.SEMICOLON, TokenType.QUALIFY}
@@ -201,10 +207,16 @@ def rewrite(text: str, prepared: bool, functions: dict) -> str | None:
 
 
 def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
-    trees = sqlglot.parse(text, read="mysql")
+    # REPLACE is INSERT's syntax with another verb, which sqlglot does not parse: read it
+    # as INSERT (same length, so every position still points into the original text).
+    m = _REPLACE.match(text)
+    analysed = text[:m.end(1)] + "INSERT " + text[m.end():] if m else text
+    trees = sqlglot.parse(analysed, read="mysql")
     if len(trees) != 1 or trees[0] is None:
         raise _Skip("not exactly one statement")
     tree = trees[0]
+    if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Values):
+        return _warm_values(text, tree, functions)
     query, kind = _top_select(tree)
     calls = [node for node in tree.find_all(exp.Anonymous) if _is_ml(node, functions)]
     if not calls:
@@ -230,7 +242,7 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
         # A statement being prepared (the client's COM_STMT_PREPARE or SQL PREPARE, which
         # the server does not always flag): copying a '?' would change the parameter count.
         raise _Skip("placeholders would be copied into the warm-up")
-    from_start, from_end, where_start, where_end = _spans(text, kind)
+    from_start, from_end, where_start, where_end = _spans(analysed, kind)
     from_text = text[from_start:from_end].strip()
     total = " + ".join(f"COALESCE({w}, 0)" for w in warm_calls)
     if kind == "update":
@@ -261,3 +273,75 @@ def _update_alias(update: exp.Update) -> str:
     if alias:
         return f"`{alias}`"
     return f"`{table.name}`"
+
+
+# ---- INSERT/REPLACE ... VALUES: the inputs are literals, known now ---------------------------
+
+
+def _literal_value(node: exp.Expression, sql_type: str | None):
+    """(server argument type, value) of a literal as a UDF would receive it."""
+    from ..types import KIND_DECIMAL, KIND_INT, KIND_REAL, KIND_STRING
+
+    if isinstance(node, exp.Null):
+        return KIND_STRING, None
+    if not isinstance(node, exp.Literal):
+        raise _Skip("a VALUES argument is not a literal")
+    if node.is_string:
+        return KIND_STRING, node.this.encode("utf-8")
+    base = (sql_type or "").split("(")[0].strip().upper().replace(" UNSIGNED", "")
+    if _NUMERIC_CASTS.get(base) == "DOUBLE":
+        return KIND_REAL, float(node.this)
+    if _NUMERIC_CASTS.get(base) == "SIGNED" or (not base and re.fullmatch(r"-?\d+", node.this)):
+        return KIND_INT, int(float(node.this))
+    return KIND_DECIMAL, node.this.encode()
+
+
+def _warm_values(text: str, tree: exp.Insert, functions: dict) -> str | None:
+    """Sends the distinct literal inputs of the VALUES rows' ML calls in batches now,
+    through the warm-up functions (with their access checks), and marks the statement.
+    The statement itself is unchanged: each row's call then reads its cached answer."""
+    from .. import bridge
+    from ..engine import functions as sqlfunctions
+    from ..types import KIND_INT, KIND_STRING
+
+    calls = [node for node in tree.expression.find_all(exp.Anonymous) if _is_ml(node, functions)]
+    if len(calls) < 2:
+        return None
+    groups: dict[tuple, list[tuple]] = {}
+    for call in calls:
+        name, args = _name(call), call.expressions
+        if name in COMPREHEND:
+            if len(args) not in (2, 3):
+                raise _Skip("Comprehend call with an unexpected argument count")
+            mbs = [_literal_value(args[2], "INT")] if len(args) == 3 else []
+            key = ("sqlml_warm_comprehend", tuple(mbs))
+            row = [_literal_value(args[0], None), _literal_value(args[1], None)] + mbs
+        elif name.startswith(SAGEMAKER_PREFIX):
+            if len(args) < 4:
+                raise _Skip("SageMaker call with too few arguments")
+            endpoint, mbs = _literal_value(args[0], None), _literal_value(args[2], "INT")
+            key = ("sqlml_warm_sagemaker", (endpoint, mbs))
+            row = [endpoint, mbs] + [_literal_value(a, None) for a in args[3:]]
+        else:
+            fn = functions[name]
+            if len(args) != len(fn.param_types):
+                raise _Skip(f"{name} called with {len(args)} arguments")
+            endpoint, mbs = (KIND_STRING, fn.endpoint.encode()), (KIND_INT, fn.max_batch_size)
+            key = ("sqlml_warm_sagemaker", (endpoint, mbs))
+            row = [endpoint, mbs] + [_literal_value(a, t) for a, t in zip(args, fn.param_types)]
+        groups.setdefault((key[0], key[1], tuple(t for t, _ in row)), []).append(tuple(v for _, v in row))
+    engine = bridge.engine()
+    warmed = 0
+    for (fname, _consts, types), rows in groups.items():
+        consts = tuple(rows[0][i] if fname == "sqlml_warm_sagemaker" and i < 2 else None for i in range(len(types)))
+        if fname == "sqlml_warm_comprehend":
+            consts = (None, rows[0][1]) + ((rows[0][2],) if len(types) == 3 else ())
+        try:
+            call = sqlfunctions.prepare(engine, fname, KIND_INT, types, consts)[0]
+            call.clear()
+            for row in rows:
+                call.add(*row)
+            warmed += call() or 0
+        except Exception:  # noqa: BLE001 - the rows' own calls raise the real error, per row
+            continue
+    return f"/* sqlml: {warmed} inputs of {len(calls)} calls sent in batches */ {text}"
