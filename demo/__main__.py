@@ -45,15 +45,15 @@ def show(cur, title: str, sql: str) -> list[tuple]:
 
 
 def counters(cur) -> dict:
-    cur.execute("SELECT sqlml_status()")
-    return json.loads(cur.fetchone()[0])["aurora"]
+    cur.execute("SHOW GLOBAL STATUS LIKE 'Aurora_ml%'")
+    return {name: int(value) for name, value in cur.fetchall()}
 
 
 def print_counters(cur, title: str, before: dict | None = None) -> None:
     now = counters(cur)
-    print(f"\n-- {title} (SELECT sqlml_status()), Aurora's names:")
+    print(f"\n-- {title} (SHOW GLOBAL STATUS LIKE 'Aurora_ml%'):")
     for name, value in now.items():
-        print(f"{name:<24} {value - (before or {}).get(name, 0):>10,}")
+        print(f"{name:<32} {value - (before or {}).get(name, 0):>10,}")
 
 
 def load(cur, taxi: list[tuple[str, float]]) -> None:

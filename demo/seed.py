@@ -58,7 +58,7 @@ def seed_sql(taxi: list[tuple[str, float]]) -> str:
             BATCHED_ANOMALY_SQL + ";",
             "-- ... then as Aurora users write it (its answers now come from the result cache)",
             ANOMALY_SQL + ";",
-            "SELECT JSON_EXTRACT(CONVERT(sqlml_status() USING utf8mb4), '$.aurora') AS aurora_ml_counters;"]
+            "SHOW GLOBAL STATUS LIKE 'Aurora_ml%';"]
     return "\n".join(out) + "\n"
 
 

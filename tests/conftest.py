@@ -108,6 +108,29 @@ class Db:
             time.sleep(0.2)
         raise AssertionError(f"engine did not pick up {overrides}: {self.status()['settings']}")
 
+    def uninstall_plugin(self, name: str) -> None:
+        """UNINSTALL PLUGIN and wait until it is gone. A MySQL session keeps the audit
+        plugins it used until it disconnects: idle sessions left by earlier tests are
+        closed so the plugin can go (as a DBA would have to)."""
+        self.query(f"UNINSTALL PLUGIN {name}")
+        deadline = time.monotonic() + 30
+        killed = False
+        while self.query(f"SELECT 1 FROM information_schema.PLUGINS WHERE PLUGIN_NAME = '{name}'"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"plugin {name} still loaded 30 s after UNINSTALL PLUGIN")
+            if not killed and time.monotonic() > deadline - 27:
+                with self.connect() as conn, conn.cursor() as cur:
+                    cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+                                "AND COMMAND = 'Sleep'")
+                    for (pid,) in cur.fetchall():
+                        with contextlib.suppress(pymysql.MySQLError):
+                            cur.execute(f"KILL {int(pid)}")
+                killed = True
+            time.sleep(0.05)
+
+    def install_plugin(self, name: str) -> None:
+        self.query(f"INSTALL PLUGIN {name} SONAME 'sqlml.so'")
+
     @contextlib.contextmanager
     def settings(self, **overrides):
         self.write_settings(**overrides)

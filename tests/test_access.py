@@ -5,8 +5,6 @@ prove sqlml asks the server's own privilege system, with roles as the session ha
 them active, and that a refused call sends nothing.
 """
 
-import time
-
 import pymysql
 import pytest
 
@@ -155,7 +153,7 @@ def test_without_the_plugin_access_stays_closed(db, fake, user):
     """Fail closed. MySQL: with the sqlml plugin uninstalled the privilege cannot be
     checked, so even root is refused, and told why. MariaDB: the check does not need the
     plugin (it asks the server's routine ACL), so roles still apply."""
-    db.query("UNINSTALL PLUGIN sqlml")
+    db.uninstall_plugin("sqlml")
     try:
         with connect_as(db, user) as conn:
             denied(db, conn, SENTIMENT)
@@ -167,11 +165,7 @@ def test_without_the_plugin_access_stays_closed(db, fake, user):
         else:
             assert db.query(SENTIMENT) == [("POSITIVE",)]
     finally:
-        for _ in range(100):  # MariaDB removes a plugin once no statement holds it
-            if not db.query("SELECT 1 FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'sqlml'"):
-                break
-            time.sleep(0.05)
-        db.query("INSTALL PLUGIN sqlml SONAME 'sqlml.so'")
+        db.install_plugin("sqlml")
     assert db.query(SENTIMENT) == [("POSITIVE",)]
 
 

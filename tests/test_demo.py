@@ -48,7 +48,8 @@ def expected_requests(taxi: list[tuple[str, float]]) -> int:
 
 def counters_after_batch(output: str) -> dict[str, int]:
     block = output.split("-- what the batch path cost (difference)", 1)[1]
-    return {name: int(value.replace(",", "")) for name, value in re.findall(r"^(\w+_cnt)\s+([\d,]+)$", block, re.M)}
+    return {name: int(value.replace(",", ""))
+            for name, value in re.findall(r"^Aurora_ml_(\w+_cnt)\s+([\d,]+)$", block, re.M)}
 
 
 def sentiment_rows(output: str, title: str) -> list[str]:

@@ -187,7 +187,7 @@ def test_hook_fails_the_first_start_when_the_python_is_broken(fresh_server, tmp_
 def batch_sections(output: str) -> dict[str, list[list[str]]]:
     """Splits a client's batch (-B) output into result sets keyed by their header line."""
     headers = {"sqlml_version", "product_id\tavg_sentiment\tconfident_reviews", "score_cutoff",
-               "ts\tvalue\tscore", "aurora_ml_counters"}
+               "ts\tvalue\tscore", "Variable_name\tValue"}
     sections: dict[str, list[list[str]]] = {}
     current = None
     for line in output.splitlines():
@@ -242,8 +242,8 @@ def test_seed_script_through_the_client_answers_like_the_service(fresh_server, l
                             input=seed_sql(demo_taxi_series()).encode(), capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr.decode()
     check_seed_output(result.stdout.decode(), local_service.url)
-    counters = batch_sections(result.stdout.decode())["aurora_ml_counters"][0][0]
-    aurora = json.loads(counters)
+    aurora = {name.removeprefix("Aurora_ml_"): int(value)
+              for name, value in batch_sections(result.stdout.decode())["Variable_name\tValue"]}
     # The anomaly query's 10,320 readings went in batches, not one request per row.
     assert aurora["actual_request_cnt"] < 100, aurora
     assert time.monotonic() - started < 120

@@ -266,41 +266,33 @@ def test_plugin_uninstall_and_install_under_load_never_crashes(db, fake):
     unexpected = []
 
     def caller():
-        with db.connect() as conn:
-            while not stop.is_set():
-                try:
-                    rows = db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-cycle', 'REAL', 1, n) "
-                                    "FROM numbers WHERE n <= 3", conn=conn)
-                    assert sorted(r[0] for r in rows) == [1.0, 2.0, 3.0]
-                    outcomes["ok"] += 1
-                    status(db, conn=conn)
-                except pymysql.MySQLError as exc:
-                    # MySQL refuses (fail closed) while the privilege plugin is away.
-                    if exc.args[0] == 1227:
-                        outcomes["refused"] += 1
-                    else:
-                        unexpected.append(exc)
+        # A fresh session per call: MySQL unloads an audit plugin only once every
+        # session that used it has gone.
+        while not stop.is_set():
+            try:
+                rows = db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-cycle', 'REAL', 1, n) "
+                                "FROM numbers WHERE n <= 3")
+                assert sorted(r[0] for r in rows) == [1.0, 2.0, 3.0]
+                outcomes["ok"] += 1
+                status(db)
+            except pymysql.MySQLError as exc:
+                # MySQL refuses (fail closed) while the privilege plugin is away.
+                if exc.args[0] == 1227:
+                    outcomes["refused"] += 1
+                else:
+                    unexpected.append(exc)
 
     threads = [threading.Thread(target=caller) for _ in range(3)]
     for t in threads:
         t.start()
     try:
-        with db.connect() as conn, conn.cursor() as cur:
-            for _ in range(15):
-                for plugin in ("aurora_ml", "aws", "sqlml"):
-                    cur.execute(f"UNINSTALL PLUGIN {plugin}")
-                # MariaDB removes a plugin some statement still holds when it lets go of it.
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    cur.execute("SELECT COUNT(*) FROM information_schema.PLUGINS "
-                                "WHERE PLUGIN_NAME IN ('sqlml', 'aws', 'aurora_ml')")
-                    if cur.fetchone()[0] == 0:
-                        break
-                    time.sleep(0.02)
-                for plugin in ("sqlml", "aws", "aurora_ml"):
-                    cur.execute(f"INSTALL PLUGIN {plugin} SONAME 'sqlml.so'")
-                cur.execute("SET GLOBAL sqlml_max_attempts = 4")
-                cur.execute("SET GLOBAL sqlml_max_attempts = DEFAULT")
+        for _ in range(8):
+            for plugin in ("aurora_ml", "aws", "sqlml"):
+                db.uninstall_plugin(plugin)
+            for plugin in ("sqlml", "aws", "aurora_ml"):
+                db.install_plugin(plugin)
+            db.query("SET GLOBAL sqlml_max_attempts = 4")
+            db.query("SET GLOBAL sqlml_max_attempts = DEFAULT")
     finally:
         stop.set()
         for t in threads:
