@@ -92,9 +92,9 @@ class Engine:
             chunk = texts[i:i + comprehend.MAX_BATCH_TEXTS]
             results = self.dispatcher.attempts(lambda: comprehend.detect(client, chunk, language), target, len(chunk),
                                                self.dispatcher.deadline())
-            for text, result in zip(chunk, results):
-                if not isinstance(result, Exception):
-                    self.cache.put(("comprehend", language, text), result, len(text))
+            ok = [(("comprehend", language, text), result) for text, result in zip(chunk, results)
+                  if not isinstance(result, Exception)]
+            self.cache.put_many([key for key, _ in ok], [result for _, result in ok])
             out.extend(results)
         self._count_batch(len(texts))
         return out
@@ -108,8 +108,7 @@ class Engine:
         for chunk in _chunks_by_bytes(lines, sagemaker.MAX_BODY_BYTES):
             results = self.dispatcher.attempts(lambda: sagemaker.invoke(client, endpoint, chunk, accept), target,
                                                len(chunk), self.dispatcher.deadline())
-            for line, result in zip(chunk, results):
-                self.cache.put(("sagemaker", endpoint, line), result, len(line) + 16)
+            self.cache.put_many([("sagemaker", endpoint, line) for line in chunk], results)
             out.extend(results)
         self._count_batch(len(lines))
         return out
@@ -167,9 +166,12 @@ def _raise_item(result):
 
 
 def _chunks_by_bytes(lines: list[str], limit: int):
+    if (sum(map(len, lines)) + len(lines)) * 4 <= limit:  # fits even at 4 UTF-8 bytes a character
+        yield lines
+        return
     chunk, size = [], 0
     for line in lines:
-        n = len(line.encode("utf-8")) + 1
+        n = (len(line) if line.isascii() else len(line.encode("utf-8"))) + 1
         if chunk and size + n > limit:
             yield chunk
             chunk, size = [], 0

@@ -55,6 +55,10 @@ class Clients:
             read_timeout=s.timeout_s,
             max_pool_connections=max(10, s.max_in_flight),
             tcp_keepalive=True,
+            # The engine checks every argument AWS would refuse (text sizes, language
+            # codes, endpoint names, body size) before a request exists; botocore's own
+            # validation walk cost a quarter of a 25-text BatchDetectSentiment call's CPU.
+            parameter_validation=False,
         )
         credentials = {}
         if endpoint_url and self._session.get_credentials() is None:

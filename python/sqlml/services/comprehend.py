@@ -17,6 +17,8 @@ LANGUAGES = frozenset("en es fr de it pt ar hi ja ko zh zh-TW".split())
 MAX_TEXT_BYTES = 5000
 MAX_BATCH_TEXTS = 25
 LABELS = ("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED")
+_SCORE_FIELD = {label: label.lower() for label in LABELS}
+_LABEL_BYTES = {label: label.encode("ascii") for label in LABELS}
 
 # Codes that mean "try again later" rather than "this request is wrong".
 RETRYABLE_CODES = frozenset(
@@ -35,8 +37,11 @@ class Sentiment:
 
     @property
     def confidence(self) -> float:
-        return {"POSITIVE": self.positive, "NEGATIVE": self.negative, "NEUTRAL": self.neutral,
-                "MIXED": self.mixed}[self.label]
+        return getattr(self, _SCORE_FIELD[self.label])
+
+    @property
+    def label_bytes(self) -> bytes:
+        return _LABEL_BYTES[self.label]
 
     @classmethod
     def from_wire(cls, item: dict, where: str) -> "Sentiment":
