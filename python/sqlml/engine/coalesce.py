@@ -8,8 +8,9 @@ lone connection waits for nobody. Calls that arrive while a request is in flight
 up and leave together in the next request, up to max_batch_size rows (a full batch
 leaves at once, on another sender if need be). Adaptive linger: when a request returns,
 the calls it answered are about to come back with their next call; the sender waits for
-as many calls as that request carried, at most ADAPTIVE_LINGER_CAP_S and half that
-request's time, and leaves as soon as they are queued. A lone connection's next call is
+as many calls as that request carried, at most ADAPTIVE_LINGER_CAP_S and that
+request's own time (so a coalesced call waits at most one more request's time), and
+leaves as soon as they are queued. A lone connection's next call is
 the one awaited, so it leaves at once. `linger_ms` (coalesce_linger_ms, default 0) adds
 a fixed wait before a sender's first request. Identical payloads in one batch are sent
 once. Every waiter gets its answer or its error.
@@ -23,7 +24,7 @@ import time
 from collections import deque
 from typing import Callable
 
-ADAPTIVE_LINGER_CAP_S = 0.002
+ADAPTIVE_LINGER_CAP_S = 0.005
 MAX_SENDERS_PER_TARGET = 4
 
 
@@ -92,7 +93,7 @@ class Coalescer:
                 continue
             finally:
                 expected = len(batch)
-                adaptive_s = min(ADAPTIVE_LINGER_CAP_S, (time.monotonic() - started) / 2)
+                adaptive_s = min(ADAPTIVE_LINGER_CAP_S, time.monotonic() - started)
             for payload, _, future in batch:
                 result = by_payload[payload]
                 if isinstance(result, BaseException):
