@@ -12,6 +12,7 @@ warning. A NULL argument always gives NULL without a request.
 from __future__ import annotations
 
 import json
+import sys
 import platform
 from typing import Callable
 
@@ -180,7 +181,9 @@ def _const_endpoint(value: object, name: str) -> str:
     """The endpoint name, which must be a constant string (it picks the target at init)."""
     if value is None or not isinstance(value, bytes):
         raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
-    return sagemaker.check_endpoint(_text(value, name, "endpoint name"), name)
+    # Interned: every cache key of this endpoint then holds the same string object, so
+    # comparing keys never reads a second copy of the name.
+    return sys.intern(sagemaker.check_endpoint(_text(value, name, "endpoint name"), name))
 
 
 def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
@@ -200,6 +203,31 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
     convert = rtype.convert
     cache_get = engine.cache.get
     tally = Tally(engine.counters)
+
+    def answer(line: str):
+        raw = cache_get(("sagemaker", endpoint, line))
+        if raw is MISS:
+            raw = engine.invoke(endpoint, line, batch_size)
+        else:  # counted in bulk (engine/tally.py)
+            tally.hits += 1
+            if not tally.hits & _FLUSH_MASK:
+                tally.flush()
+        return convert(raw, what)
+
+    if len(types) == 4 and rtype.kind != STRING:
+        # One feature, a number: the batch path's common case, without the generic
+        # path's argument tuple and joins (the same steps as row() below).
+        encode = _encoder(types[3], name, 3)
+
+        def row1(_endpoint, _type, _batch, feature):
+            if feature is None:
+                return None
+            try:
+                return answer(encode(feature))
+            except SqlmlError as exc:
+                return _on_error(engine, exc)
+
+        return row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3])
 
     def row(_endpoint, _type, _batch, *features):
         if None in features:
@@ -331,7 +359,22 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
             session = agg.session(endpoint, make)
         session.add(line)
 
-    agg.add = add
+    if len(types) == 3:
+        encode = _encoder(types[2], name, 2)
+
+        def add1(_endpoint, _batch, feature):  # add() for one feature, without the tuple
+            if feature is None:
+                return
+            try:
+                line = encode(feature)
+            except SqlmlError:
+                return
+            session = agg.sessions.get(endpoint)
+            if session is None:
+                session = agg.session(endpoint, make)
+            session.add(line)
+
+    agg.add = add1 if len(types) == 3 else add
     return agg, 0, 0, (STRING, INT) + tuple(types[2:])
 
 
