@@ -8,12 +8,13 @@ lone connection waits for nobody. Calls that arrive while a request is in flight
 up and leave together in the next request, up to max_batch_size rows (a full batch
 leaves at once, on another sender if need be). Adaptive linger: when a request returns,
 the calls it answered are about to come back with their next call; the sender waits for
-as many calls as that request carried, at most ADAPTIVE_LINGER_CAP_S and that
-request's own time (so a coalesced call waits at most one more request's time), and
-leaves as soon as they are queued. A lone connection's next call is
-the one awaited, so it leaves at once. `linger_ms` (coalesce_linger_ms, default 0) adds
-a fixed wait before a sender's first request. Identical payloads in one batch are sent
-once. Every waiter gets its answer or its error.
+as many calls as that request carried, but only while they keep arriving (at most
+ARRIVAL_GAP_S between two arrivals) and at most that request's own time and
+ADAPTIVE_LINGER_CAP_S, so a coalesced call waits at most one more request's time. A
+lone connection's next call is the one awaited, so it leaves on arrival.
+`linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
+request. Identical payloads in one batch are sent once. Every waiter gets its answer
+or its error.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import time
 from collections import deque
 from typing import Callable
 
-ADAPTIVE_LINGER_CAP_S = 0.005
+ADAPTIVE_LINGER_CAP_S = 0.02
+ARRIVAL_GAP_S = 0.001
 MAX_SENDERS_PER_TARGET = 4
 
 
@@ -54,15 +56,18 @@ class Coalescer:
 
     def _take(self, expected: int, linger_s: float) -> list:
         with self._cond:
-            if expected > 1 and linger_s > 0:
+            if linger_s > 0 and expected > 0:
                 deadline = time.monotonic() + linger_s
-                while len(self._queue) < min(expected, self._queue[0][1] if self._queue else expected):
+                while not self._queue or len(self._queue) < min(expected, self._queue[0][1]):
+                    queued = len(self._queue)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
-            elif not self._queue and expected == 1 and linger_s > 0:
-                self._cond.wait(linger_s)  # a lone connection's next call: send it on arrival
+                    # The first call back may take a client round trip; after it, the
+                    # others come within ARRIVAL_GAP_S or are not coming.
+                    self._cond.wait(min(ARRIVAL_GAP_S, remaining) if queued else remaining)
+                    if len(self._queue) == queued:
+                        break
             if not self._queue:
                 self._senders -= 1
                 return []
