@@ -1,9 +1,13 @@
 """Batching: the scalar path vs the SQL-only batch path vs 16 coalesced connections.
 
 Against tests/fakeaws (a separate process on 127.0.0.1) with 0, 5 and 20 ms of injected
-latency per request. For each shape: rows, requests, rows/s, requests per row, and the
-ratio of rows/s to the scalar path's measured in the same run. The scalar path runs on
-fewer rows (one request per row would take minutes); rates are comparable.
+latency per request. For each shape: rows, requests, rows per request, rows/s, wall and
+server-CPU microseconds per row, and the ratio of rows/s to the scalar path's measured
+in the same run. The scalar path runs on fewer rows (one request per row would take
+minutes); rates are comparable. Also: the 20 ms latency target (0 ms and 20 ms batch
+runs alternated), Comprehend over 100,000 texts, peak RSS growth over 1,000,000 rows,
+and the load average around the run (the machine may be shared: wall figures move
+with the load, server CPU per row much less).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ SCALAR_ROWS = {0: 2_000, 5: 300, 20: 100}
 COMPREHEND_TEXTS = 100_000
 CONNECTIONS = 16
 CALLS_PER_CONNECTION = 40
+LATENCY_TARGET_ROWS = 200_000
+LATENCY_TARGET_REPEATS = 3
 
 
 def start_fake(tmp: Path):
@@ -72,7 +78,7 @@ def run() -> dict:
     tmp.mkdir(parents=True, exist_ok=True)
     proc, url = start_fake(tmp)
     fake = FakeAWSControl(url)
-    out, table, batch_rate = {}, [], {}
+    out, table = {}, []
     load_before = os.getloadavg()
     try:
         settings = {"comprehend_endpoint_url": url, "sagemaker_endpoint_url": url, "timeout_s": "60"}
@@ -92,7 +98,6 @@ def run() -> dict:
                                                   "10000, v)) FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', "
                                                   "10000, v) FROM series) >= 0", server)
                 rows.append(("batch path (warm-up)", n_batch, reqs, t, cpu))
-                batch_rate[latency] = n_batch / t
                 rss_growth = rss_kb(server) - rss_before
                 for coalesce in ("on", "off"):
                     installer_settings = dict(settings, coalesce=coalesce)
@@ -153,15 +158,28 @@ def run() -> dict:
             table.append(["0 ms", "Comprehend batch path", f"{COMPREHEND_TEXTS:,}", f"{reqs:,}",
                           f"{COMPREHEND_TEXTS / reqs:,.1f}", f"{COMPREHEND_TEXTS / t:,.0f}",
                           f"{t / COMPREHEND_TEXTS * 1e6:.1f}", f"{cpu / COMPREHEND_TEXTS * 1e6:.1f}", ""])
-            # The 20 ms target: the batch path against min(CPU bound, in flight x batch / latency),
-            # the CPU bound being the same run's 0 ms batch rate.
+            # The 20 ms target: the batch path against min(CPU bound, in flight x batch / latency).
+            # The CPU bound is the 0 ms batch rate; on a shared machine the rate moves with the
+            # load from minute to minute, so 0 ms and 20 ms runs alternate here, best of each.
             cur.execute("SELECT JSON_VALUE(sqlml_status(), '$.settings.max_in_flight')")
             in_flight = int(cur.fetchone()[0])
-            bound = min(batch_rate[0], in_flight * 10000 / 0.020)
-            out["latency_20ms_target"] = {"cpu_bound_rows_per_s": round(batch_rate[0]),
-                                          "pipeline_bound_rows_per_s": round(in_flight * 10000 / 0.020),
-                                          "batch_rows_per_s": round(batch_rate[20]),
-                                          "fraction_of_bound": round(batch_rate[20] / bound, 3), "target": 0.8}
+            fill(cur, LATENCY_TARGET_ROWS)
+            best = {0: 0.0, 20: 0.0}
+            for _ in range(LATENCY_TARGET_REPEATS):
+                for latency in (0, 20):
+                    fake.configure(latency_ms=latency)
+                    t, _, _ = measure(cur, fake, "SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
+                                                 "10000, v)) FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', "
+                                                 "10000, v) FROM series) >= 0", server)
+                    best[latency] = max(best[latency], LATENCY_TARGET_ROWS / t)
+            fake.configure(latency_ms=0)
+            pipeline_bound = in_flight * 10000 / 0.020
+            out["latency_20ms_target"] = {"rows": LATENCY_TARGET_ROWS, "runs_each": LATENCY_TARGET_REPEATS,
+                                          "cpu_bound_rows_per_s": round(best[0]),
+                                          "pipeline_bound_rows_per_s": round(pipeline_bound),
+                                          "batch_rows_per_s": round(best[20]),
+                                          "fraction_of_bound": round(best[20] / min(best[0], pipeline_bound), 3),
+                                          "target": 0.8}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -172,7 +190,8 @@ def run() -> dict:
                 ["latency", "shape", "rows", "requests", "rows/req", "rows/s", "us/row", "cpu us/row", "vs scalar"],
                 table)
     lt = out["latency_20ms_target"]
-    print(f"20 ms: batch path {lt['batch_rows_per_s']:,} rows/s = {lt['fraction_of_bound']:.0%} of min(CPU bound "
+    print(f"20 ms (alternating with 0 ms, best of {lt['runs_each']} each over {lt['rows']:,} rows): batch path "
+          f"{lt['batch_rows_per_s']:,} rows/s = {lt['fraction_of_bound']:.0%} of min(CPU bound "
           f"{lt['cpu_bound_rows_per_s']:,}, pipeline bound {lt['pipeline_bound_rows_per_s']:,}) (target 80%)")
     print(f"peak RSS growth batching 1,000,000 rows: {out['sagemaker_0ms']['batch_peak_rss_growth_kb'] / 1024:,.0f} MiB; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
