@@ -9,9 +9,10 @@ up and leave together in the next request, up to max_batch_size rows (a full bat
 leaves at once, on another sender if need be). Adaptive linger: when a request returns,
 the calls it answered are about to come back with their next call; the sender waits for
 as many calls as that request carried, but only while they keep arriving (at most
-ARRIVAL_GAP_S between two arrivals) and at most that request's own time and
-ADAPTIVE_LINGER_CAP_S, so a coalesced call waits at most one more request's time. A
-lone connection's next call is the one awaited, so it leaves on arrival.
+ARRIVAL_GAP_S between two arrivals), and at most that request's own time (but at least
+ADAPTIVE_LINGER_FLOOR_S: a client round trip on a loaded machine takes that long) and
+never more than ADAPTIVE_LINGER_CAP_S. A lone connection's next call is the one awaited,
+so it leaves on arrival.
 `linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
 request. Identical payloads in one batch are sent once. Every waiter gets its answer
 or its error.
@@ -26,7 +27,8 @@ from collections import deque
 from typing import Callable
 
 ADAPTIVE_LINGER_CAP_S = 0.02
-ARRIVAL_GAP_S = 0.001
+ADAPTIVE_LINGER_FLOOR_S = 0.005
+ARRIVAL_GAP_S = 0.002
 MAX_SENDERS_PER_TARGET = 4
 
 
@@ -98,7 +100,7 @@ class Coalescer:
                 continue
             finally:
                 expected = len(batch)
-                adaptive_s = min(ADAPTIVE_LINGER_CAP_S, time.monotonic() - started)
+                adaptive_s = min(ADAPTIVE_LINGER_CAP_S, max(ADAPTIVE_LINGER_FLOOR_S, time.monotonic() - started))
             for payload, _, future in batch:
                 result = by_payload[payload]
                 if isinstance(result, BaseException):
