@@ -1,9 +1,13 @@
 """Batching: the scalar path vs the SQL-only batch path vs 16 coalesced connections.
 
 Against tests/fakeaws (a separate process on 127.0.0.1) with 0, 5 and 20 ms of injected
-latency per request. For each shape: rows, requests, rows/s, requests per row, and the
-ratio of rows/s to the scalar path's measured in the same run. The scalar path runs on
-fewer rows (one request per row would take minutes); rates are comparable.
+latency per request. For each shape: rows, requests, rows per request, rows/s, wall and
+server-CPU microseconds per row, and the ratio of rows/s to the scalar path's measured
+in the same run. The scalar path runs on fewer rows (one request per row would take
+minutes); rates are comparable. Also: the 20 ms latency target (0 ms and 20 ms batch
+runs alternated), Comprehend over 100,000 texts, peak RSS growth over 1,000,000 rows,
+and the load average around the run (the machine may be shared: wall figures move
+with the load, server CPU per row much less).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +28,8 @@ SCALAR_ROWS = {0: 2_000, 5: 300, 20: 100}
 COMPREHEND_TEXTS = 100_000
 CONNECTIONS = 16
 CALLS_PER_CONNECTION = 40
+LATENCY_TARGET_ROWS = 200_000
+LATENCY_TARGET_REPEATS = 3
 
 
 def start_fake(tmp: Path):
@@ -45,13 +50,22 @@ def fill(cur, rows: int) -> None:
                 f"FROM {k1} a, {k1} b WHERE a.n * 1000 + b.n < {rows}")
 
 
-def measure(cur, fake, sql: str) -> tuple[float, int]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(cur, fake, sql: str, server) -> tuple[float, int, float]:
+    """(wall seconds, requests the fake received, server CPU seconds) of one statement."""
     cur.execute("SELECT sqlml_cache_clear()")
     fake.clear_stats()
+    cpu = cpu_s(server.pid)
     started = time.perf_counter()
     cur.execute(sql)
     cur.fetchall()
-    return time.perf_counter() - started, fake.stats(log=False)["requests"]
+    return time.perf_counter() - started, fake.stats(log=False)["requests"], cpu_s(server.pid) - cpu
 
 
 def rss_kb(server) -> int:
@@ -65,6 +79,7 @@ def run() -> dict:
     proc, url = start_fake(tmp)
     fake = FakeAWSControl(url)
     out, table = {}, []
+    load_before = os.getloadavg()
     try:
         settings = {"comprehend_endpoint_url": url, "sagemaker_endpoint_url": url, "timeout_s": "60"}
         with server_with_sqlml("mariadb", settings) as server, server.connect(database="bench") as conn:
@@ -73,16 +88,16 @@ def run() -> dict:
                 fake.configure(latency_ms=latency)
                 n_scalar, n_batch = SCALAR_ROWS[latency], BATCH_ROWS[latency]
                 fill(cur, n_scalar)
-                t, reqs = measure(cur, fake, "SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
-                                             "10000, v)) FROM series")
+                t, reqs, cpu = measure(cur, fake, "SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
+                                                  "10000, v)) FROM series", server)
                 scalar_rate = n_scalar / t
-                rows = [("scalar, 1 connection", n_scalar, reqs, t)]
+                rows = [("scalar, 1 connection", n_scalar, reqs, t, cpu)]
                 fill(cur, n_batch)
                 rss_before = rss_kb(server)
-                t, reqs = measure(cur, fake, "SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', 10000, v)) "
-                                             "FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', 10000, v) "
-                                             "FROM series) >= 0")
-                rows.append(("batch path (warm-up)", n_batch, reqs, t))
+                t, reqs, cpu = measure(cur, fake, "SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
+                                                  "10000, v)) FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', "
+                                                  "10000, v) FROM series) >= 0", server)
+                rows.append(("batch path (warm-up)", n_batch, reqs, t, cpu))
                 rss_growth = rss_kb(server) - rss_before
                 for coalesce in ("on", "off"):
                     installer_settings = dict(settings, coalesce=coalesce)
@@ -93,6 +108,7 @@ def run() -> dict:
                     cur.execute("SELECT sqlml_status()")  # statement start: picks the file up
                     cur.execute("SELECT sqlml_cache_clear()")
                     fake.clear_stats()
+                    cpu = cpu_s(server.pid)
                     started = time.perf_counter()
 
                     def work(w):
@@ -106,19 +122,22 @@ def run() -> dict:
                         list(pool.map(work, range(CONNECTIONS)))
                     t = time.perf_counter() - started
                     rows.append((f"16 connections, coalescing {coalesce}", CONNECTIONS * CALLS_PER_CONNECTION,
-                                 fake.stats(log=False)["requests"], t))
+                                 fake.stats(log=False)["requests"], t, cpu_s(server.pid) - cpu))
                 installer.write_atomically(str(server.plugin_dir / "sqlml.cnf"),
                                            installer.cnf_text(settings, sys.executable).encode())
                 time.sleep(1.2)
                 cur.execute("SELECT sqlml_status()")
                 results = []
-                for name, n, reqs, t in rows:
+                for name, n, reqs, t, cpu in rows:
                     rate = n / t
                     results.append({"shape": name, "rows": n, "requests": reqs, "seconds": round(t, 3),
                                     "rows_per_s": round(rate), "requests_per_row": round(reqs / n, 5),
-                                    "us_per_row": round(t / n * 1e6, 2), "vs_scalar": round(rate / scalar_rate, 1)})
-                    table.append([f"{latency} ms", name, f"{n:,}", f"{reqs:,}", f"{reqs / n:.5f}", f"{rate:,.0f}",
-                                  f"{t / n * 1e6:.1f}", f"{rate / scalar_rate:.1f}x"])
+                                    "us_per_row": round(t / n * 1e6, 2), "server_cpu_us_per_row": round(cpu / n * 1e6, 2),
+                                    "rows_per_request": round(n / reqs, 2) if reqs else None,
+                                    "vs_scalar": round(rate / scalar_rate, 1)})
+                    table.append([f"{latency} ms", name, f"{n:,}", f"{reqs:,}", f"{n / reqs:,.1f}" if reqs else "-",
+                                  f"{rate:,.0f}", f"{t / n * 1e6:.1f}", f"{cpu / n * 1e6:.1f}",
+                                  f"{rate / scalar_rate:.1f}x"])
                 expected = math.ceil(n_batch / 10000)
                 out[f"sagemaker_{latency}ms"] = {"results": results, "batch_requests_expected": expected,
                                                  "batch_peak_rss_growth_kb": rss_growth}
@@ -128,18 +147,54 @@ def run() -> dict:
             cur.execute("CREATE TABLE bench.texts (n INT PRIMARY KEY, t VARCHAR(100))")
             cur.execute(f"INSERT INTO bench.texts SELECT n, CONCAT(IF(n % 3 = 0, 'good ', 'bad '), n) FROM series "
                         f"WHERE n < {COMPREHEND_TEXTS}")
-            t, reqs = measure(cur, fake, "SELECT COUNT(*) FROM texts WHERE (SELECT sqlml_warm_comprehend(t, 'en') "
-                                         "FROM texts) >= 0 AND aws_comprehend_detect_sentiment(t, 'en') = 'POSITIVE'")
-            out["comprehend_batch_0ms"] = {"texts": COMPREHEND_TEXTS, "requests": reqs, "seconds": round(t, 3),
-                                           "texts_per_s": round(COMPREHEND_TEXTS / t)}
+            t, reqs, cpu = measure(cur, fake, "SELECT COUNT(*) FROM texts WHERE (SELECT sqlml_warm_comprehend(t, 'en') "
+                                              "FROM texts) >= 0 AND aws_comprehend_detect_sentiment(t, 'en') = "
+                                              "'POSITIVE'", server)
+            out["comprehend_batch_0ms"] = {"texts": COMPREHEND_TEXTS, "requests": reqs,
+                                           "requests_expected": math.ceil(COMPREHEND_TEXTS / 25), "seconds": round(t, 3),
+                                           "texts_per_s": round(COMPREHEND_TEXTS / t),
+                                           "us_per_text": round(t / COMPREHEND_TEXTS * 1e6, 2),
+                                           "server_cpu_us_per_text": round(cpu / COMPREHEND_TEXTS * 1e6, 2)}
             table.append(["0 ms", "Comprehend batch path", f"{COMPREHEND_TEXTS:,}", f"{reqs:,}",
-                          f"{reqs / COMPREHEND_TEXTS:.5f}", f"{COMPREHEND_TEXTS / t:,.0f}",
-                          f"{t / COMPREHEND_TEXTS * 1e6:.1f}", ""])
+                          f"{COMPREHEND_TEXTS / reqs:,.1f}", f"{COMPREHEND_TEXTS / t:,.0f}",
+                          f"{t / COMPREHEND_TEXTS * 1e6:.1f}", f"{cpu / COMPREHEND_TEXTS * 1e6:.1f}", ""])
+            # The 20 ms target: the batch path against min(CPU bound, in flight x batch / latency).
+            # The CPU bound is the 0 ms batch rate; on a shared machine the rate moves with the
+            # load from minute to minute, so 0 ms and 20 ms runs alternate here, best of each.
+            cur.execute("SELECT JSON_VALUE(sqlml_status(), '$.settings.max_in_flight')")
+            in_flight = int(cur.fetchone()[0])
+            fill(cur, LATENCY_TARGET_ROWS)
+            best = {0: 0.0, 20: 0.0}
+            for _ in range(LATENCY_TARGET_REPEATS):
+                for latency in (0, 20):
+                    fake.configure(latency_ms=latency)
+                    t, _, _ = measure(cur, fake, "SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
+                                                 "10000, v)) FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', "
+                                                 "10000, v) FROM series) >= 0", server)
+                    best[latency] = max(best[latency], LATENCY_TARGET_ROWS / t)
+            fake.configure(latency_ms=0)
+            pipeline_bound = in_flight * 10000 / 0.020
+            out["latency_20ms_target"] = {"rows": LATENCY_TARGET_ROWS, "runs_each": LATENCY_TARGET_REPEATS,
+                                          "cpu_bound_rows_per_s": round(best[0]),
+                                          "pipeline_bound_rows_per_s": round(pipeline_bound),
+                                          "batch_rows_per_s": round(best[20]),
+                                          "fraction_of_bound": round(best[20] / min(best[0], pipeline_bound), 3),
+                                          "target": 0.8}
     finally:
         proc.terminate()
         proc.wait(10)
+    load_after = os.getloadavg()
+    out["conditions"] = {"loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(load_after[0], 2),
+                         "note": "wall figures depend on what else runs on the machine; server CPU per row less so"}
     print_table("Batching (SageMaker sum endpoint unless noted; max_batch_size 10000, Comprehend 25)",
-                ["latency", "shape", "rows", "requests", "req/row", "rows/s", "us/row", "vs scalar"], table)
+                ["latency", "shape", "rows", "requests", "rows/req", "rows/s", "us/row", "cpu us/row", "vs scalar"],
+                table)
+    lt = out["latency_20ms_target"]
+    print(f"20 ms (alternating with 0 ms, best of {lt['runs_each']} each over {lt['rows']:,} rows): batch path "
+          f"{lt['batch_rows_per_s']:,} rows/s = {lt['fraction_of_bound']:.0%} of min(CPU bound "
+          f"{lt['cpu_bound_rows_per_s']:,}, pipeline bound {lt['pipeline_bound_rows_per_s']:,}) (target 80%)")
+    print(f"peak RSS growth batching 1,000,000 rows: {out['sagemaker_0ms']['batch_peak_rss_growth_kb'] / 1024:,.0f} MiB; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     path = write_results("batching", out)
     print(f"wrote {path}")
     return out

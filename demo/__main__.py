@@ -9,7 +9,6 @@ the counters, and stops everything it started.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -147,3 +147,18 @@ def test_cache_answers_repeats_and_can_be_cleared_and_disabled(db, fake):
         db.scalar(q)
         db.scalar(q)
         assert fake.stats()["requests"] == 4
+
+
+def test_counters_are_exact_after_a_batch_statement_longer_than_a_tally_flush(db, fake):
+    from sqlml.engine.tally import FLUSH_EVERY
+
+    rows = FLUSH_EVERY * 2 + 123  # periodic flushes, then the rest on the statement's end or the read
+    make_table(db, [(i, None, i * 0.5) for i in range(rows)])
+    before = aurora(db)
+    total = db.scalar("SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-tally', 'REAL', 10000, v)) FROM items "
+                      "WHERE (SELECT sqlml_warm_sagemaker('sum-tally', 10000, v) FROM items) >= 0")
+    assert total == sum(i * 0.5 for i in range(rows))
+    after = aurora(db)  # read from another connection
+    for name in ("logical_request_cnt", "cache_hit_cnt", "logical_response_cnt"):
+        assert after[name] - before[name] == rows, name
+    assert after["actual_request_cnt"] - before["actual_request_cnt"] == 1

@@ -46,3 +46,67 @@ def test_wrong_count_is_refused_with_both_counts(body, ctype, rows):
 def test_malformed_json_is_an_error():
     with pytest.raises(ServiceError):
         parse_response(b'{"scores": [', "application/json", 1, "ep")
+
+
+def _csv_module_parse(text: str, rows: int) -> list:
+    """The reference: what _parse_csv returned before its plain-text fast path."""
+    import csv
+    import io
+
+    records = [r for r in csv.reader(io.StringIO(text)) if r]
+    if len(records) == rows:
+        return [r[0] for r in records]
+    if len(records) == 1 and len(records[0]) == rows:
+        return list(records[0])
+    return [r[0] for r in records]
+
+
+@pytest.mark.parametrize("text, rows", [
+    ("1.5\n2.5\n", 2), ("1.5\n\n2.5", 2), ("\n\n1\n", 1), ("", 0), ("", 1), ("1,2,3", 3), ("1,2,3", 1),
+    ("1,2,3", 2), ("a,b\nc,d\n", 2), (",\n,x\n", 2), (" 1 , 2 \n", 1), ("1,,2\n", 1), ("x,y\n", 2),
+    ("1\n2\n3", 2), ("é,ü\nß\n", 2),
+])
+def test_unquoted_csv_fast_path_reads_what_the_csv_module_reads(text, rows):
+    from sqlml.services.codecs import _parse_csv
+
+    assert _parse_csv(text, rows) == _csv_module_parse(text, rows)
+
+
+def test_unquoted_csv_fast_path_matches_the_csv_module_on_random_bodies():
+    import random
+
+    from sqlml.services.codecs import _parse_csv
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        text = "".join(rng.choice("ab1.,\n\n ") for _ in range(rng.randrange(0, 30)))
+        rows = rng.randrange(0, 6)
+        assert _parse_csv(text, rows) == _csv_module_parse(text, rows), (text, rows)
+
+
+@pytest.mark.parametrize("body, rows, expected", [
+    (b'"1,5"\r\n"2"\r\n', 2, ["1,5", "2"]),      # quotes and CRLF: the csv module's path
+    (b"1\r\n2\r\n", 2, ["1", "2"]),
+    (b'"x\ny",1\n', 1, ["x\ny"]),                 # a newline inside quotes is not a row end
+])
+def test_quoted_or_crlf_bodies_still_follow_rfc4180(body, rows, expected):
+    assert parse_response(body, "text/csv", rows, "ep") == expected
+
+
+@pytest.mark.parametrize("value, text", [
+    (76.0, "76"), (-0.0, "0"), (0.25, "0.25"), (-3.5, "-3.5"), (1e15 - 1, "999999999999999"),
+    (1e15, "1000000000000000.0"), (1e16, "1e+16"), (1e-7, "1e-07"),
+])
+def test_real_arguments_are_written_canonically(value, text):
+    from sqlml.engine.functions import _encode_real
+
+    assert _encode_real(value) == text
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_real_arguments_are_refused(value):
+    from sqlml.engine.functions import _encode_real
+    from sqlml.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="only finite numbers"):
+        _encode_real(value)

@@ -98,3 +98,37 @@ def test_errors_do_not_leave_later_statements_wrong(db, fake):
         rows = db.query("SELECT n, aws_sagemaker_invoke_endpoint_real('sum-l', 'REAL', 1, n) "
                         "FROM numbers WHERE n <= 3 ORDER BY n", conn=conn)
     assert rows == [(1, 1.0), (2, 2.0), (3, 3.0)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"ResultList": "x", "ErrorList": []}', "malformed answer"),
+    ('{"ResultList": [1, 2, 3], "ErrorList": []}', "out of range or repeated"),
+    ('{"ResultList": [{"Index": 0, "Sentiment": "POSITIVE", "SentimentScore": "high"}], "ErrorList": []}',
+     "malformed SentimentScore"),
+    ('{"ResultList": [], "ErrorList": []}', "sent 3 texts, service accounted for 0"),
+    ("[1, 2]", "malformed answer (expected an object with ResultList and ErrorList lists)"),
+    ("not json", "BatchDetectSentiment"),
+])
+def test_malformed_batch_sentiment_answers_fail_the_statement_never_a_row(db, fake, body, message):
+    # The engine reads BatchDetectSentiment's JSON itself (services/aws.py): every field is checked.
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS mal")
+        cur.execute("CREATE TABLE mal (id INT PRIMARY KEY, txt VARCHAR(50))")
+        cur.executemany("INSERT INTO mal VALUES (%s, %s)", [(1, "good one"), (2, "bad two"), (3, "so so")])
+    fake.malformed_next(1, body=body, service="comprehend")
+    with pytest.raises(Error) as err:
+        db.query("SELECT id, aws_comprehend_detect_sentiment(txt, 'en') FROM mal "
+                 "WHERE (SELECT sqlml_warm_comprehend(txt, 'en') FROM mal) >= 0")
+    assert message in err.value.args[1]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[1]", "malformed answer (not a JSON object)"),
+    ('{"Sentiment": "GREAT", "SentimentScore": {}}', "unexpected sentiment 'GREAT'"),
+    ('{"Sentiment": "POSITIVE", "SentimentScore": {"Positive": 0.9}}', "malformed SentimentScore"),
+])
+def test_malformed_single_sentiment_answers_are_errors(db, fake, body, message):
+    fake.malformed_next(1, body=body, service="comprehend")
+    with pytest.raises(Error) as err:
+        db.query("SELECT aws_comprehend_detect_sentiment('a malformed day', 'en')")
+    assert message in err.value.args[1]

@@ -8,7 +8,6 @@ the requests the fake service actually received.
 import concurrent.futures
 import dataclasses
 import threading
-import time
 
 import pymysql
 import pytest

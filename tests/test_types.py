@@ -43,3 +43,18 @@ def test_unsupported_declared_types_are_refused(spec):
 def test_decimal_keeps_digits_a_double_would_lose():
     assert types.parse("DECIMAL(30,10)", "f").convert("12345678901234567890.0123456789", "f") == \
         str(Decimal("12345678901234567890.0123456789")).encode()
+
+
+@pytest.mark.parametrize("raw", ["1.5", " 2.5 ", "-0", "1e-320", "1_000.5", "7", "1.7976931348623157e308",
+                                 "0.1", "3.141592653589793238462643383279"])
+def test_real_fast_path_gives_the_decimal_paths_number(raw):
+    assert types.parse("REAL", "f").convert(raw, "f") == float(Decimal(raw.strip()))
+
+
+@pytest.mark.parametrize("raw, message", [("nan", "not a finite REAL"), ("-inf", "not a finite REAL"),
+                                          ("1e400", "out of range for REAL"), ("abc", "not a REAL"),
+                                          ("", "not a REAL")])
+def test_real_fast_path_leaves_bad_answers_to_the_exact_message(raw, message):
+    with pytest.raises(ResultTypeError) as err:
+        types.parse("REAL", "f").convert(raw, "f")
+    assert message in err.value.sql_message

@@ -95,6 +95,16 @@ class RealType(ReturnType):
     def convert(self, raw, what):
         if isinstance(raw, float):
             value = raw
+        elif type(raw) is str:
+            # Fast path for CSV answers: float() of a numeral is the same number as
+            # float(Decimal(numeral)); anything else (words, NaN, overflow) takes the
+            # Decimal path below for its message.
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                value = float(_as_decimal(raw, what, self.sql))
         else:
             value = float(_as_decimal(raw, what, self.sql))
         if not math.isfinite(value):

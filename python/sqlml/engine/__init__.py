@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 from .. import config, server
 from ..config import Settings
@@ -23,7 +22,6 @@ from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher
 
-RELOAD_CHECK_S = 1.0
 
 
 class Engine:
@@ -39,7 +37,6 @@ class Engine:
         self._coalescers: dict[tuple[str, str], Coalescer] = {}
         self._coalescers_lock = threading.Lock()
         self._cnf_mtime = self._mtime()
-        self._next_check = time.monotonic() + RELOAD_CHECK_S
         self._reload_lock = threading.Lock()
         self.reload_error: str | None = None
 
@@ -54,12 +51,12 @@ class Engine:
     def maybe_reload(self) -> None:
         """Re-reads the settings if sqlml.cnf or a system variable changed; called at
         statement start, cheap otherwise (a SET GLOBAL is seen at the next statement)."""
-        now = time.monotonic()
         variables_moved = server.settings_generation() != self._variables_generation
-        if (now < self._next_check and not variables_moved) or not self._reload_lock.acquire(blocking=variables_moved):
+        if not variables_moved and self._mtime() == self._cnf_mtime:
+            return  # one stat() per statement: a file edited a moment ago is seen at once
+        if not self._reload_lock.acquire(blocking=variables_moved):
             return
         try:
-            self._next_check = now + RELOAD_CHECK_S
             mtime = self._mtime()
             if mtime == self._cnf_mtime and not variables_moved:
                 return
@@ -96,9 +93,9 @@ class Engine:
             chunk = texts[i:i + comprehend.MAX_BATCH_TEXTS]
             results = self.dispatcher.attempts(lambda: comprehend.detect(client, chunk, language), target, len(chunk),
                                                self.dispatcher.deadline())
-            for text, result in zip(chunk, results):
-                if not isinstance(result, Exception):
-                    self.cache.put(("comprehend", language, text), result, len(text))
+            ok = [(("comprehend", language, text), result) for text, result in zip(chunk, results)
+                  if not isinstance(result, Exception)]
+            self.cache.put_many([key for key, _ in ok], [result for _, result in ok])
             out.extend(results)
         self._count_batch(len(texts))
         return out
@@ -112,8 +109,7 @@ class Engine:
         for chunk in _chunks_by_bytes(lines, sagemaker.MAX_BODY_BYTES):
             results = self.dispatcher.attempts(lambda: sagemaker.invoke(client, endpoint, chunk, accept), target,
                                                len(chunk), self.dispatcher.deadline())
-            for line, result in zip(chunk, results):
-                self.cache.put(("sagemaker", endpoint, line), result, len(line) + 16)
+            self.cache.put_many([("sagemaker", endpoint, line) for line in chunk], results)
             out.extend(results)
         self._count_batch(len(lines))
         return out
@@ -171,9 +167,12 @@ def _raise_item(result):
 
 
 def _chunks_by_bytes(lines: list[str], limit: int):
+    if (sum(map(len, lines)) + len(lines)) * 4 <= limit:  # fits even at 4 UTF-8 bytes a character
+        yield lines
+        return
     chunk, size = [], 0
     for line in lines:
-        n = len(line.encode("utf-8")) + 1
+        n = (len(line) if line.isascii() else len(line.encode("utf-8"))) + 1
         if chunk and size + n > limit:
             yield chunk
             chunk, size = [], 0

@@ -21,17 +21,20 @@ from collections import deque
 from typing import Callable
 
 from ..errors import SqlmlError
-from .cache import MISS
 
 
 class WarmUp:
-    """The state of one warm-up aggregate over one group of rows, for one target."""
+    """The state of one warm-up aggregate over one group of rows, for one target.
 
-    def __init__(self, engine, target: tuple[str, str], key: Callable[[str], tuple],
-                 send: Callable[[list[str]], list], max_batch_size: int, max_bytes: int):
+    add() runs once per row on the server thread and is kept to a set lookup, a cache
+    lookup and a list append; everything per batch happens in flush().
+    """
+
+    def __init__(self, engine, target: tuple[str, str], send: Callable[[list[str]], list], max_batch_size: int,
+                 max_bytes: int):
         self.engine = engine
         self.target = target
-        self.key = key
+        self.service, self.name = target  # cache keys are (service, name, payload)
         self.send = send
         self.max_batch_size = max_batch_size
         self.max_bytes = max_bytes
@@ -41,12 +44,13 @@ class WarmUp:
         self.in_flight: deque = deque()  # (inputs, future)
         self.sent = 0
         self.error: SqlmlError | None = None
+        self._fresh = engine.cache.fresh
 
     def add(self, payload: str) -> None:
-        if payload in self.pending or self.engine.cache.get(self.key(payload)) is not MISS:
+        if payload in self.pending or self._fresh((self.service, self.name, payload)):
             return
-        size = len(payload.encode("utf-8")) + 1
-        if self.batch and self.batch_bytes + size > self.max_bytes:
+        size = (len(payload) if payload.isascii() else len(payload.encode("utf-8"))) + 1
+        if self.batch_bytes + size > self.max_bytes and self.batch:
             self.flush()
         self.batch.append(payload)
         self.pending.add(payload)

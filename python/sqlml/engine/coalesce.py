@@ -2,11 +2,20 @@
 
 A scalar call cannot see the next row, but concurrent calls from other connections
 for the same target (a Comprehend language, a SageMaker endpoint) can share a request.
-Flush rule: a call that finds fewer than `senders_per_target` requests in flight for
-its target starts one at once, so a lone connection waits for nobody (linger_ms = 0,
-the default, adds no delay at all); calls that arrive while requests are in flight
-queue up and leave together in the next request, up to max_batch_size rows. Identical
-payloads in one batch are sent once. Every waiter gets its answer or its error.
+
+Flush rule: a call that finds no request in flight for its target sends at once, so a
+lone connection waits for nobody. Calls that arrive while a request is in flight queue
+up and leave together in the next request, up to max_batch_size rows (a full batch
+leaves at once, on another sender if need be). Adaptive linger: when a request returns,
+the calls it answered are about to come back with their next call; the sender waits for
+as many calls as that request carried, but only while they keep arriving (at most
+ARRIVAL_GAP_S between two arrivals), and at most that request's own time (but at least
+ADAPTIVE_LINGER_FLOOR_S: a client round trip on a loaded machine takes that long) and
+never more than ADAPTIVE_LINGER_CAP_S. A lone connection's next call is the one awaited,
+so it leaves on arrival.
+`linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
+request. Identical payloads in one batch are sent once. Every waiter gets its answer
+or its error.
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ import time
 from collections import deque
 from typing import Callable
 
-SENDERS_PER_TARGET = 2
+ADAPTIVE_LINGER_CAP_S = 0.02
+ADAPTIVE_LINGER_FLOOR_S = 0.005
+ARRIVAL_GAP_S = 0.002
+MAX_SENDERS_PER_TARGET = 4
 
 
 class Coalescer:
@@ -26,23 +38,38 @@ class Coalescer:
     def __init__(self, send: Callable[[list], list], submit: Callable[[Callable[[], None]], None]):
         self._send = send
         self._submit = submit  # runs a function on an engine worker thread
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
         self._queue: deque = deque()  # (payload, max_batch_size, future)
         self._senders = 0
 
     def call(self, payload, max_batch_size: int, linger_s: float) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        with self._lock:
+        with self._cond:
             self._queue.append((payload, max_batch_size, future))
-            start = self._senders < SENDERS_PER_TARGET
+            start = self._senders == 0 or (len(self._queue) >= self._queue[0][1]
+                                           and self._senders < MAX_SENDERS_PER_TARGET)
             if start:
                 self._senders += 1
+            else:
+                self._cond.notify()  # a lingering sender may be waiting for this call
         if start:
             self._submit(lambda: self._drain(linger_s))
         return future
 
-    def _take(self) -> list:
-        with self._lock:
+    def _take(self, expected: int, linger_s: float) -> list:
+        with self._cond:
+            if linger_s > 0 and expected > 0:
+                deadline = time.monotonic() + linger_s
+                while not self._queue or len(self._queue) < min(expected, self._queue[0][1]):
+                    queued = len(self._queue)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    # The first call back may take a client round trip; after it, the
+                    # others come within ARRIVAL_GAP_S or are not coming.
+                    self._cond.wait(min(ARRIVAL_GAP_S, remaining) if queued else remaining)
+                    if len(self._queue) == queued:
+                        break
             if not self._queue:
                 self._senders -= 1
                 return []
@@ -57,10 +84,12 @@ class Coalescer:
     def _drain(self, linger_s: float) -> None:
         if linger_s > 0:
             time.sleep(linger_s)
+        expected, adaptive_s = 0, 0.0
         while True:
-            batch = self._take()
+            batch = self._take(expected, adaptive_s)
             if not batch:
                 return
+            started = time.monotonic()
             unique = list(dict.fromkeys(payload for payload, _, _ in batch))
             try:
                 results = self._send(unique)
@@ -69,6 +98,9 @@ class Coalescer:
                 for _, _, future in batch:
                     future.set_exception(exc)
                 continue
+            finally:
+                expected = len(batch)
+                adaptive_s = min(ADAPTIVE_LINGER_CAP_S, max(ADAPTIVE_LINGER_FLOOR_S, time.monotonic() - started))
             for payload, _, future in batch:
                 result = by_payload[payload]
                 if isinstance(result, BaseException):

@@ -12,7 +12,7 @@ warning. A NULL argument always gives NULL without a request.
 from __future__ import annotations
 
 import json
-import math
+import sys
 import platform
 from typing import Callable
 
@@ -23,6 +23,10 @@ from ..services import comprehend, sagemaker
 from ..services.codecs import csv_field
 from . import Engine
 from .batch import WarmUp
+from .cache import MISS
+from .tally import FLUSH_EVERY, Tally, flush_all
+
+_FLUSH_MASK = FLUSH_EVERY - 1  # FLUSH_EVERY is a power of two
 
 STRING, REAL, INT, DECIMAL = sqltypes.KIND_STRING, sqltypes.KIND_REAL, sqltypes.KIND_INT, sqltypes.KIND_DECIMAL
 KIND_NAMES = {STRING: "STRING", REAL: "REAL", INT: "INTEGER", DECIMAL: "DECIMAL"}
@@ -80,6 +84,8 @@ def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, const
         # max_batch_size bounds the batch path; the scalar path only validates it.
         _const_int(consts[2], name, 2, "max_batch_size")
     languages: dict[bytes, str] = {}
+    cache_get = engine.cache.get
+    tally = Tally(engine.counters)
 
     def row(text, language, max_batch_size=None):
         if text is None or language is None:
@@ -92,11 +98,18 @@ def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, const
             if max_batch_size is not None and max_batch_size <= 0:
                 raise ArgumentError(f"{name}: 3rd argument (max_batch_size) must be > 0, got {max_batch_size}")
             value = _text(text, name, "text")
-            comprehend.check_text(value, name)
-            result = engine.sentiment(value, code, max_batch_size or DEFAULT_COMPREHEND_BATCH)
+            if not 0 < len(text) <= comprehend.MAX_TEXT_BYTES:  # text is the UTF-8 bytes
+                comprehend.check_text(value, name)
+            result = cache_get(("comprehend", code, value))
+            if result is MISS:
+                result = engine.sentiment(value, code, max_batch_size or DEFAULT_COMPREHEND_BATCH)
+            else:  # counted in bulk (engine/tally.py)
+                tally.hits += 1
+                if not tally.hits & _FLUSH_MASK:
+                    tally.flush()
         except SqlmlError as exc:
             return _on_error(engine, exc)
-        return result.label.encode("ascii") if want == "label" else result.confidence
+        return result.label_bytes if want == "label" else result.confidence
 
     coerce = (STRING, STRING, INT)[:n]
     return row, (8 if kind == STRING else 0), 31, coerce
@@ -123,11 +136,17 @@ def _encode_int(v: int) -> str:
 
 
 def _encode_real(v: float) -> str:
-    if not math.isfinite(v):
+    # One repr() and string checks: this runs twice per row on the batch path. Integral
+    # values below 1e15 print as their integer ("76.0" -> "76", "-0.0" -> "0"); repr()
+    # of every other finite float already ends in a digit; "inf" and "nan" do not.
+    text = repr(v)
+    if text.endswith(".0"):
+        if -1e15 < v < 1e15:
+            return "0" if v == 0 else text[:-2]
+        return text
+    if text[-1] in "fn":
         raise ArgumentError(f"cannot send {v!r} to an endpoint: only finite numbers have a CSV form")
-    if v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
+    return text
 
 
 def _encode_decimal(v: bytes) -> str:
@@ -150,11 +169,21 @@ def _encoder(kind: int, function: str, position: int) -> Callable[[object], str]
     return lambda v: csv_field(_text(v, function, what))
 
 
+def _line_encoder(encoders: tuple) -> Callable[[tuple], str]:
+    """The CSV line of one row's features: one field per argument, in order."""
+    if len(encoders) == 1:
+        (encode,) = encoders
+        return lambda features: encode(features[0])
+    return lambda features: ",".join([enc(v) for enc, v in zip(encoders, features)])
+
+
 def _const_endpoint(value: object, name: str) -> str:
     """The endpoint name, which must be a constant string (it picks the target at init)."""
     if value is None or not isinstance(value, bytes):
         raise ArgumentError(f"{name}: 1st argument (endpoint name) must be a constant string")
-    return sagemaker.check_endpoint(_text(value, name, "endpoint name"), name)
+    # Interned: every cache key of this endpoint then holds the same string object, so
+    # comparing keys never reads a second copy of the name.
+    return sys.intern(sagemaker.check_endpoint(_text(value, name, "endpoint name"), name))
 
 
 def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
@@ -169,16 +198,50 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
         suffix = {STRING: "string", REAL: "real", INT: "int", DECIMAL: "decimal"}[rtype.kind]
         raise ArgumentError(f"{name}: return type {rtype.sql} needs aws_sagemaker_invoke_endpoint_{suffix}")
     batch_size = _const_int(consts[2], name, 2, "max_batch_size")
-    encoders = tuple(_encoder(t, name, i + 3) for i, t in enumerate(types[3:]))
+    line_of = _line_encoder(tuple(_encoder(t, name, i + 3) for i, t in enumerate(types[3:])))
     what = f"{name} (endpoint '{endpoint}')"
     convert = rtype.convert
+    cache_get = engine.cache.get
+    tally = Tally(engine.counters)
+
+    def answer(line: str):
+        raw = cache_get(("sagemaker", endpoint, line))
+        if raw is MISS:
+            raw = engine.invoke(endpoint, line, batch_size)
+        else:  # counted in bulk (engine/tally.py)
+            tally.hits += 1
+            if not tally.hits & _FLUSH_MASK:
+                tally.flush()
+        return convert(raw, what)
+
+    if len(types) == 4 and rtype.kind != STRING:
+        # One feature, a number: the batch path's common case, without the generic
+        # path's argument tuple and joins (the same steps as row() below).
+        encode = _encoder(types[3], name, 3)
+
+        def row1(_endpoint, _type, _batch, feature):
+            if feature is None:
+                return None
+            try:
+                return answer(encode(feature))
+            except SqlmlError as exc:
+                return _on_error(engine, exc)
+
+        return row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3])
 
     def row(_endpoint, _type, _batch, *features):
         if None in features:
             return None
         try:
-            line = ",".join([enc(v) for enc, v in zip(encoders, features)])
-            value = convert(engine.invoke(endpoint, line, batch_size), what)
+            line = line_of(features)
+            raw = cache_get(("sagemaker", endpoint, line))
+            if raw is MISS:
+                raw = engine.invoke(endpoint, line, batch_size)
+            else:  # counted in bulk (engine/tally.py)
+                tally.hits += 1
+                if not tally.hits & _FLUSH_MASK:
+                    tally.flush()
+            value = convert(raw, what)
         except SqlmlError as exc:
             return _on_error(engine, exc)
         if type(value) is sqltypes.Truncated:
@@ -195,23 +258,25 @@ class WarmAggregate:
     """An aggregate that sends a query's distinct inputs in batches into the cache.
 
     The shim calls clear() at each group's start, add(*row) per row, and the object
-    itself for the group's result: the number of inputs it sent.
+    itself for the group's result: the number of inputs it sent. `add` is the
+    function-specific closure given at construction (an instance attribute, read once
+    by the shim), so a row costs one Python call.
     """
 
-    def __init__(self, engine: Engine, name: str, add_row):
+    def __init__(self, engine: Engine, name: str):
         self.engine = engine
         self.name = name
-        self._add_row = add_row
         self.sessions: dict = {}
+        self.add: Callable[..., None] = _ignore
+
+    def session(self, key, make: Callable[[], WarmUp]) -> WarmUp:
+        session = self.sessions.get(key)
+        if session is None:
+            session = self.sessions[key] = make()
+        return session
 
     def clear(self):
         self.sessions = {}
-
-    def add(self, *row):
-        try:
-            self._add_row(self, *row)
-        except SqlmlError:
-            pass  # a bad row is not batched: its own call reports it, by the on_error policy
 
     def __call__(self):
         sent, error = 0, None
@@ -225,6 +290,10 @@ class WarmAggregate:
         return sent
 
 
+def _ignore(*_row):
+    return None
+
+
 def _raise(exc):
     raise exc
 
@@ -236,22 +305,33 @@ def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, 
     if consts[1] is not None:
         comprehend.check_language(_text(consts[1], name, "language code"), name)
     batch_size = _const_int(consts[2], name, 2, "max_batch_size") if n == 3 else DEFAULT_COMPREHEND_BATCH
+    agg = WarmAggregate(engine, name)
+    languages: dict[bytes, str] = {}
 
-    def add_row(agg: WarmAggregate, text, language, _batch=None):
-        if text is None or language is None:
+    def add(text, language, _batch=None):
+        # A bad row is not batched: its own call reports it, by the on_error policy.
+        if text is None or language is None or not 0 < len(text) <= comprehend.MAX_TEXT_BYTES:
             return
-        code = comprehend.check_language(_text(language, name, "language code"), name)
-        value = _text(text, name, "text")
-        comprehend.check_text(value, name)
+        code = languages.get(language)
+        if code is None:
+            try:
+                code = comprehend.check_language(_text(language, name, "language code"), name)
+            except SqlmlError:
+                return
+            languages[language] = code
+        try:
+            value = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return
         session = agg.sessions.get(code)
         if session is None:
-            session = agg.sessions[code] = WarmUp(
-                engine, ("comprehend", code), lambda t, c=code: ("comprehend", c, t),
-                lambda texts, c=code: engine.send_sentiment(c, texts),
-                min(batch_size, comprehend.MAX_BATCH_TEXTS), comprehend.MAX_BATCH_TEXTS * comprehend.MAX_TEXT_BYTES)
+            session = agg.session(code, lambda: WarmUp(
+                engine, ("comprehend", code), lambda texts: engine.send_sentiment(code, texts),
+                min(batch_size, comprehend.MAX_BATCH_TEXTS), comprehend.MAX_BATCH_TEXTS * comprehend.MAX_TEXT_BYTES))
         session.add(value)
 
-    return WarmAggregate(engine, name, add_row), 0, 0, (STRING, STRING, INT)[:n]
+    agg.add = add
+    return agg, 0, 0, (STRING, STRING, INT)[:n]
 
 
 def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
@@ -260,19 +340,42 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
         raise ArgumentError(f"{name}: needs (endpoint, max_batch_size, arg1, ...); got {_plural(n, 'argument')}")
     endpoint = _const_endpoint(consts[0], name)
     batch_size = _const_int(consts[1], name, 1, "max_batch_size")
-    encoders = tuple(_encoder(t, name, i + 2) for i, t in enumerate(types[2:]))
+    line_of = _line_encoder(tuple(_encoder(t, name, i + 2) for i, t in enumerate(types[2:])))
+    agg = WarmAggregate(engine, name)
 
-    def add_row(agg: WarmAggregate, _endpoint, _batch, *features):
+    def make() -> WarmUp:
+        return WarmUp(engine, ("sagemaker", endpoint), lambda lines: engine.send_invoke(endpoint, lines),
+                      batch_size, sagemaker.MAX_BODY_BYTES)
+
+    def add(_endpoint, _batch, *features):
         if None in features:
             return
+        try:
+            line = line_of(features)
+        except SqlmlError:
+            return  # a bad row is not batched: its own call reports it, by the on_error policy
         session = agg.sessions.get(endpoint)
         if session is None:
-            session = agg.sessions[endpoint] = WarmUp(
-                engine, ("sagemaker", endpoint), lambda line: ("sagemaker", endpoint, line),
-                lambda lines: engine.send_invoke(endpoint, lines), batch_size, sagemaker.MAX_BODY_BYTES)
-        session.add(",".join([enc(v) for enc, v in zip(encoders, features)]))
+            session = agg.session(endpoint, make)
+        session.add(line)
 
-    return WarmAggregate(engine, name, add_row), 0, 0, (STRING, INT) + tuple(types[2:])
+    if len(types) == 3:
+        encode = _encoder(types[2], name, 2)
+
+        def add1(_endpoint, _batch, feature):  # add() for one feature, without the tuple
+            if feature is None:
+                return
+            try:
+                line = encode(feature)
+            except SqlmlError:
+                return
+            session = agg.sessions.get(endpoint)
+            if session is None:
+                session = agg.session(endpoint, make)
+            session.add(line)
+
+    agg.add = add1 if len(types) == 3 else add
+    return agg, 0, 0, (STRING, INT) + tuple(types[2:])
 
 
 def prepare_cache_clear(engine, name, kind, types, consts):
@@ -303,6 +406,7 @@ def prepare_status(engine, name, kind, types, consts):
         raise ArgumentError(f"{name}: takes no arguments")
 
     def row():
+        flush_all()
         snap = engine.counters.snapshot()
         snap["cache"] = engine.cache.stats()
         snap["settings"] = {k: v for k, v in engine.settings.__dict__.items()}

@@ -94,9 +94,26 @@ def _parse_json(text: str, rows: int, where: str) -> list[object] | None:
 
 
 def _parse_csv(text: str, rows: int) -> list[object]:
+    if '"' not in text and "\r" not in text:
+        return _parse_plain_csv(text, rows)
     records = [r for r in csv.reader(io.StringIO(text)) if r]
     if len(records) == rows:
         return [r[0] for r in records]
     if len(records) == 1 and len(records[0]) == rows:
         return list(records[0])  # XGBoost real-time: predictions comma-joined on one line
     return [r[0] for r in records]
+
+
+def _parse_plain_csv(text: str, rows: int) -> list[object]:
+    """_parse_csv for a body without quotes or CRs, where RFC 4180 is plain splitting:
+    the same records as csv.reader (blank lines are no records), in one pass of C."""
+    lines = text.split("\n")
+    if "" in lines:
+        lines = [line for line in lines if line]
+    if "," not in text:
+        return lines  # one field per record
+    if len(lines) == 1 and rows != 1:
+        fields = lines[0].split(",")
+        if len(fields) == rows:
+            return fields  # XGBoost real-time: predictions comma-joined on one line
+    return [line.split(",", 1)[0] for line in lines]

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 import botocore.exceptions
 
 from ..errors import ArgumentError, ServiceError
+from .aws import RAW_JSON
 
 LANGUAGES = frozenset("en es fr de it pt ar hi ja ko zh zh-TW".split())
 MAX_TEXT_BYTES = 5000
 MAX_BATCH_TEXTS = 25
 LABELS = ("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED")
+_SCORE_FIELD = {label: label.lower() for label in LABELS}
+_LABEL_BYTES = {label: label.encode("ascii") for label in LABELS}
 
 # Codes that mean "try again later" rather than "this request is wrong".
 RETRYABLE_CODES = frozenset(
@@ -35,8 +38,11 @@ class Sentiment:
 
     @property
     def confidence(self) -> float:
-        return {"POSITIVE": self.positive, "NEGATIVE": self.negative, "NEUTRAL": self.neutral,
-                "MIXED": self.mixed}[self.label]
+        return getattr(self, _SCORE_FIELD[self.label])
+
+    @property
+    def label_bytes(self) -> bytes:
+        return _LABEL_BYTES[self.label]
 
     @classmethod
     def from_wire(cls, item: dict, where: str) -> "Sentiment":
@@ -104,25 +110,31 @@ def detect(client, texts: list[str], language: str) -> list[Sentiment | ServiceE
             reply = client.detect_sentiment(Text=texts[0], LanguageCode=language)
         except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
             raise client_error(exc, where) from None
+        reply = reply.get(RAW_JSON, reply)
+        if not isinstance(reply, dict):
+            raise ServiceError(f"{where}: malformed answer (not a JSON object)")
         return [Sentiment.from_wire(reply, where)]
     where = f"Comprehend BatchDetectSentiment ({language}, {len(texts)} texts)"
     try:
         reply = client.batch_detect_sentiment(TextList=texts, LanguageCode=language)
     except Exception as exc:  # noqa: BLE001
         raise client_error(exc, where) from None
+    reply = reply.get(RAW_JSON, reply)
+    if not isinstance(reply, dict) or not isinstance(reply.get("ResultList", []), list) or not isinstance(reply.get("ErrorList", []), list):
+        raise ServiceError(f"{where}: malformed answer (expected an object with ResultList and ErrorList lists)")
     out: list[Sentiment | ServiceError | None] = [None] * len(texts)
     for item in reply.get("ResultList", []):
-        index = item.get("Index")
+        index = item.get("Index") if isinstance(item, dict) else None
         if not isinstance(index, int) or not 0 <= index < len(texts) or out[index] is not None:
             raise ServiceError(f"{where}: result Index {index!r} is out of range or repeated")
         out[index] = Sentiment.from_wire(item, where)
     for item in reply.get("ErrorList", []):
-        index = item.get("Index")
+        index = item.get("Index") if isinstance(item, dict) else None
         if not isinstance(index, int) or not 0 <= index < len(texts) or out[index] is not None:
             raise ServiceError(f"{where}: error Index {index!r} is out of range or repeated")
-        code = item.get("ErrorCode", "Unknown")
+        code = str(item.get("ErrorCode", "Unknown"))
         out[index] = ServiceError(f"Comprehend BatchDetectSentiment ({language}) failed for this text: {code}: "
-                                  f"{(item.get('ErrorMessage') or '')[:200]}", code=code)
+                                  f"{str(item.get('ErrorMessage') or '')[:200]}", code=code)
     missing = sum(1 for r in out if r is None)
     if missing:
         raise ServiceError(f"{where}: sent {len(texts)} texts, service accounted for {len(texts) - missing}")
