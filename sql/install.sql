@@ -35,3 +35,7 @@ DROP FUNCTION IF EXISTS sqlml_warm_sagemaker;
 CREATE AGGREGATE FUNCTION sqlml_warm_sagemaker RETURNS INTEGER SONAME 'sqlml.so';
 DROP FUNCTION IF EXISTS sqlml_cache_clear;
 CREATE FUNCTION sqlml_cache_clear RETURNS INTEGER SONAME 'sqlml.so';
+
+-- Training-data export to S3 (Aurora's SELECT INTO OUTFILE S3): an aggregate over a query.
+DROP FUNCTION IF EXISTS sqlml_export_s3;
+CREATE AGGREGATE FUNCTION sqlml_export_s3 RETURNS STRING SONAME 'sqlml.so';

@@ -14,3 +14,4 @@ DROP FUNCTION IF EXISTS sqlml_noop_int;
 DROP FUNCTION IF EXISTS sqlml_warm_comprehend;
 DROP FUNCTION IF EXISTS sqlml_warm_sagemaker;
 DROP FUNCTION IF EXISTS sqlml_cache_clear;
+DROP FUNCTION IF EXISTS sqlml_export_s3;

@@ -43,6 +43,11 @@ class Settings:
     cache_ttl_s: float = 300.0
     coalesce_linger_ms: float = 0.0
     coalesce: bool = True
+    # Training-data export (export.py): an S3 endpoint override, the multipart part size
+    # and the size at which an export starts its next file (.part_00001, ...).
+    s3_endpoint_url: str | None = None
+    export_part_mb: int = 8
+    export_file_mb: int = 6144
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -123,6 +128,11 @@ _PARSERS = {
     "cache_ttl_s": _positive_float,
     "coalesce_linger_ms": _linger,
     "coalesce": _bool,
+    "s3_endpoint_url": _url,
+    # S3 refuses parts under 5 MiB (but the last) and over 5 GiB.
+    "export_part_mb": lambda n, r: _int_in(n, r, 5, 5120),
+    # A file of fewer bytes than a part is one PutObject; S3 objects stop at 5 TiB.
+    "export_file_mb": lambda n, r: _int_in(n, r, 1, 5 * 1024 * 1024),
 }
 KEYS = tuple(_PARSERS)
 

@@ -16,7 +16,7 @@ import math
 import platform
 from typing import Callable
 
-from .. import __version__, server
+from .. import __version__, export, server
 from .. import types as sqltypes
 from ..errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ..services import comprehend, sagemaker
@@ -338,7 +338,19 @@ REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
 }
 
 
-def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+# Functions that also need each argument's name as written in the query.
+NAMED_REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
+    export.FUNCTION: (STRING, export.prepare),
+}
+
+
+def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, names: tuple = ()) -> Prepared:
+    if name in NAMED_REGISTRY:
+        expected_kind, factory = NAMED_REGISTRY[name]
+        if expected_kind != kind:
+            raise ArgumentError(f"{name}: library and engine disagree on its return type; reinstall sqlml")
+        engine.maybe_reload()
+        return factory(engine, name, kind, types, consts, names)
     entry = REGISTRY.get(name)
     if entry is None:
         raise ArgumentError(f"{name}: not a function of this sqlml engine ({__version__}); reinstall sqlml")

@@ -31,7 +31,7 @@ class Clients:
                 self._clients.clear()
 
     def get(self, service: str):
-        """The client for 'comprehend' or 'sagemaker-runtime' under the current settings."""
+        """The client for 'comprehend', 'sagemaker-runtime' or 's3' under the current settings."""
         client = self._clients.get(service)
         if client is not None:
             return client
@@ -46,7 +46,10 @@ class Clients:
         endpoint_url = {
             "comprehend": s.comprehend_endpoint_url,
             "sagemaker-runtime": s.sagemaker_endpoint_url,
+            "s3": s.s3_endpoint_url,
         }[service]
+        # A local S3-compatible store answers on one host name: buckets go in the path.
+        s3_style = {"s3": {"addressing_style": "path"}} if service == "s3" and endpoint_url else {}
         config = botocore.config.Config(
             region_name=s.region,
             # total_max_attempts counts the first try; botocore's max_attempts counts retries.
@@ -55,6 +58,7 @@ class Clients:
             read_timeout=s.timeout_s,
             max_pool_connections=max(10, s.max_in_flight),
             tcp_keepalive=True,
+            **s3_style,
         )
         credentials = {}
         if endpoint_url and self._session.get_credentials() is None:
