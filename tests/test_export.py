@@ -274,7 +274,7 @@ def test_failure_in_a_later_file_deletes_the_files_already_finished(s3_db, clien
     with s3_db.settings(s3_endpoint_url=stub.url, export_part_mb=5, export_file_mb=5):
         code, message = sql_error(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/later', 'FORMAT CSV', id, label, x, "
                                          "note) FROM export_big")
-    assert faults.failed >= 1 and faults.seen.get("POST ", 0) + faults.seen.get("POST uploadId", 0) >= 1
+    assert faults.failed >= 1 and faults.seen.get("POST uploadId", 0) >= 2  # files finished before the failure
     assert "UploadPart" in message
     assert uploads(client, bucket) == []
     assert keys(client, bucket) == []
@@ -315,6 +315,7 @@ def test_kill_query_mid_export_aborts_the_upload(s3_db, client, bucket, stub, bi
         t.join(60)
         assert not t.is_alive()
         conn.close()
+    print("KILL QUERY during export:", outcome)
     assert "error" in outcome, outcome
     assert outcome["error"][0] in (1317, 1028), outcome  # query execution was interrupted
     assert uploads(client, bucket) == []
@@ -434,6 +435,7 @@ def test_drop_function_during_an_export_is_survived(s3_db, client, bucket, stub,
         s3_db.query("DROP FUNCTION sqlml_export_s3")
         t.join(120)
         assert not t.is_alive()
+    print("DROP FUNCTION during export:", outcome)
     try:
         assert s3_db.scalar("SELECT 1") == 1
         if "value" in outcome:  # the running statement kept its function and finished
