@@ -49,8 +49,8 @@ class S3Stub:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
-                op = ("UploadPart" if self.command == "PUT" and "partNumber" in query else
-                      f"{self.command} {'uploads' if 'uploads' in query else 'uploadId' if 'uploadId' in query else ''}")
+                kind = "uploads" if "uploads" in query else "uploadId" if "uploadId" in query else ""
+                op = "UploadPart" if self.command == "PUT" and "partNumber" in query else f"{self.command} {kind}"
                 status = stub._fault_for(op)
                 if status:
                     payload = FAILURE_BODIES[status]

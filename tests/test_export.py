@@ -446,3 +446,21 @@ def test_drop_function_during_an_export_is_survived(s3_db, client, bucket, stub,
         with s3_db.connect() as conn:
             installer.install(conn, s3_db.base_settings, log=lambda *_: None)
     assert export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/after', 'FORMAT CSV', 1)")["rows"] == 1
+
+
+def test_rows_keep_the_order_of_an_ordered_derived_table(s3_db, client, bucket):
+    export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/ordered', 'FORMAT TEXT', n) "
+                  "FROM (SELECT n FROM numbers ORDER BY n DESC LIMIT 18446744073709551615) q")
+    assert [int(v) for v in read(client, bucket, "ordered.part_00000").split()] == list(range(10000, 0, -1))
+
+
+def test_window_function_use_is_refused_on_mariadb(s3_db, client, bucket):
+    """MariaDB lets a UDF aggregate be a window function (MySQL refuses the syntax): each
+    row's result is a new export of the same URI, refused at the second one."""
+    sql = f"SELECT n, sqlml_export_s3('s3://{bucket}/w', 'FORMAT CSV', n) OVER () FROM numbers WHERE n <= 3"
+    code, message = sql_error(s3_db, sql)
+    if s3_db.kind == "mysql":
+        assert code == 1064  # syntax error: not a window function there
+    else:
+        assert code == 1210 and "would overwrite" in message, message
+    assert uploads(client, bucket) == []

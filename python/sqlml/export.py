@@ -128,6 +128,11 @@ def _text_escape(match: re.Match) -> bytes:
 
 
 def csv_row(values) -> bytes:
+    # Fast path, one scan of the whole row: no NULL, no '', ASCII, nothing to quote.
+    if None not in values and all(values):
+        flat = b"".join(values)
+        if flat.isascii() and not _CSV_NEEDS_QUOTES(flat):
+            return b",".join(values) + b"\r\n"
     out = []
     for v in values:
         if v is None:
@@ -142,6 +147,10 @@ def csv_row(values) -> bytes:
 
 
 def text_row(values) -> bytes:
+    if None not in values:
+        flat = b"".join(values)
+        if flat.isascii() and not _TEXT_NEEDS_ESCAPE.search(flat):
+            return b"\t".join(values) + b"\n"
     out = []
     for v in values:
         if v is None:
@@ -174,6 +183,7 @@ def _bad_value(names: tuple[str, ...], values, row: int) -> NotRepresentable:
 @dataclass
 class _File:
     key: str
+    first_row: int
     rows: int = 0
     bytes: int = 0
     upload_id: str | None = None
@@ -205,8 +215,11 @@ class Export:
         self.buffer = bytearray()
         self.files: list[_File] = []
         self.file: _File | None = None
+        self.sent = 0  # bytes of the current file already handed to parts
+        self.flush_at = 0  # buffer length at which _flush() decides what to send
         self.in_flight: collections.deque = collections.deque()
         self.started = time.monotonic()
+        self.waited_s = 0.0  # time this server thread spent waiting for S3
         self._run(self._check_target)
 
     # -- running S3 operations on worker threads, waiting here with the GIL released --
@@ -215,12 +228,15 @@ class Export:
         return self._wait(self.engine.dispatcher.spawn(fn, *args))
 
     def _wait(self, future: concurrent.futures.Future):
+        started = time.monotonic()
         try:
             return future.result(timeout=self.wait_s)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise ServiceTimeout(f"{FUNCTION}: S3 did not answer within {self.wait_s:g} s "
                                  f"(2 x timeout_s + 5) writing {self.loc.uri()}") from None
+        finally:
+            self.waited_s += time.monotonic() - started
 
     def _check_target(self) -> None:
         """The bucket exists, and (OVERWRITE OFF) no file of this prefix does."""
@@ -232,26 +248,34 @@ class Export:
     # -- rows --------------------------------------------------------------------
 
     def add(self, values: tuple) -> None:
+        """One row; kept short, it runs for every row of the export."""
         try:
             line = self.format_row(values)
         except UnicodeDecodeError:
             raise _bad_value(self.names, values, self.rows + 1) from None
         if self.file is None:
             self._open_file()
-        self.buffer += line
+        buffer = self.buffer
+        buffer += line
         self.rows += 1
-        self.file.rows += 1
-        self.file.bytes += len(line)
-        if len(self.buffer) >= self.part_bytes:
-            self._send_part()
-        if self.file.bytes >= self.file_bytes or len(self.file.parts) >= MAX_PARTS_PER_FILE - 1:
-            self._finish_file()
+        if len(buffer) >= self.flush_at:
+            self._flush()
 
     def _open_file(self) -> None:
-        self.file = _File(self.loc.prefix + PART_SUFFIX.format(len(self.files)))
+        self.file = _File(self.loc.prefix + PART_SUFFIX.format(len(self.files)), self.rows)
         self.files.append(self.file)
+        self.sent = 0
         self.buffer += self.header
-        self.file.bytes += len(self.header)
+        self.flush_at = min(self.part_bytes, self.file_bytes)
+
+    def _flush(self) -> None:
+        if len(self.buffer) >= self.part_bytes:
+            self._send_part()
+        parts = len(self.file.parts) + len(self.in_flight)
+        if self.sent + len(self.buffer) >= self.file_bytes or parts >= MAX_PARTS_PER_FILE - 1:
+            self._finish_file()
+        else:
+            self.flush_at = min(self.part_bytes, self.file_bytes - self.sent)
 
     def _send_part(self) -> None:
         f = self.file
@@ -260,11 +284,14 @@ class Export:
         while len(self.in_flight) >= PARTS_IN_FLIGHT:
             f.parts.append(self._wait(self.in_flight.popleft()))
         body, self.buffer = bytes(self.buffer), bytearray()
+        self.sent += len(body)
         number = len(f.parts) + len(self.in_flight) + 1
         self.in_flight.append(self.engine.dispatcher.spawn(self.bucket.upload_part, f.key, f.upload_id, number, body))
 
     def _finish_file(self) -> None:
         f = self.file
+        f.rows = self.rows - f.first_row
+        f.bytes = self.sent + len(self.buffer)
         if f.upload_id is None:
             body, self.buffer = bytes(self.buffer), bytearray()
             self._run(self.bucket.put, f.key, body, self.content_type)
@@ -294,6 +321,7 @@ class Export:
             "bytes": sum(f.bytes for f in self.files),
             "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
             "seconds": round(seconds, 3),
+            "s3_wait_seconds": round(self.waited_s, 3),
         }
 
     def _delete_stale(self) -> None:
@@ -382,9 +410,12 @@ class ExportAggregate:
         return Export(self.engine, loc, self.options, self.names)
 
     def add(self, uri, _options, *values) -> None:
-        if self.failed:
-            return  # the statement already has its error
         try:
+            if self.export is not None and self.const_loc is not None:
+                self.export.add(values)  # the common case: one URI for the statement
+                return
+            if self.failed:
+                return  # the statement already has its error
             if self.export is None:
                 self.export = self._start(uri)
             elif self.const_loc is None and uri != self.export.loc.uri().encode():
