@@ -399,7 +399,7 @@ static PyObject *arg_names(const UDF_ARGS *args)
     if (args->attributes && args->attributes[i])
       n = PyBytes_FromStringAndSize(args->attributes[i], (Py_ssize_t)args->attribute_lengths[i]);
     else
-      n = (Py_INCREF(Py_None), Py_None);
+      n = Py_NewRef(Py_None);
     if (!n)
       Py_CLEAR(names);
     else

@@ -464,3 +464,29 @@ def test_window_function_use_is_refused_on_mariadb(s3_db, client, bucket):
     else:
         assert code == 1210 and "would overwrite" in message, message
     assert uploads(client, bucket) == []
+
+
+# ---- settings and option grammar (no server needed) --------------------------------
+
+
+def test_export_settings_are_validated_where_they_enter():
+    from sqlml import config
+
+    s = config.parse({"export_part_mb": "5", "export_file_mb": "1", "s3_endpoint_url": "http://127.0.0.1:9000"})
+    assert (s.export_part_mb, s.export_file_mb, s.s3_endpoint_url) == (5, 1, "http://127.0.0.1:9000")
+    for key, raw, words in [("export_part_mb", "4", "from 5 to 5120"), ("export_file_mb", "0", "from 1 to"),
+                            ("s3_endpoint_url", "s3.local", "http:// or https://")]:
+        with pytest.raises(config.SettingError, match=words):
+            config.parse({key: raw})
+
+
+def test_option_grammar_follows_aurora_wording():
+    from sqlml.export import Options, parse_options
+
+    assert parse_options("") == Options("TEXT", False, False)
+    assert parse_options("  format   csv   header ") == Options("CSV", True, False)
+    assert parse_options("FORMAT TEXT HEADER OVERWRITE ON") == Options("TEXT", True, True)
+    assert parse_options("OVERWRITE off FORMAT CSV") == Options("CSV", False, False)
+    for bad in ("HEADER", "FORMAT CSV FORMAT TEXT", "FORMAT CSV OVERWRITE", "MANIFEST ON"):
+        with pytest.raises(Exception, match="option|OVERWRITE|given twice"):
+            parse_options(bad)
