@@ -7,13 +7,17 @@ quotes or NULL: every row needs quoting) and "numeric" rows (id and three double
 usual SageMaker training CSV: nothing to quote). Memory: the server's RSS is sampled
 every 20 ms during each export; "peak over baseline" is the highest sample minus the
 RSS before the first export on that server. If memory is bounded, 3M rows cost no
-more than 1M. "scan only" is the same query summed on the server, no export.
+more than 1M. "scan only" is the same query summed on the server, no export. "server
+CPU" is the server process's user+system time during the export (all its threads:
+scan, formatting, checksums and signing of the parts), steadier than wall time on a
+shared machine.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -39,6 +43,13 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     url = f"http://127.0.0.1:{port}"
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
     return server, url
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> int:
@@ -98,17 +109,20 @@ def run_server(kind: str, url: str, s3) -> list[dict]:
             s3.create_bucket(Bucket=bucket)
             before = rss_kb(server.pid)
             baseline = baseline or before
+            cpu_before = cpu_s(server.pid)
             with RssSampler(server.pid) as sampler:
                 started = time.perf_counter()
                 cur.execute(f"SELECT sqlml_export_s3('s3://{bucket}/train', 'FORMAT CSV HEADER', {columns}) "
                             "FROM export_rows")
                 summary = json.loads(cur.fetchone()[0])
                 seconds = time.perf_counter() - started
+            cpu = cpu_s(server.pid) - cpu_before
             assert summary["rows"] == rows, summary
             mb = summary["bytes"] / 1024 / 1024
             results.append({"server": kind, "shape": shape, "rows": rows, "bytes": summary["bytes"],
                             "files": len(summary["files"]), "seconds": round(seconds, 2),
-                            "s3_wait_s": summary["s3_wait_seconds"],
+                            "s3_wait_s": summary["s3_wait_seconds"], "server_cpu_s": round(cpu, 2),
+                            "server_cpu_us_per_row": round(cpu / rows * 1e6, 2),
                             "rows_per_s": round(rows / seconds), "mb_per_s": round(mb / seconds, 1),
                             "scan_only_s": round(scan_s, 2), "rss_baseline_mb": round(baseline / 1024),
                             "peak_over_baseline_mb": round((sampler.peak - baseline) / 1024, 1)})
@@ -130,10 +144,10 @@ def run() -> dict:
         moto.stop()
     print_table(f"Export to S3 (moto on 127.0.0.1), CSV with header, part {PART_MB} MiB, file {FILE_MB} MiB",
                 ["server", "shape", "rows", "MB", "files", "seconds", "rows/s", "MB/s", "scan only s",
-                 "waiting for S3 s", "peak RSS over baseline MB"],
+                 "waiting for S3 s", "server CPU us/row", "peak RSS over baseline MB"],
                 [[r["server"], r["shape"], f"{r['rows']:,}", f"{r['bytes'] / 1048576:.1f}", r["files"], r["seconds"],
                   f"{r['rows_per_s']:,}", r["mb_per_s"], r["scan_only_s"], r["s3_wait_s"],
-                  r["peak_over_baseline_mb"]]
+                  r["server_cpu_us_per_row"], r["peak_over_baseline_mb"]]
                  for r in results])
     for kind, why in skipped.items():
         print(f"{kind}: not run: {why}")
