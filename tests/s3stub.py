@@ -28,6 +28,7 @@ class Faults:
     fail_status: int = 500
     fail_times: int = 1_000_000        # how many matching calls fail
     part_delay_s: float = 0.0
+    lose_complete_replies: int = 0     # forward CompleteMultipartUpload, then answer 500 instead
     seen: dict = field(default_factory=dict)   # operation -> count
     failed: int = 0
 
@@ -53,18 +54,17 @@ class S3Stub:
                 op = "UploadPart" if self.command == "PUT" and "partNumber" in query else f"{self.command} {kind}"
                 status = stub._fault_for(op)
                 if status:
-                    payload = FAILURE_BODIES[status]
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._fail(status)
                     return
                 conn = http.client.HTTPConnection(stub.upstream.hostname, stub.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 reply = conn.getresponse()
                 data = reply.read()
+                if op == "POST uploadId" and stub._lose_reply():
+                    conn.close()
+                    self._fail(500)
+                    return
                 self.send_response(reply.status)
                 for k, v in reply.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
@@ -74,6 +74,14 @@ class S3Stub:
                 if self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
+
+            def _fail(self, status: int) -> None:
+                payload = FAILURE_BODIES[status]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
@@ -94,6 +102,14 @@ class S3Stub:
         if delay:
             time.sleep(delay)
         return f.fail_status if fail else 0
+
+    def _lose_reply(self) -> bool:
+        with self._lock:
+            if self.faults.lose_complete_replies > 0:
+                self.faults.lose_complete_replies -= 1
+                self.faults.failed += 1
+                return True
+            return False
 
     def reset(self, **faults) -> Faults:
         with self._lock:

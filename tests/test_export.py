@@ -280,6 +280,18 @@ def test_failure_in_a_later_file_deletes_the_files_already_finished(s3_db, clien
     assert keys(client, bucket) == []
 
 
+def test_a_completed_upload_whose_reply_is_lost_is_deleted(s3_db, client, bucket, stub, big):
+    """S3 completed the object but the reply never came: the retry finds no upload, the
+    export fails, and the object S3 made anyway is deleted."""
+    faults = stub.reset(lose_complete_replies=10)
+    with s3_db.settings(s3_endpoint_url=stub.url, export_part_mb=5, export_file_mb=100):
+        code, message = sql_error(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/lost', 'FORMAT TEXT', id, label) "
+                                         "FROM export_big WHERE id <= 600000")
+    assert faults.failed >= 1 and "CompleteMultipartUpload" in message, message
+    assert uploads(client, bucket) == []
+    assert keys(client, bucket) == []
+
+
 def test_a_transient_part_failure_is_retried_and_the_export_completes(s3_db, client, bucket, stub, big):
     faults = stub.reset(fail_part_from=2, fail_status=500, fail_times=1)
     with s3_db.settings(s3_endpoint_url=stub.url, export_part_mb=5, export_file_mb=100):

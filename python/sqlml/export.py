@@ -189,6 +189,9 @@ class _File:
     bytes: int = 0
     upload_id: str | None = None
     parts: list = field(default_factory=list)
+    # Set before the PutObject or CompleteMultipartUpload that makes the object: from
+    # then on it may exist (even if the reply is lost), so an abort deletes it.
+    committing: bool = False
 
 
 class Export:
@@ -295,12 +298,14 @@ class Export:
         f.bytes = self.sent + len(self.buffer)
         if f.upload_id is None:
             body, self.buffer = bytes(self.buffer), bytearray()
+            f.committing = True
             self._run(self.bucket.put, f.key, body, self.content_type)
         else:
             if self.buffer:
                 self._send_part()
             while self.in_flight:
                 f.parts.append(self._wait(self.in_flight.popleft()))
+            f.committing = True
             self._run(self.bucket.complete_upload, f.key, f.upload_id, f.parts)
             f.upload_id = None
         self.file = None
@@ -348,13 +353,20 @@ class Export:
                 if f.upload_id is not None:
                     self._run(self.bucket.abort_upload, f.key, f.upload_id)
                     f.upload_id = None
-                elif f is not self.file:
+            except SqlmlError as exc:
+                _log_cleanup_failure(self.loc.uri(f.key), exc)
+            try:
+                if f.committing:  # finished, or maybe: deleting a missing key is a no-op
                     self._run(self.bucket.delete, f.key)
             except SqlmlError as exc:
-                print(f"sqlml: {FUNCTION}: could not clean up {self.loc.uri(f.key)}: {exc.sql_message}",
-                      file=sys.stderr)
+                _log_cleanup_failure(self.loc.uri(f.key), exc)
         self.files = []
         self.file = None
+
+
+def _log_cleanup_failure(uri: str, exc: SqlmlError) -> None:
+    # The statement already failed with its own error; this one goes to the error log.
+    print(f"sqlml: {FUNCTION}: could not clean up {uri}: {exc.sql_message}", file=sys.stderr)
 
 
 # ---- the aggregate ---------------------------------------------------------------
