@@ -502,3 +502,39 @@ def test_option_grammar_follows_aurora_wording():
     for bad in ("HEADER", "FORMAT CSV FORMAT TEXT", "FORMAT CSV OVERWRITE", "MANIFEST ON"):
         with pytest.raises(Exception, match="option|OVERWRITE|given twice"):
             parse_options(bad)
+
+
+def test_two_connections_export_at_once(s3_db, client, bucket, big):
+    results = {}
+
+    def run(i):
+        results[i] = export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/conc{i}', 'FORMAT TEXT', id) FROM export_big "
+                                   f"WHERE id % 2 = {i} AND id <= 400000")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for i in (0, 1):
+        assert results[i]["rows"] == 200000
+        body = read(client, bucket, f"conc{i}.part_00000")
+        assert sorted(int(v) for v in body.split()) == list(range(2 - i, 400001, 2))
+
+
+def test_a_latin1_column_is_converted_on_mysql_and_refused_on_mariadb(s3_db, client, bucket):
+    """MySQL converts every argument to utf8mb4 for us (udf metadata service); MariaDB
+    passes the column's bytes, which are not UTF-8 here: a clear error with the fix."""
+    s3_db.query("DROP TABLE IF EXISTS export_latin1")
+    s3_db.query("CREATE TABLE export_latin1 (t VARCHAR(20) CHARACTER SET latin1)")
+    s3_db.query("INSERT INTO export_latin1 VALUES ('café')")
+    sql = f"SELECT sqlml_export_s3('s3://{bucket}/l1', 'FORMAT CSV', t) FROM export_latin1"
+    if s3_db.kind == "mysql":
+        export(s3_db, sql)
+        assert read(client, bucket, "l1.part_00000") == "café\r\n".encode()
+    else:
+        code, message = sql_error(s3_db, sql)
+        assert code == 1105 and "column 't' of row 1 is not valid UTF-8" in message, message
+        export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/l2', 'FORMAT CSV', CONVERT(t USING utf8mb4) AS t) "
+                      "FROM export_latin1")
+        assert read(client, bucket, "l2.part_00000") == "café\r\n".encode()
