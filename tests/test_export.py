@@ -538,3 +538,20 @@ def test_a_latin1_column_is_converted_on_mysql_and_refused_on_mariadb(s3_db, cli
         export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/l2', 'FORMAT CSV', CONVERT(t USING utf8mb4) AS t) "
                       "FROM export_latin1")
         assert read(client, bucket, "l2.part_00000") == "café\r\n".encode()
+
+
+def test_files_smaller_than_a_part_are_single_puts(s3_db, client, bucket, stub, big):
+    faults = stub.reset()
+    with s3_db.settings(s3_endpoint_url=stub.url, export_part_mb=8, export_file_mb=1):
+        summary = export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/small', 'FORMAT CSV HEADER', id, label) "
+                                "FROM export_big WHERE id <= 200000")
+    files = summary["files"]
+    assert len(files) >= 3 and sum(f["rows"] for f in files) == 200000
+    assert all(1024 * 1024 <= f["bytes"] < 1024 * 1024 + 100 for f in files[:-1])
+    assert faults.seen.get("UploadPart", 0) == 0 and faults.seen.get("POST uploads", 0) == 0
+    ids = []
+    for f in files:
+        rows = list(csv.reader(io.StringIO(read(client, bucket, f["key"]).decode(), newline="")))
+        assert rows[0] == ["id", "label"]
+        ids += [int(r[0]) for r in rows[1:]]
+    assert sorted(ids) == list(range(1, 200001))
