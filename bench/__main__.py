@@ -2,13 +2,14 @@
 
 import sys
 
-from bench import bench_batching, bench_crossing, bench_local_service, bench_rewrite
+from bench import bench_batching, bench_crossing, bench_export, bench_local_service, bench_rewrite
 
 BENCHMARKS = {
     "crossing": bench_crossing.run,
     "batching": bench_batching.run,
     "local_service": bench_local_service.run,
     "rewrite": bench_rewrite.run,
+    "export": bench_export.run,
 }
 
 if __name__ == "__main__":

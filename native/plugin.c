@@ -118,6 +118,9 @@ STR_VAR(sqlml, region, "us-east-1", "AWS region of the services")
 STR_VAR(sqlml, comprehend_endpoint_url, "", "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS")
 STR_VAR(sqlml, sagemaker_endpoint_url, "", "SageMaker Runtime endpoint URL override; empty: AWS")
 STR_VAR(sqlml, sts_endpoint_url, "", "STS endpoint URL override (role assumption); empty: AWS")
+STR_VAR(sqlml, s3_endpoint_url, "", "S3 endpoint URL override (exports); empty: AWS")
+LL_VAR(sqlml, export_part_mb, 8, 5, 5120, "Export multipart part size (MiB)")
+LL_VAR(sqlml, export_file_mb, 6144, 1, 5242880, "Export file size before the next .part_NNNNN (MiB)")
 LL_VAR(aurora_ml, inference_timeout, 30000, 1, 86400000, "Budget for one row's answer, retries included (ms)")
 LL_VAR(sqlml, connect_timeout_ms, 5000, 1, 86400000, "Connect timeout to a service (ms)")
 LL_VAR(sqlml, max_attempts, 3, 1, 10, "Attempts per request (throttling, 5xx, timeouts)")
@@ -153,6 +156,9 @@ static struct setting settings[] = {
     S(sqlml, 1, comprehend_endpoint_url, KIND_STR),
     S(sqlml, 1, sagemaker_endpoint_url, KIND_STR),
     S(sqlml, 1, sts_endpoint_url, KIND_STR),
+    S(sqlml, 1, s3_endpoint_url, KIND_STR),
+    S(sqlml, 1, export_part_mb, KIND_LL),
+    S(sqlml, 1, export_file_mb, KIND_LL),
     S(aurora_ml, 4, inference_timeout, KIND_LL),
     S(sqlml, 1, connect_timeout_ms, KIND_LL),
     S(sqlml, 1, max_attempts, KIND_LL),
@@ -180,6 +186,9 @@ static struct sys_var_header *sqlml_vars[] = {
     (struct sys_var_header *)&sqlml_comprehend_endpoint_url,
     (struct sys_var_header *)&sqlml_sagemaker_endpoint_url,
     (struct sys_var_header *)&sqlml_sts_endpoint_url,
+    (struct sys_var_header *)&sqlml_s3_endpoint_url,
+    (struct sys_var_header *)&sqlml_export_part_mb,
+    (struct sys_var_header *)&sqlml_export_file_mb,
     (struct sys_var_header *)&sqlml_connect_timeout_ms,
     (struct sys_var_header *)&sqlml_max_attempts,
     (struct sys_var_header *)&sqlml_on_error,

@@ -5,12 +5,13 @@
  * rules, batching, types, policy) is decided in python/sqlml; this file only knows
  * how to move SQL values across and how to report errors.
  *
- *   xxx_init   -> sqlml.bridge.prepare(name, arg_types, constant_args)
+ *   xxx_init   -> sqlml.bridge.prepare(name, kind, arg_types, constant_args, arg_names)
  *                 returns (call, max_length, decimals, arg_types); `call` is kept on
  *                 initid->ptr and arg_types (coercions the server should apply to
  *                 each argument, e.g. text as STRING) are written back
  *   xxx        -> call(*row_args) returns None (SQL NULL), float, int or bytes
- *   xxx_deinit -> drops `call`
+ *   xxx_deinit -> drops `call` (aggregates first call its optional `close()`: the
+ *                 statement may end without a result, e.g. killed or failed)
  */
 #include "pyhost.h"
 #include "server_api.h"
@@ -51,6 +52,8 @@ static PyObject *arg_to_py(const UDF_ARGS *args, unsigned i)
   }
 }
 
+static PyObject *arg_names(const UDF_ARGS *args);
+
 static bool call_init(const char *name, enum result_kind kind, bool aggregate, UDF_INIT *initid,
                       UDF_ARGS *args, char *message)
 {
@@ -65,8 +68,9 @@ static bool call_init(const char *name, enum result_kind kind, bool aggregate, U
   pyhost_enter();
   PyObject *types = PyTuple_New(args->arg_count);
   PyObject *consts = PyTuple_New(args->arg_count);
+  PyObject *names = arg_names(args);
   PyObject *prepared = NULL;
-  if (types && consts) {
+  if (types && consts && names) {
     unsigned i;
     for (i = 0; i < args->arg_count; i++) {
       PyObject *t = PyLong_FromLong(args->arg_type[i]);
@@ -81,8 +85,9 @@ static bool call_init(const char *name, enum result_kind kind, bool aggregate, U
       PyTuple_SET_ITEM(consts, i, c);
     }
     if (i == args->arg_count)
-      prepared = PyObject_CallFunction(pyhost_prepare_fn(), "siOO", name, (int)kind, types, consts);
+      prepared = PyObject_CallFunction(pyhost_prepare_fn(), "siOOO", name, (int)kind, types, consts, names);
   }
+  Py_XDECREF(names);
   Py_XDECREF(types);
   Py_XDECREF(consts);
 
@@ -380,3 +385,77 @@ SQLML_EXPORT long long sqlml_noop_int(UDF_INIT *initid, UDF_ARGS *args, char *is
   }
   return *(long long *)args->args[0];
 }
+
+/* ---- argument names, aggregates with a result string and a close hook ---------------- */
+
+/* New reference to a tuple of each argument's name as written in the query (the column
+ * name or alias, or the expression's text: both servers pass it in attributes), as
+ * bytes; None where the server gave none. NULL with an exception set on failure. */
+static PyObject *arg_names(const UDF_ARGS *args)
+{
+  PyObject *names = PyTuple_New(args->arg_count);
+  for (unsigned i = 0; names && i < args->arg_count; i++) {
+    PyObject *n;
+    if (args->attributes && args->attributes[i])
+      n = PyBytes_FromStringAndSize(args->attributes[i], (Py_ssize_t)args->attribute_lengths[i]);
+    else
+      n = Py_NewRef(Py_None);
+    if (!n)
+      Py_CLEAR(names);
+    else
+      PyTuple_SET_ITEM(names, i, n);
+  }
+  return names;
+}
+
+/* Aggregate deinit: a statement can end without a result (killed, failed, an error in
+ * another expression), so the prepared object gets to release what it holds (e.g. abort
+ * an upload) through its optional close() before it is dropped. Errors there cannot
+ * reach the client any more; they are logged by the one error formatter. */
+static void aggregate_deinit(UDF_INIT *initid)
+{
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  if (state && state->call) {
+    pyhost_enter();
+    if (PyObject_HasAttrString(state->call, "close")) {
+      PyObject *r = PyObject_CallMethod(state->call, "close", NULL);
+      if (!r) {
+        char msg[SQLML_ERRMSG_SIZE];
+        pyhost_take_error(msg, sizeof msg);
+        fprintf(stderr, "sqlml: %s\n", msg);
+      }
+      Py_XDECREF(r);
+    }
+    pyhost_leave();
+  }
+  call_deinit(initid);
+}
+
+/* A STRING aggregate: clear() at each group's start, add(*row) per row, call() for the
+ * group's result (bytes), close() at the end of the statement. */
+#define SQLML_STRING_AGGREGATE(name)                                                               \
+  SQLML_EXPORT bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)                   \
+  {                                                                                                \
+    return call_init(#name, RESULT_STRING, true, initid, args, message);                           \
+  }                                                                                                \
+  SQLML_EXPORT void name##_deinit(UDF_INIT *initid) { aggregate_deinit(initid); }                  \
+  SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
+  {                                                                                                \
+    (void)is_null;                                                                                 \
+    call_step(((sqlml_call *)initid->ptr)->clear, NULL, error);                                    \
+  }                                                                                                \
+  SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
+  {                                                                                                \
+    (void)is_null;                                                                                 \
+    call_step(((sqlml_call *)initid->ptr)->add, args, error);                                      \
+  }                                                                                                \
+  SQLML_EXPORT char *name(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigned long *length,   \
+                          char *is_null, char *error)                                              \
+  {                                                                                                \
+    (void)args;                                                                                    \
+    return call_string(initid, NULL, result, length, is_null, error);                              \
+  }
+
+/* Training-data export: sqlml_export_s3(uri, options, col1, col2, ...) over a query
+ * writes its rows to S3 (python/sqlml/export.py) and returns what it wrote, as JSON. */
+SQLML_STRING_AGGREGATE(sqlml_export_s3)

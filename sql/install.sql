@@ -90,3 +90,7 @@ DEALLOCATE PREPARE sqlml_stmt;
 -- Diagnostics for bench/bench_rewrite.py: the cost of MySQL's pre-parse filter.
 DROP FUNCTION IF EXISTS sqlml_rewrite_filter_ns;
 CREATE FUNCTION sqlml_rewrite_filter_ns RETURNS REAL SONAME 'sqlml.so';
+
+-- Training-data export to S3 (Aurora's SELECT INTO OUTFILE S3): an aggregate over a query.
+DROP FUNCTION IF EXISTS sqlml_export_s3;
+CREATE AGGREGATE FUNCTION sqlml_export_s3 RETURNS STRING SONAME 'sqlml.so';

@@ -51,6 +51,23 @@ def refusal(function: str, *services: str) -> SqlmlError | None:
         f"(or make it a default role)")
 
 
+class Refused:
+    """A prepared call that raises `error` on every row: the statement fails at its first
+    row with the full message (MariaDB cuts init messages to 80 characters), and no
+    request is ever sent."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __call__(self, *args):
+        raise self.error
+
+    add = __call__
+
+    def clear(self):
+        pass
+
+
 def require(function: str, *services: str) -> None:
     error = refusal(function, *services)
     if error is not None:

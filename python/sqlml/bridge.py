@@ -1,7 +1,8 @@
 """The only Python API the C shim calls. Keep it small and stable.
 
     boot(library_path)                         once per server process
-    prepare(name, kind, arg_types, constants)  once per statement (xxx_init)
+    prepare(name, kind, arg_types, constants, arg_names)
+                                               once per statement (xxx_init)
         -> (call, max_length, decimals, coerced_arg_types)
     call(*row_args)                            once per row (xxx), returns None,
                                                float, int or bytes, or raises SqlmlError
@@ -39,11 +40,11 @@ def boot(library_path: str) -> None:
     _engine = engine
 
 
-def prepare(name: str, kind: int, arg_types: tuple, constants: tuple):
+def prepare(name: str, kind: int, arg_types: tuple, constants: tuple, arg_names: tuple = ()):
     if _engine is None:
         raise RuntimeError("sqlml.bridge.prepare called before boot")
     try:
-        return functions.prepare(_engine, name, kind, arg_types, constants)
+        return functions.prepare(_engine, name, kind, arg_types, constants, arg_names)
     except SqlmlError as exc:
         # The server prints "Can't initialize function 'name'; <at most 80 chars>":
         # drop our own "name: " prefix so the fix fits in those 80 characters.

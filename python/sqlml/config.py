@@ -57,6 +57,11 @@ class Settings:
     sts_endpoint_url: str | None = None
     # MySQL: rewrite statements with ML calls into the batched form before parsing.
     rewrite: bool = True
+    # Training-data export (export.py): an S3 endpoint override, the multipart part size
+    # and the size at which an export starts its next file (.part_00001, ...).
+    s3_endpoint_url: str | None = None
+    export_part_mb: int = 8
+    export_file_mb: int = 6144
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -158,6 +163,11 @@ _PARSERS = {
     "s3_role_arn": _role_arn,
     "sts_endpoint_url": _url,
     "rewrite": _bool,
+    "s3_endpoint_url": _url,
+    # S3 refuses parts under 5 MiB (but the last) and over 5 GiB.
+    "export_part_mb": lambda n, r: _int_in(n, r, 5, 5120),
+    # A file of fewer bytes than a part is one PutObject; S3 objects stop at 5 TiB.
+    "export_file_mb": lambda n, r: _int_in(n, r, 1, 5 * 1024 * 1024),
 }
 KEYS = tuple(_PARSERS)
 
@@ -185,6 +195,9 @@ SYSTEM_VARIABLES = {
     "sqlml_comprehend_endpoint_url": SystemVariable("comprehend_endpoint_url"),
     "sqlml_sagemaker_endpoint_url": SystemVariable("sagemaker_endpoint_url"),
     "sqlml_sts_endpoint_url": SystemVariable("sts_endpoint_url"),
+    "sqlml_s3_endpoint_url": SystemVariable("s3_endpoint_url"),
+    "sqlml_export_part_mb": _int_var("export_part_mb", 5, 5120, " MiB"),
+    "sqlml_export_file_mb": _int_var("export_file_mb", 1, 5 * 1024 * 1024, " MiB"),
     "aurora_ml_inference_timeout": _int_var("timeout_s", 1, 86_400_000, " ms", 0.001),
     "sqlml_connect_timeout_ms": _int_var("connect_timeout_s", 1, 86_400_000, " ms", 0.001),
     "sqlml_max_attempts": _int_var("max_attempts", 1, 10),

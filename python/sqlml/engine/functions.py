@@ -16,7 +16,7 @@ import sys
 import platform
 from typing import Callable
 
-from .. import __version__, access, server
+from .. import __version__, access, export, server
 from .. import types as sqltypes
 from ..errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ..services import comprehend, sagemaker
@@ -443,24 +443,19 @@ REGISTRY: dict[str, tuple[int, Callable[..., Prepared], tuple[str, ...]]] = {
 }
 
 
-class Refused:
-    """A prepared call that raises `error` on every row: the statement fails at its first
-    row with the full message (MariaDB cuts init messages to 80 characters), and no
-    request is ever sent."""
-
-    def __init__(self, error: Exception):
-        self.error = error
-
-    def __call__(self, *args):
-        raise self.error
-
-    add = __call__
-
-    def clear(self):
-        pass
+# Functions that also need each argument's name as written in the query.
+NAMED_REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
+    export.FUNCTION: (STRING, export.prepare),
+}
 
 
-def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, names: tuple = ()) -> Prepared:
+    if name in NAMED_REGISTRY:
+        expected_kind, factory = NAMED_REGISTRY[name]
+        if expected_kind != kind:
+            raise ArgumentError(f"{name}: library and engine disagree on its return type; reinstall sqlml")
+        engine.maybe_reload()
+        return factory(engine, name, kind, types, consts, names)
     entry = REGISTRY.get(name)
     if entry is None:
         raise ArgumentError(f"{name}: not a function of this sqlml engine ({__version__}); reinstall sqlml")
@@ -479,5 +474,5 @@ def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -
         else:
             error = access.binlog_refusal(name)
         if error is not None:
-            return (Refused(error),) + tuple(prepared[1:])
+            return (access.Refused(error),) + tuple(prepared[1:])
     return prepared

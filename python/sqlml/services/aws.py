@@ -41,7 +41,7 @@ class Clients:
                 self._role_sessions.clear()
 
     def get(self, service: str):
-        """The client for 'comprehend' or 'sagemaker-runtime' under the current settings."""
+        """The client for 'comprehend', 'sagemaker-runtime' or 's3' under the current settings."""
         client = self._clients.get(service)
         if client is not None:
             return client
@@ -52,7 +52,9 @@ class Clients:
                 self._clients[service] = client
             return client
 
-    def _config(self, s: Settings, validate: bool = True) -> botocore.config.Config:
+    def _config(self, s: Settings, validate: bool = True, s3_path_style: bool = False) -> botocore.config.Config:
+        # A local S3-compatible store answers on one host name: buckets go in the path.
+        s3_style = {"s3": {"addressing_style": "path"}} if s3_path_style else {}
         return botocore.config.Config(
             region_name=s.region,
             # total_max_attempts counts the first try; botocore's max_attempts counts retries.
@@ -66,20 +68,22 @@ class Clients:
             # validation walk cost a quarter of a 25-text BatchDetectSentiment call's CPU.
             # (Comprehend and SageMaker Runtime only; STS and S3 keep it.)
             parameter_validation=validate,
+            **s3_style,
         )
 
     def _build(self, service: str, s: Settings):
         endpoint_url = {
             "comprehend": s.comprehend_endpoint_url,
             "sagemaker-runtime": s.sagemaker_endpoint_url,
-            "s3": getattr(s, "s3_endpoint_url", None),
+            "s3": s.s3_endpoint_url,
         }[service]
         role_arn = {
             "comprehend": s.comprehend_role_arn,
             "sagemaker-runtime": s.sagemaker_role_arn,
             "s3": s.s3_role_arn,
         }[service]
-        config = self._config(s, validate=service not in ("comprehend", "sagemaker-runtime"))
+        config = self._config(s, validate=service not in ("comprehend", "sagemaker-runtime"),
+                              s3_path_style=service == "s3" and bool(endpoint_url))
         if role_arn:
             client = self._role_session(role_arn, s).client(service, endpoint_url=endpoint_url, config=config)
         else:
