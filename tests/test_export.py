@@ -555,3 +555,42 @@ def test_files_smaller_than_a_part_are_single_puts(s3_db, client, bucket, stub, 
         assert rows[0] == ["id", "label"]
         ids += [int(r[0]) for r in rows[1:]]
     assert sorted(ids) == list(range(1, 200001))
+
+
+# ---- who may export; Aurora's INTO OUTFILE S3 as written (MySQL) ---------------------------
+
+
+def test_export_needs_the_s3_role(s3_db, client, bucket):
+    with s3_db.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP USER IF EXISTS 'exporter'@'%'")
+        cur.execute("CREATE USER 'exporter'@'%' IDENTIFIED BY 'pw'")
+        cur.execute("GRANT SELECT ON sqlml_test.* TO 'exporter'@'%'")
+    sql = f"SELECT sqlml_export_s3('s3://{bucket}/acl', 'FORMAT CSV', n) FROM numbers WHERE n <= 3"
+    try:
+        with s3_db.connect(user="exporter", password="pw") as conn:
+            with pytest.raises(pymysql.err.MySQLError) as err:
+                s3_db.query(sql, conn=conn)
+            assert err.value.args[0] == 1227 and "AWS_SELECT_S3_ACCESS" in err.value.args[1]
+        assert keys(client, bucket) == [] and uploads(client, bucket) == []
+        s3_db.query("GRANT AWS_SELECT_S3_ACCESS TO 'exporter'@'%'")
+        with s3_db.connect(user="exporter", password="pw") as conn:
+            s3_db.query("SET ROLE AWS_SELECT_S3_ACCESS", conn=conn)
+            assert export(s3_db, sql, conn=conn)["rows"] == 3
+        assert read(client, bucket, "acl.part_00000") == b"1\r\n2\r\n3\r\n"
+    finally:
+        s3_db.query("DROP USER IF EXISTS 'exporter'@'%'")
+
+
+@pytest.mark.server("mysql")
+def test_aurora_into_outfile_s3_runs_as_written_on_mysql(s3_db, client, bucket):
+    rows = s3_db.query(f"SELECT n, n * 2 AS twice FROM numbers WHERE n <= 4 ORDER BY n "
+                       f"INTO OUTFILE S3 's3://{bucket}/aurora' FORMAT CSV HEADER")
+    assert json.loads(rows[0][0])["rows"] == 4
+    assert read(client, bucket, "aurora.part_00000") == b"n,twice\r\n1,2\r\n2,4\r\n3,6\r\n4,8\r\n"
+    s3_db.query(f"select n from numbers where n = 9 into outfile s3 's3://{bucket}/text'")
+    assert read(client, bucket, "text.part_00000") == b"9\n"
+    for sql, words in [(f"SELECT * FROM numbers INTO OUTFILE S3 's3://{bucket}/x'", "SELECT *"),
+                       (f"SELECT n + 1 FROM numbers INTO OUTFILE S3 's3://{bucket}/x'", "with AS"),
+                       (f"SELECT n FROM numbers INTO OUTFILE S3 's3://{bucket}/x' MANIFEST ON", "MANIFEST")]:
+        code, message = sql_error(s3_db, sql)
+        assert code == 1644 and "not supported" in message and words in message, message

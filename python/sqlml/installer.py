@@ -11,7 +11,6 @@ from __future__ import annotations
 import configparser
 import io
 import os
-import shutil
 import sys
 import tempfile
 from importlib import resources
@@ -115,5 +114,6 @@ def uninstall(conn, log=print) -> None:
 def copy_library(target_dir: str) -> str:
     """Copies sqlml.so into target_dir (for tests and images); returns the new path."""
     dest = os.path.join(target_dir, LIBRARY)
-    shutil.copyfile(library_file(), dest)
+    with open(library_file(), "rb") as f:
+        write_atomically(dest, f.read())  # never rewrite a library a server has mapped
     return dest

@@ -7,6 +7,8 @@ run it as written. It handles:
   ENDPOINT NAME 'ep' [MAX_BATCH_SIZE n]` -> the stored function `sqlml translate`
   makes (and f is remembered, registry.py); `DROP FUNCTION f` forgets it;
 - Aurora v2's `GRANT|REVOKE INVOKE SAGEMAKER|COMPREHEND ON *.* TO|FROM u` -> the role;
+- `SELECT ... INTO OUTFILE S3 'uri' [FORMAT CSV|TEXT [HEADER]]` -> the export aggregate
+  over the query (outfile.py);
 - statements calling sqlml functions (SELECT, INSERT/REPLACE ... SELECT, single-table
   UPDATE) -> the same statement with a warm-up that sends the distinct inputs in
   batches first (batch.py), so every row then reads its own answer from the cache.
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 
 from .. import translate
-from . import batch, registry
+from . import batch, outfile, registry
 
 _DDL = re.compile(r"^\s*CREATE\b.*\bALIAS\s+AWS_SAGEMAKER_INVOKE_ENDPOINT\b", re.IGNORECASE | re.DOTALL)
 _GRANT = re.compile(r"^\s*(GRANT|REVOKE)\s+INVOKE\s+(SAGEMAKER|COMPREHEND)\s+ON\s+\*\s*\.\s*\*\s+(TO|FROM)\s+(.+?)"
@@ -59,6 +61,13 @@ def rewrite(text: str, prepared: bool = False) -> str | None:
     if m:
         verb, service, direction, users = m.groups()
         return f"{verb.upper()} {_ROLE[service.upper()]} {direction.upper()} {users}"
+    if "outfile" in text.lower():
+        try:
+            exported = outfile.rewrite(text)
+        except outfile.Unsupported as exc:
+            return _error(f"sqlml: not supported: {exc}")
+        if exported is not None:
+            return exported
     m = _DROP.match(text)
     if m:
         registry.remove(bare_name(m.group(1)))
