@@ -38,8 +38,13 @@ def test_install_and_uninstall_are_idempotent(db):
         installer.uninstall(conn, log=lambda *_: None)
         installer.uninstall(conn, log=lambda *_: None)
         assert udfs(db) == set()
+    # MySQL unloads an audit plugin once every session that used it has ended.
+    for plugin in installer.PLUGINS:
+        db.wait_plugin_gone(plugin)
+    with db.connect(database="mysql") as conn:
         installer.install(conn, db.base_settings, log=lambda *_: None)
     assert udfs(db) == FUNCTIONS
+    assert installer.plugin_states(db.connect(database="mysql")) == dict.fromkeys(installer.PLUGINS, "ACTIVE")
     assert db.scalar("SELECT sqlml_echo_int(7)") == 7
 
 

@@ -127,6 +127,10 @@ def test_system_variables_exist_with_the_engines_defaults(db):
     shown = {**variables(db, "sqlml%"), **variables(db, "aws_default%"), **variables(db, "aurora_ml%")}
     assert set(shown) == set(config.SYSTEM_VARIABLES)
     defaults = dataclasses.asdict(config.Settings())
+    # The suite starts its servers with sqlml_rewrite OFF (conftest): check its default here.
+    db.query("SET GLOBAL sqlml_rewrite = DEFAULT")
+    shown["sqlml_rewrite"] = variables(db, "sqlml_rewrite")["sqlml_rewrite"]
+    db.query("SET GLOBAL sqlml_rewrite = OFF")
     for name, var in config.SYSTEM_VARIABLES.items():
         value = shown[name]
         if var.scale:
@@ -142,7 +146,7 @@ def reset_variables(db):
     yield
     with db.connect() as conn, conn.cursor() as cur:
         for name in config.SYSTEM_VARIABLES:
-            cur.execute(f"SET GLOBAL {name} = DEFAULT")
+            cur.execute(f"SET GLOBAL {name} = {'OFF' if name == 'sqlml_rewrite' else 'DEFAULT'}")
 
 
 def test_set_global_reaches_the_engine_at_the_next_statement(db, fake, reset_variables):
@@ -242,8 +246,9 @@ def test_set_global_from_many_connections_at_once_is_safe(db, fake, reset_variab
 def test_server_options_at_start_set_the_variables(db, fake):
     """my.cnf / command-line values (--loose-sqlml-*) apply from the start and win over sqlml.cnf."""
     server = db.server
+    original = list(server.extra_args)
     try:
-        server.restart(extra_args=list(server.extra_args) + [
+        server.restart(extra_args=original + [
             "--loose-sqlml-on-error=null", "--loose-aurora-ml-inference-timeout=2500",
             "--loose-aws-default-comprehend-role=arn:aws:iam::123456789012:role/from-cnf"])
         assert variables(db, "sqlml_on_error") == {"sqlml_on_error": "null"}
@@ -252,8 +257,7 @@ def test_server_options_at_start_set_the_variables(db, fake):
             ("null", 2.5, "arn:aws:iam::123456789012:role/from-cnf")
         assert status(db)["Aurora_ml_logical_request_cnt"] == 0
     finally:
-        server.restart(extra_args=[a for a in server.extra_args if "sqlml" not in a and "aurora" not in a
-                                   and "aws-default" not in a])
+        server.restart(extra_args=original)
     assert db.status()["settings"]["on_error"] == "error"
 
 

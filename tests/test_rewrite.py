@@ -32,7 +32,7 @@ def mysql(db):
         cur.execute("DROP TABLE IF EXISTS scores")
         cur.execute("CREATE TABLE scores (n INT PRIMARY KEY, s DOUBLE)")
     yield db
-    db.query("SET GLOBAL sqlml_rewrite = DEFAULT")
+    db.query("SET GLOBAL sqlml_rewrite = OFF")  # the session's setting (conftest)
 
 
 @pytest.mark.server("mariadb")

@@ -20,6 +20,7 @@ import pymysql
 from . import config
 
 LIBRARY = "sqlml.so"
+PLUGINS = ("sqlml", "aws", "aurora_ml")  # the plugin part of the library (install.sql)
 CNF = "sqlml.cnf"
 
 
@@ -92,6 +93,13 @@ def install(conn, settings: dict[str, str], plugin_dir: str | None = None, pytho
     with conn.cursor() as cur:
         for statement in sql_statements("install.sql"):
             cur.execute(statement)
+        states = plugin_states(conn)
+        waiting = [name for name in PLUGINS if states.get(name) != "ACTIVE"]
+        if waiting:
+            raise SystemExit(f"sqlml: the server is still unloading the plugin(s) {', '.join(waiting)} "
+                             f"({', '.join(states.get(n) or 'absent' for n in waiting)}): MySQL lets an audit "
+                             f"plugin go once every session that used it has ended. Close those sessions "
+                             f"(or restart the server), then run install again")
         cur.execute("SELECT sqlml_version()")
         (reported,) = cur.fetchone()
     reported = reported.decode() if isinstance(reported, bytes) else reported
@@ -104,11 +112,20 @@ def install(conn, settings: dict[str, str], plugin_dir: str | None = None, pytho
     return reported
 
 
+def plugin_states(conn) -> dict[str, str]:
+    """{plugin name: PLUGIN_STATUS} of sqlml's plugins the server lists."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT PLUGIN_NAME, PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME IN "
+                    "(" + ", ".join(["%s"] * len(PLUGINS)) + ")", PLUGINS)
+        return {name: status for name, status in cur.fetchall()}
+
+
 def uninstall(conn, log=print) -> None:
     with conn.cursor() as cur:
         for statement in sql_statements("uninstall.sql"):
             cur.execute(statement)
-    log("sqlml functions dropped (sqlml.so stays in plugin_dir: the server may still have it loaded)")
+    log("sqlml functions and plugins dropped (sqlml.so stays in plugin_dir: the server may still have it "
+        "loaded; MySQL unloads the plugins once the sessions that used them end)")
 
 
 def copy_library(target_dir: str) -> str:
