@@ -83,5 +83,8 @@ def test_drop_and_create_function_while_other_connections_query(db, fake):
     # and a full uninstall/install cycle keeps working too
     with db.connect(database="mysql") as conn:
         installer.uninstall(conn, log=lambda *_: None)
+    for plugin in installer.PLUGINS:  # MySQL unloads them once their sessions end
+        db.wait_plugin_gone(plugin)
+    with db.connect(database="mysql") as conn:
         installer.install(conn, db.base_settings, log=lambda *_: None)
     assert db.scalar("SELECT sqlml_echo_int(9)") == 9

@@ -583,6 +583,14 @@ def test_export_needs_the_s3_role(s3_db, client, bucket):
 
 @pytest.mark.server("mysql")
 def test_aurora_into_outfile_s3_runs_as_written_on_mysql(s3_db, client, bucket):
+    s3_db.query("SET GLOBAL sqlml_rewrite = ON")  # the suite runs with it off (conftest)
+    try:
+        _into_outfile(s3_db, client, bucket)
+    finally:
+        s3_db.query("SET GLOBAL sqlml_rewrite = OFF")
+
+
+def _into_outfile(s3_db, client, bucket):
     rows = s3_db.query(f"SELECT n, n * 2 AS twice FROM numbers WHERE n <= 4 ORDER BY n "
                        f"INTO OUTFILE S3 's3://{bucket}/aurora' FORMAT CSV HEADER")
     assert json.loads(rows[0][0])["rows"] == 4

@@ -230,20 +230,27 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
         if kind == "insert" and call.find_ancestor(exp.Select) is not query:
             raise _Skip("an ML call outside the INSERT's SELECT")
     warm_calls = list(dict.fromkeys(_warm_call(c, functions) for c in calls))
-    where = query.args.get("where")
-    conjuncts = list(where.this.flatten()) if where is not None and isinstance(where.this, exp.And) else (
-        [where.this] if where is not None else [])
-    plain = [c for c in conjuncts if not any(_is_ml(n, functions) for n in c.find_all(exp.Anonymous))]
-    if any(c.find(exp.Subquery, exp.Select) for c in plain):
-        raise _Skip("a subquery in WHERE")
-    warm_where = " AND ".join(f"({c.sql(dialect='mysql')})" for c in plain)
-
     if tree.find(exp.Placeholder) is not None:
         # A statement being prepared (the client's COM_STMT_PREPARE or SQL PREPARE, which
         # the server does not always flag): copying a '?' would change the parameter count.
         raise _Skip("placeholders would be copied into the warm-up")
     from_start, from_end, where_start, where_end = _spans(analysed, kind)
     from_text = text[from_start:from_end].strip()
+    # The WHERE's top-level conjuncts, as written. Those without ML calls that cannot
+    # fail on any row filter the warm-up, and go first in the statement's own WHERE (AND
+    # is commutative; the server evaluates left to right), so ML calls are made only for
+    # the rows the warm-up covered.
+    plain, ml = [], []
+    if where_start is not None:
+        for conjunct in _conjuncts(analysed, where_start, where_end):
+            node = _parse_condition(conjunct)
+            if any(_is_ml(n, functions) for n in node.find_all(exp.Anonymous)):
+                ml.append(conjunct)
+            else:
+                plain.append((conjunct, _cannot_fail(node)))
+    safe = [c for c, ok in plain if ok]
+    warm_where = " AND ".join(f"({c})" for c in safe)
+    reorder = len(safe) == len(plain) and bool(ml) and bool(plain)
     total = " + ".join(f"COALESCE({w}, 0)" for w in warm_calls)
     if kind == "update":
         # MySQL refuses a subquery on the table being updated (error 1093) unless it is
@@ -262,7 +269,52 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
         # After FROM (SELECT), or at the end (UPDATE: after SET; ORDER BY/LIMIT are refused).
         at = _end_of_statement(_MYSQL.tokenize(text)) if kind == "update" else from_end
         return text[:at].rstrip() + f" WHERE {predicate} " + text[at:].lstrip()
-    return text[:where_start] + f" {predicate} AND ({text[where_start:where_end].strip()}) " + text[where_end:].lstrip()
+    condition = (" AND ".join(f"({c})" for c, _ in plain) + " AND " + " AND ".join(f"({c})" for c in ml)
+                 if reorder else f"({text[where_start:where_end].strip()})")
+    return text[:where_start] + f" {predicate} AND {condition} " + text[where_end:].lstrip()
+
+
+def _conjuncts(text: str, start: int, end: int) -> list[str]:
+    """The top-level AND operands of text[start:end] (a WHERE condition), as written."""
+    parts, depth, between, cut = [], 0, False, start
+    for t in _MYSQL.tokenize(text):
+        if t.start < start or t.end >= end:
+            continue
+        if t.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif t.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0 and t.token_type == TokenType.BETWEEN:
+            between = True
+        elif depth == 0 and t.token_type in (TokenType.AND, TokenType.DAMP):
+            if between:
+                between = False  # BETWEEN x AND y
+                continue
+            parts.append(text[cut:t.start].strip())
+            cut = t.end + 1
+    parts.append(text[cut:end].strip())
+    if any(not p for p in parts):
+        raise _Skip("a WHERE condition this module cannot split")
+    return parts
+
+
+def _parse_condition(condition: str) -> exp.Expression:
+    tree = sqlglot.parse_one(f"SELECT 1 FROM t WHERE {condition}", read="mysql")
+    where = tree.args.get("where") if isinstance(tree, exp.Select) else None
+    if where is None:
+        raise _Skip("a WHERE condition this module cannot read")
+    return where.this
+
+
+_CANNOT_FAIL = (exp.Column, exp.Literal, exp.Null, exp.Boolean, exp.Identifier, exp.Paren, exp.Not, exp.And, exp.Or,
+                exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.Between, exp.In, exp.Is,
+                exp.Like, exp.Neg, exp.Parameter, exp.Var, exp.SessionParameter, exp.Tuple, exp.Star)
+
+
+def _cannot_fail(node: exp.Expression) -> bool:
+    """Comparisons of columns, literals and variables: evaluating them on any row raises no
+    error and no warning (no arithmetic, casts, functions or subqueries)."""
+    return all(isinstance(n, _CANNOT_FAIL) for n in node.walk())
 
 
 def _update_alias(update: exp.Update) -> str:
