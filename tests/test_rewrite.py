@@ -126,8 +126,11 @@ def test_insert_select_and_update_are_batched_with_the_same_rows(mysql, fake):
 
 
 def test_prepared_statements_and_multi_statements_run_as_written(mysql, fake):
+    requests = {}
     for rewrite in (False, True):
         mysql.query(f"SET GLOBAL sqlml_rewrite = {'ON' if rewrite else 'OFF'}")
+        mysql.query("SELECT sqlml_cache_clear()")
+        fake.reset()
         with mysql.connect() as conn, conn.cursor() as cur:
             cur.execute("PREPARE s FROM 'SELECT ml_echo(n) FROM numbers WHERE n <= ? ORDER BY n'")
             cur.execute("SET @k = 4")
@@ -138,13 +141,20 @@ def test_prepared_statements_and_multi_statements_run_as_written(mysql, fake):
             first = cur.fetchall()
             cur.nextset()
             assert (first, cur.fetchall()) == (((7.0,),), ((8.0,),))
+        requests[rewrite] = fake.stats(log=False)["requests"]
+    assert requests[True] == requests[False] == 6  # as written: one request per row
 
 
 def test_stored_procedures_keep_working(mysql, fake):
+    """The hook sees what clients send, not the statements inside a procedure: CALL runs
+    the per-row path, with the same answers either way."""
     mysql.query("DROP PROCEDURE IF EXISTS echo_some")
     mysql.query("CREATE PROCEDURE echo_some(k INT) SELECT n, ml_echo(n) FROM numbers WHERE n <= k ORDER BY n")
     try:
-        assert mysql.query("CALL echo_some(3)") == [(1, 1.0), (2, 2.0), (3, 3.0)]
+        off = run(mysql, fake, "CALL echo_some(3)", rewrite=False)
+        on = run(mysql, fake, "CALL echo_some(3)", rewrite=True)
+        assert off[0] == on[0] == ((1, 1.0), (2, 2.0), (3, 3.0))
+        assert off[1] == on[1] == 3
     finally:
         mysql.query("DROP PROCEDURE echo_some")
 
@@ -158,6 +168,9 @@ def test_stored_procedures_keep_working(mysql, fake):
     ("CREATE DEFINER = CURRENT_USER FUNCTION ml_a(v INT, w VARCHAR(20))\n  RETURNS VARCHAR(64)\n  SQL SECURITY "
      "INVOKER\n  ALIAS  AWS_SAGEMAKER_INVOKE_ENDPOINT  ENDPOINT NAME 'echo-b'  MAX_BATCH_SIZE 7;",
      "aws_sagemaker_invoke_endpoint_string('echo-b', 'VARCHAR(64)', 7, v, convert(w using utf8mb4))"),
+    ("Create Function ml_a(v INT, w VARCHAR(20) CHARSET utf8mb4) Returns VARCHAR(64) CHARSET utf8mb4 "
+     "NOT DETERMINISTIC COMMENT 'churn model' Alias Aws_SageMaker_Invoke_Endpoint Endpoint Name 'echo-c'",
+     "aws_sagemaker_invoke_endpoint_string('echo-c', 'VARCHAR(64)', 10000, v, convert(w using utf8mb4))"),
 ])
 def test_aurora_ddl_is_accepted_as_written(mysql, fake, ddl, udf_call):
     mysql.query("DROP FUNCTION IF EXISTS ml_a")
