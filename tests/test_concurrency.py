@@ -66,6 +66,13 @@ def test_drop_and_create_function_while_other_connections_query(db, fake):
         for t in threads:
             t.join(60)
     assert db.server.is_alive()
+    if db.kind == "mysql":
+        # Whatever the assertions below find, leave a server whose function registry
+        # agrees with mysql.func for the tests after this one (see the MySQL note below),
+        # and every function installed again (a failed CREATE may have left no row).
+        db.server.restart()
+        with db.connect(database="mysql") as conn:
+            installer.install(conn, db.base_settings, log=lambda *_: None)
     assert answered[0] > 0
     # While the function is being dropped or created, the server itself says so.
     unexpected = [e for e in errors if "does not exist" not in e and "Can't load function" not in e]
@@ -77,8 +84,8 @@ def test_drop_and_create_function_while_other_connections_query(db, fake):
         # to "*" on DROP, in a map keyed by name), so a later DROP says "does not exist"
         # and CREATE fails writing mysql.func; a restart reloads it. Server behaviour,
         # not ours: the server stayed up, which is what this test is about.
-        assert all("does not exist" in e or "mysql.func" in e for e in ddl_errors), ddl_errors[:3]
-        db.server.restart()
+        assert all("does not exist" in e or "mysql.func" in e or "is not defined" in e for e in ddl_errors), \
+            ddl_errors[:3]
     assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-d', 'REAL', 1, 2, 3)") == 5
     # and a full uninstall/install cycle keeps working too
     with db.connect(database="mysql") as conn:
