@@ -18,15 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
-import urllib.request
 
 import boto3
 from moto.server import ThreadedMotoServer
 
 from bench.common import ServerUnavailable, print_table, server_with_sqlml, thousand, write_results
+from tests import motoserver
 
 RUNS = (("text", 1_000_000), ("text", 3_000_000), ("numeric", 1_000_000))
 PART_MB, FILE_MB = 8, 64
@@ -35,14 +34,7 @@ COLUMNS = {"text": "id, label, x, note", "numeric": "id, x, y, z"}
 
 def start_moto() -> tuple[ThreadedMotoServer, str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
-    return server, url
+    return motoserver.start_moto()
 
 
 def cpu_s(pid: int) -> float:

@@ -11,18 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import threading
 import time
-import urllib.request
 import uuid
 
 import boto3
 import pymysql
 import pytest
-from moto.server import ThreadedMotoServer
 
 from sqlml import installer
+from tests.motoserver import moto_server
 from tests.s3stub import S3Stub
 
 BIG_ROWS = 1_000_000
@@ -30,17 +28,8 @@ BIG_ROWS = 1_000_000
 
 @pytest.fixture(scope="module")
 def moto_s3():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
-    try:
+    with moto_server() as url:
         yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

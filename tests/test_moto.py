@@ -5,28 +5,17 @@ the real protocols, it would disagree. (It cannot inject faults; the fake does t
 """
 
 import json
-import socket
 import urllib.request
 
 import pytest
-from moto.server import ThreadedMotoServer
+
+from tests.motoserver import moto_server
 
 
 @pytest.fixture
 def moto_url(db):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    # moto's backends are process-wide: forget what other tests queued there.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
-    try:
-        with db.settings(comprehend_endpoint_url=url, sagemaker_endpoint_url=url):
-            yield url
-    finally:
-        server.stop()
+    with moto_server() as url, db.settings(comprehend_endpoint_url=url, sagemaker_endpoint_url=url):
+        yield url
 
 
 def test_detect_sentiment_through_moto(db, moto_url):
