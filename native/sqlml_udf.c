@@ -298,9 +298,8 @@ static void call_step(PyObject *fn, UDF_ARGS *args, char *error)
 
 #define SQLML_INIT_DEINIT(name, kind) SQLML_INIT_DEINIT_AS(name, kind, false)
 
-/* An INTEGER aggregate: the warm-ups of the batch path. */
-#define SQLML_INT_AGGREGATE(name)                                                                  \
-  SQLML_INIT_DEINIT_AS(name, RESULT_INT, true)                                                     \
+/* An aggregate's clear (at each group's start) and add (per row), shared by both kinds. */
+#define SQLML_AGGREGATE_STEPS(name)                                                                \
   SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
   {                                                                                                \
     (void)is_null;                                                                                 \
@@ -310,7 +309,12 @@ static void call_step(PyObject *fn, UDF_ARGS *args, char *error)
   {                                                                                                \
     (void)is_null;                                                                                 \
     call_step(((sqlml_call *)initid->ptr)->add, args, error);                                      \
-  }                                                                                                \
+  }
+
+/* An INTEGER aggregate: the warm-ups of the batch path. */
+#define SQLML_INT_AGGREGATE(name)                                                                  \
+  SQLML_INIT_DEINIT_AS(name, RESULT_INT, true)                                                     \
+  SQLML_AGGREGATE_STEPS(name)                                                                      \
   SQLML_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)        \
   {                                                                                                \
     (void)args;                                                                                    \
@@ -439,16 +443,7 @@ static void aggregate_deinit(UDF_INIT *initid)
     return call_init(#name, RESULT_STRING, true, initid, args, message);                           \
   }                                                                                                \
   SQLML_EXPORT void name##_deinit(UDF_INIT *initid) { aggregate_deinit(initid); }                  \
-  SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
-  {                                                                                                \
-    (void)is_null;                                                                                 \
-    call_step(((sqlml_call *)initid->ptr)->clear, NULL, error);                                    \
-  }                                                                                                \
-  SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
-  {                                                                                                \
-    (void)is_null;                                                                                 \
-    call_step(((sqlml_call *)initid->ptr)->add, args, error);                                      \
-  }                                                                                                \
+  SQLML_AGGREGATE_STEPS(name)                                                                      \
   SQLML_EXPORT char *name(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigned long *length,   \
                           char *is_null, char *error)                                              \
   {                                                                                                \

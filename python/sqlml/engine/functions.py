@@ -216,7 +216,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
 
     if len(types) == 4 and rtype.kind != STRING:
         # One feature, a number: the batch path's common case, without the generic
-        # path's argument tuple and joins (the same steps as row() below).
+        # path's argument tuple, joins and truncation check (row() below).
         encode = _encoder(types[3], name, 3)
 
         def row1(_endpoint, _type, _batch, feature):
@@ -233,15 +233,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
         if None in features:
             return None
         try:
-            line = line_of(features)
-            raw = cache_get(("sagemaker", endpoint, line))
-            if raw is MISS:
-                raw = engine.invoke(endpoint, line, batch_size)
-            else:  # counted in bulk (engine/tally.py)
-                tally.hits += 1
-                if not tally.hits & _FLUSH_MASK:
-                    tally.flush()
-            value = convert(raw, what)
+            value = answer(line_of(features))
         except SqlmlError as exc:
             return _on_error(engine, exc)
         if type(value) is sqltypes.Truncated:
