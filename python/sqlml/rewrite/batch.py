@@ -134,10 +134,9 @@ def _owner(node: exp.Expression, top: exp.Expression) -> exp.Expression | None:
     return child
 
 
-def _spans(text: str, kind: str) -> tuple[int | None, int, int | None, int | None]:
-    """(from_start, from_end, where_start, where_end) in `text` for the top-level query
-    (the SELECT of INSERT ... SELECT; the table of UPDATE), by token positions."""
-    tokens = _MYSQL.tokenize(text)
+def _spans(tokens, kind: str) -> tuple[int | None, int, int | None, int | None]:
+    """(from_start, from_end, where_start, where_end) in the statement `tokens` came from,
+    for its top-level query (the SELECT of INSERT ... SELECT; the table of UPDATE)."""
     depth = 0
     start_kw = TokenType.UPDATE if kind == "update" else TokenType.SELECT
     i, n = 0, len(tokens)
@@ -234,7 +233,8 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
         # A statement being prepared (the client's COM_STMT_PREPARE or SQL PREPARE, which
         # the server does not always flag): copying a '?' would change the parameter count.
         raise _Skip("placeholders would be copied into the warm-up")
-    from_start, from_end, where_start, where_end = _spans(analysed, kind)
+    tokens = _MYSQL.tokenize(analysed)
+    from_start, from_end, where_start, where_end = _spans(tokens, kind)
     from_text = text[from_start:from_end].strip()
     # The WHERE's top-level conjuncts, as written. Those without ML calls that cannot
     # fail on any row filter the warm-up, and go first in the statement's own WHERE (AND
@@ -242,7 +242,7 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
     # the rows the warm-up covered.
     plain, ml = [], []
     if where_start is not None:
-        for conjunct in _conjuncts(analysed, where_start, where_end):
+        for conjunct in _conjuncts(analysed, tokens, where_start, where_end):
             node = _parse_condition(conjunct)
             if any(_is_ml(n, functions) for n in node.find_all(exp.Anonymous)):
                 ml.append(conjunct)
@@ -267,17 +267,18 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
     predicate = f"COALESCE({warm}, 0) >= 0"
     if where_start is None:
         # After FROM (SELECT), or at the end (UPDATE: after SET; ORDER BY/LIMIT are refused).
-        at = _end_of_statement(_MYSQL.tokenize(text)) if kind == "update" else from_end
+        at = _end_of_statement(tokens) if kind == "update" else from_end
         return text[:at].rstrip() + f" WHERE {predicate} " + text[at:].lstrip()
     condition = (" AND ".join(f"({c})" for c, _ in plain) + " AND " + " AND ".join(f"({c})" for c in ml)
                  if reorder else f"({text[where_start:where_end].strip()})")
     return text[:where_start] + f" {predicate} AND {condition} " + text[where_end:].lstrip()
 
 
-def _conjuncts(text: str, start: int, end: int) -> list[str]:
-    """The top-level AND operands of text[start:end] (a WHERE condition), as written."""
+def _conjuncts(text: str, tokens, start: int, end: int) -> list[str]:
+    """The top-level AND operands of text[start:end] (a WHERE condition), as written;
+    `tokens` are text's."""
     parts, depth, between, cut = [], 0, False, start
-    for t in _MYSQL.tokenize(text):
+    for t in tokens:
         if t.start < start or t.end >= end:
             continue
         if t.token_type == TokenType.L_PAREN:
