@@ -418,33 +418,23 @@ static int sqlml_plugin_deinit(void *p)
   return 0;
 }
 
-static int aws_plugin_init(void *p)
-{
-  (void)p;
-  mark_ready(2, true);
-  return 0;
-}
+/* Plugins whose only work is to say that their variables are there (bit: see plugins_ready). */
+#define READY_ONLY_PLUGIN(name, bit)                                                               \
+  static int name##_plugin_init(void *p)                                                           \
+  {                                                                                                \
+    (void)p;                                                                                       \
+    mark_ready(bit, true);                                                                         \
+    return 0;                                                                                      \
+  }                                                                                                \
+  static int name##_plugin_deinit(void *p)                                                         \
+  {                                                                                                \
+    (void)p;                                                                                       \
+    mark_ready(bit, false);                                                                        \
+    return 0;                                                                                      \
+  }
 
-static int aws_plugin_deinit(void *p)
-{
-  (void)p;
-  mark_ready(2, false);
-  return 0;
-}
-
-static int aurora_ml_plugin_init(void *p)
-{
-  (void)p;
-  mark_ready(4, true);
-  return 0;
-}
-
-static int aurora_ml_plugin_deinit(void *p)
-{
-  (void)p;
-  mark_ready(4, false);
-  return 0;
-}
+READY_ONLY_PLUGIN(aws, 2)
+READY_ONLY_PLUGIN(aurora_ml, 4)
 
 static void maria_notify(void *thd, unsigned int event_class, const void *event)
 {
