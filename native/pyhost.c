@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "pyhost.h"
+#include "memo.h"
 #include "plugin.h"
 #include "rewrite.h"
 #include "server_api.h"
@@ -69,6 +70,14 @@ static PyObject *native_count(PyObject *self, PyObject *args)
   if (!PyArg_ParseTuple(args, "i|l", &i, &n))
     return NULL;
   plugin_count(i, n);
+  Py_RETURN_NONE;
+}
+
+static PyObject *native_memo_invalidate(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  memo_invalidate_all();
   Py_RETURN_NONE;
 }
 
@@ -206,6 +215,7 @@ static PyMethodDef native_methods[] = {
     {"library_version", native_library_version, METH_NOARGS, "Version of sqlml.so."},
     {"count", native_count, METH_VARARGS, "Add n (default 1) to status counter i."},
     {"count_max", native_count_max, METH_VARARGS, "Raise status counter i to v."},
+    {"memo_invalidate", native_memo_invalidate, METH_NOARGS, "Retire every statement memo (cache cleared)."},
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
     {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},

@@ -131,10 +131,14 @@ char *server_thd_strmake(void *thd, const char *str, size_t length)
   return thd_strmake && thd ? thd_strmake(thd, str, length) : NULL;
 }
 
+void *server_current_thd(void)
+{
+  return is_mariadb ? (maria_current_thd ? maria_current_thd() : NULL) : (current_thd ? current_thd() : NULL);
+}
+
 int server_binlog_format(void)
 {
-  void *thd = is_mariadb ? (maria_current_thd ? maria_current_thd() : NULL)
-                         : (current_thd ? current_thd() : NULL);
+  void *thd = server_current_thd();
   return thd && binlog_format ? binlog_format(thd) : -1;
 }
 

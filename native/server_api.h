@@ -33,6 +33,9 @@ bool server_warning(unsigned code, const char *msg);
 bool server_utf8mb4_argument(UDF_ARGS *args, unsigned i);
 bool server_utf8mb4_result(UDF_INIT *initid);
 
+/* The calling connection's THD, or NULL where the server does not say. */
+void *server_current_thd(void);
+
 /* Copies a string into the statement's memory (sysvar checks); NULL on failure. */
 char *server_thd_strmake(void *thd, const char *str, size_t length);
 

@@ -12,11 +12,20 @@
  *   xxx        -> call(*row_args) returns None (SQL NULL), float, int or bytes
  *   xxx_deinit -> drops `call` (aggregates first call its optional `close()`: the
  *                 statement may end without a result, e.g. killed or failed)
+ *
+ * The batch path's fast lane (memo.h): prepare may return a fifth element, a memo
+ * spec. A reading function then first looks its row up in the statement memo by its
+ * own argument bytes and answers from there without entering Python; a warm-up
+ * aggregate hands its distinct rows to Python in chunks (call.add_rows) instead of one
+ * call per row, and leaves the answers (call.answers()) in the memo.
  */
+#include "memo.h"
+#include "plugin.h"
 #include "pyhost.h"
 #include "server_api.h"
 #include "udf_abi.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +42,24 @@ typedef struct sqlml_call {
   PyObject *clear;
   char *buf;
   size_t buf_cap;
+  /* The memo lane; has_spec false: every row goes to Python. */
+  bool has_spec;
+  struct memo_spec spec;
+  memo *memo;
+  unsigned long memo_seen;
+  char *key;
+  size_t key_cap;
+  /* Warm-ups: call.add_rows and call.answers; the memo entries of this group's rows,
+   * in the order handed to Python, n_flushed of them handed over so far. */
+  PyObject *add_rows;
+  PyObject *answers;
+  long *rows;
+  size_t n_rows, rows_cap, n_flushed;
+  bool memo_full;
 } sqlml_call;
+
+/* Rows a warm-up hands to Python per call. */
+#define WARM_CHUNK 2048
 
 /* New reference to the Python value of argument i, or NULL with an exception set.
  * Strings and decimals cross as bytes: their charset and meaning are Python's call. */
@@ -53,6 +79,44 @@ static PyObject *arg_to_py(const UDF_ARGS *args, unsigned i)
 }
 
 static PyObject *arg_names(const UDF_ARGS *args);
+
+/* The memo spec prepare returned: (target, first key argument, key argument count,
+ * mode, low, high, ttl_s, max_entries, max_bytes). False with an exception set. */
+static bool parse_spec(PyObject *spec, bool aggregate, sqlml_call *state)
+{
+  struct memo_spec *m = &state->spec;
+  const char *target;
+  Py_ssize_t target_len;
+  if (!PyArg_ParseTuple(spec, "y#IIiLLdLL", &target, &target_len, &m->first, &m->count, &m->mode, &m->low,
+                        &m->high, &m->ttl_s, &m->max_entries, &m->max_bytes))
+    return false;
+  if ((size_t)target_len > sizeof m->target || m->count == 0 || (!aggregate && m->mode > MEMO_CONFIDENCE)) {
+    PyErr_SetString(PyExc_ValueError, "sqlml: prepare returned a malformed memo spec");
+    return false;
+  }
+  memcpy(m->target, target, (size_t)target_len);
+  m->target_len = (size_t)target_len;
+  state->has_spec = true;
+  return true;
+}
+
+/* A reading function's row answered from the memo: the answer, or false (Python then). */
+static bool memo_hit(sqlml_call *state, UDF_ARGS *args, struct memo_answer *answer)
+{
+  if (!state->has_spec || (!state->memo && !(state->memo = memo_find(&state->spec, &state->memo_seen))))
+    return false;
+  size_t len = memo_key(args, state->spec.first, state->spec.count, &state->key, &state->key_cap);
+  return len && memo_get(state->memo, state->key, len, answer);
+}
+
+/* A row answered from the memo counts as Aurora counts a cache hit, and as a memo hit. */
+static void count_hit(void)
+{
+  plugin_count(SQLML_COUNTER_LOGICAL_REQUEST, 1);
+  plugin_count(SQLML_COUNTER_CACHE_HIT, 1);
+  plugin_count(SQLML_COUNTER_LOGICAL_RESPONSE, 1);
+  plugin_count(SQLML_COUNTER_MEMO_HIT, 1);
+}
 
 static bool call_init(const char *name, enum result_kind kind, bool aggregate, UDF_INIT *initid,
                       UDF_ARGS *args, char *message)
@@ -92,9 +156,11 @@ static bool call_init(const char *name, enum result_kind kind, bool aggregate, U
   Py_XDECREF(consts);
 
   long long max_length = 0, decimals = 0;
-  PyObject *coerce = NULL;
-  if (prepared && !PyArg_ParseTuple(prepared, "OLLO!", &state->call, &max_length, &decimals,
-                                    &PyTuple_Type, &coerce))
+  PyObject *coerce = NULL, *spec = Py_None;
+  if (prepared && !PyArg_ParseTuple(prepared, "OLLO!|O", &state->call, &max_length, &decimals,
+                                    &PyTuple_Type, &coerce, &spec))
+    Py_CLEAR(prepared);
+  if (prepared && spec != Py_None && !parse_spec(spec, aggregate, state))
     Py_CLEAR(prepared);
   if (prepared && PyTuple_GET_SIZE(coerce) != (Py_ssize_t)args->arg_count) {
     PyErr_Format(PyExc_ValueError, "prepare returned %zd argument types for %u arguments",
@@ -119,11 +185,17 @@ static bool call_init(const char *name, enum result_kind kind, bool aggregate, U
   if (aggregate) {
     state->add = PyObject_GetAttrString(state->call, "add");
     state->clear = PyObject_GetAttrString(state->call, "clear");
-    if (!state->add || !state->clear) {
+    if (state->has_spec) {
+      state->add_rows = PyObject_GetAttrString(state->call, "add_rows");
+      state->answers = PyObject_GetAttrString(state->call, "answers");
+    }
+    if (!state->add || !state->clear || (state->has_spec && (!state->add_rows || !state->answers))) {
       pyhost_take_error(message, SQLML_ERRMSG_SIZE);
       Py_CLEAR(state->call);
       Py_CLEAR(state->add);
       Py_CLEAR(state->clear);
+      Py_CLEAR(state->add_rows);
+      Py_CLEAR(state->answers);
       pyhost_leave();
       free(state);
       return true;
@@ -154,7 +226,12 @@ static void call_deinit(UDF_INIT *initid)
   Py_CLEAR(state->call);
   Py_CLEAR(state->add);
   Py_CLEAR(state->clear);
+  Py_CLEAR(state->add_rows);
+  Py_CLEAR(state->answers);
   pyhost_leave();
+  memo_close(state->memo);
+  free(state->key);
+  free(state->rows);
   free(state->buf);
   free(state);
   initid->ptr = NULL;
@@ -207,6 +284,18 @@ static void wrong_type(PyObject *result, const char *expected, char *error)
 static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
 {
   double value = 0.0;
+  struct memo_answer a;
+  if (memo_hit((sqlml_call *)initid->ptr, args, &a)) {
+    bool confidence = ((sqlml_call *)initid->ptr)->spec.mode == MEMO_CONFIDENCE;
+    if (a.has_num && isfinite(a.num)) {
+      count_hit();
+      return a.num;
+    }
+    if (!confidence && a.text && memo_parse_real(a.text, a.text_len, &value)) {
+      count_hit();
+      return value;
+    }
+  }
   pyhost_enter();
   PyObject *r = call_with(((sqlml_call *)initid->ptr)->call, args, error);
   if (r == Py_None)
@@ -224,6 +313,13 @@ static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *e
 static long long call_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
 {
   long long value = 0;
+  struct memo_answer a;
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  if (args && memo_hit(state, args, &a) && a.text &&
+      memo_parse_int(a.text, a.text_len, state->spec.low, state->spec.high, &value)) {
+    count_hit();
+    return value;
+  }
   pyhost_enter();
   PyObject *r = call_with(((sqlml_call *)initid->ptr)->call, args, error);
   if (r == Py_None) {
@@ -247,6 +343,14 @@ static char *call_string(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigne
 {
   sqlml_call *state = (sqlml_call *)initid->ptr;
   char *out = NULL;
+  struct memo_answer a;
+  if (args && state->spec.mode == MEMO_LABEL && memo_hit(state, args, &a) && a.text &&
+      a.text_len <= SQLML_RESULT_BUF) {
+    memcpy(result, a.text, a.text_len);
+    *length = a.text_len;
+    count_hit();
+    return result;
+  }
   pyhost_enter();
   PyObject *r = call_with(state->call, args, error);
   if (r == Py_None) {
@@ -288,6 +392,176 @@ static void call_step(PyObject *fn, UDF_ARGS *args, char *error)
   pyhost_leave();
 }
 
+/* ---- warm-ups on the memo lane ------------------------------------------------------ */
+
+struct key_tuple {
+  PyObject *tuple;
+  Py_ssize_t i;
+};
+
+/* memo_key_args callback: one key argument as the Python value arg_to_py would give. */
+static void key_arg_to_py(int type, const char *v, size_t len, void *ctx)
+{
+  struct key_tuple *k = ctx;
+  PyObject *o;
+  if (type == UDF_REAL_RESULT) {
+    double d;
+    memcpy(&d, v, 8);
+    o = PyFloat_FromDouble(d);
+  } else if (type == UDF_INT_RESULT) {
+    long long n;
+    memcpy(&n, v, 8);
+    o = PyLong_FromLongLong(n);
+  } else {
+    o = PyBytes_FromStringAndSize(v, (Py_ssize_t)len);
+  }
+  if (o && k->tuple)
+    PyTuple_SET_ITEM(k->tuple, k->i++, o);
+  else
+    Py_XDECREF(o);
+}
+
+/* Hands the rows not yet handed over to call.add_rows, as a list of key-argument
+ * tuples. Inside Python; false with the SQL error raised. */
+static bool warm_flush(sqlml_call *state, char *error)
+{
+  Py_ssize_t n = (Py_ssize_t)(state->n_rows - state->n_flushed);
+  if (n == 0)
+    return true;
+  PyObject *rows = PyList_New(n);
+  for (Py_ssize_t i = 0; rows && i < n; i++) {
+    struct key_tuple k = {PyTuple_New(state->spec.count), 0};
+    if (k.tuple)
+      memo_key_args(state->memo, state->rows[state->n_flushed + (size_t)i], key_arg_to_py, &k);
+    if (!k.tuple || k.i != (Py_ssize_t)state->spec.count) {
+      Py_XDECREF(k.tuple);
+      Py_CLEAR(rows);
+      break;
+    }
+    PyList_SET_ITEM(rows, i, k.tuple);
+  }
+  PyObject *r = rows ? PyObject_CallOneArg(state->add_rows, rows) : NULL;
+  Py_XDECREF(rows);
+  if (!r) {
+    char msg[SQLML_ERRMSG_SIZE];
+    server_error(pyhost_take_error(msg, sizeof msg), msg);
+    *error = 1;
+    return false;
+  }
+  Py_DECREF(r);
+  state->n_flushed = state->n_rows;
+  return true;
+}
+
+/* A warm-up's row: reserved in the memo if new (a key seen before costs nothing more),
+ * handed to Python with WARM_CHUNK others. Without a memo lane, or once the memo is full,
+ * the row goes to call.add as before. */
+static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
+{
+  if (state->has_spec && !state->memo_full) {
+    for (unsigned i = state->spec.first; i < state->spec.first + state->spec.count && i < args->arg_count; i++)
+      if (!args->args[i])
+        return; /* NULL: call.add would skip the row too */
+    if (!state->memo)
+      state->memo = memo_open(&state->spec);
+    size_t len = state->memo ? memo_key(args, state->spec.first, state->spec.count, &state->key, &state->key_cap) : 0;
+    long entry = len ? memo_reserve(state->memo, state->key, len) : -2;
+    if (entry == -1)
+      return;
+    if (entry >= 0 && state->n_rows == state->rows_cap) {
+      size_t cap = state->rows_cap ? state->rows_cap * 2 : WARM_CHUNK;
+      long *grown = realloc(state->rows, cap * sizeof *grown);
+      if (grown) {
+        state->rows = grown;
+        state->rows_cap = cap;
+      } else {
+        entry = -2; /* reserved, never answered: its reader asks Python */
+      }
+    }
+    if (entry >= 0) {
+      state->rows[state->n_rows++] = entry;
+      if (state->n_rows - state->n_flushed >= WARM_CHUNK) {
+        pyhost_enter();
+        warm_flush(state, error);
+        pyhost_leave();
+      }
+      return;
+    }
+    state->memo_full = true;
+  }
+  call_step(state->add, args, error);
+}
+
+/* Records call.answers() (one per row handed over, in order: None, str, float, or
+ * (label bytes, confidence float)) in the memo. Inside Python. */
+static bool warm_record(sqlml_call *state, char *error)
+{
+  PyObject *answers = PyObject_CallNoArgs(state->answers);
+  if (answers && (!PyList_Check(answers) || PyList_GET_SIZE(answers) != (Py_ssize_t)state->n_rows)) {
+    PyErr_Format(PyExc_ValueError, "sqlml: answers() returned %zd items for %zu rows",
+                 PyList_Check(answers) ? PyList_GET_SIZE(answers) : (Py_ssize_t)-1, state->n_rows);
+    Py_CLEAR(answers);
+  }
+  if (!answers) {
+    char msg[SQLML_ERRMSG_SIZE];
+    server_error(pyhost_take_error(msg, sizeof msg), msg);
+    *error = 1;
+    return false;
+  }
+  for (size_t i = 0; i < state->n_rows; i++) {
+    PyObject *item = PyList_GET_ITEM(answers, (Py_ssize_t)i);
+    const char *text = NULL;
+    Py_ssize_t len = 0;
+    if (PyUnicode_Check(item)) {
+      if (!(text = PyUnicode_AsUTF8AndSize(item, &len)))
+        PyErr_Clear(); /* not encodable: the row's reader asks Python */
+      else
+        memo_set(state->memo, state->rows[i], text, (size_t)len, false, 0.0);
+    } else if (PyFloat_Check(item)) {
+      memo_set(state->memo, state->rows[i], NULL, 0, true, PyFloat_AS_DOUBLE(item));
+    } else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 && PyBytes_Check(PyTuple_GET_ITEM(item, 0)) &&
+               PyFloat_Check(PyTuple_GET_ITEM(item, 1))) {
+      PyObject *label = PyTuple_GET_ITEM(item, 0);
+      memo_set(state->memo, state->rows[i], PyBytes_AS_STRING(label), (size_t)PyBytes_GET_SIZE(label), true,
+               PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 1)));
+    }
+  }
+  Py_DECREF(answers);
+  return true;
+}
+
+/* A warm-up group's result: hands the last rows over, waits for every batch (call()),
+ * then records the answers in the memo. */
+static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
+{
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  if (!state->has_spec || !state->memo)
+    return call_int(initid, NULL, is_null, error);
+  long long value = 0;
+  pyhost_enter();
+  if (warm_flush(state, error)) {
+    PyObject *r = call_with(state->call, NULL, error);
+    if (r == Py_None)
+      *is_null = 1;
+    else if (r && PyLong_Check(r))
+      value = PyLong_AsLongLong(r);
+    else if (r)
+      wrong_type(r, "int", error);
+    if (r && !*error)
+      warm_record(state, error);
+    Py_XDECREF(r);
+  }
+  pyhost_leave();
+  state->n_rows = state->n_flushed = 0;
+  return value;
+}
+
+static void aggregate_clear(sqlml_call *state, char *error)
+{
+  state->n_rows = state->n_flushed = 0; /* handed over and recorded at the last result */
+  call_step(state->clear, NULL, error);
+}
+
 /* One SQL function = three exported symbols that forward to the shared code. */
 #define SQLML_INIT_DEINIT_AS(name, kind, aggregate)                                                \
   SQLML_EXPORT bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)                   \
@@ -298,17 +572,18 @@ static void call_step(PyObject *fn, UDF_ARGS *args, char *error)
 
 #define SQLML_INIT_DEINIT(name, kind) SQLML_INIT_DEINIT_AS(name, kind, false)
 
-/* An aggregate's clear (at each group's start) and add (per row), shared by both kinds. */
+/* An aggregate's clear (at each group's start) and add (per row), shared by both kinds
+ * (only a warm-up's prepare gives a memo spec, so the export's rows all go to call.add). */
 #define SQLML_AGGREGATE_STEPS(name)                                                                \
   SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
   {                                                                                                \
     (void)is_null;                                                                                 \
-    call_step(((sqlml_call *)initid->ptr)->clear, NULL, error);                                    \
+    aggregate_clear((sqlml_call *)initid->ptr, error);                                             \
   }                                                                                                \
   SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
   {                                                                                                \
     (void)is_null;                                                                                 \
-    call_step(((sqlml_call *)initid->ptr)->add, args, error);                                      \
+    warm_add((sqlml_call *)initid->ptr, args, error);                                              \
   }
 
 /* An INTEGER aggregate: the warm-ups of the batch path. */
@@ -318,7 +593,7 @@ static void call_step(PyObject *fn, UDF_ARGS *args, char *error)
   SQLML_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)        \
   {                                                                                                \
     (void)args;                                                                                    \
-    return call_int(initid, NULL, is_null, error);                                                 \
+    return warm_result(initid, is_null, error);                                                    \
   }
 
 #define SQLML_REAL_FUNCTION(name)                                                                  \

@@ -3,7 +3,7 @@
     boot(library_path)                         once per server process
     prepare(name, kind, arg_types, constants, arg_names)
                                                once per statement (xxx_init)
-        -> (call, max_length, decimals, coerced_arg_types)
+        -> (call, max_length, decimals, coerced_arg_types[, memo_spec])
     call(*row_args)                            once per row (xxx), returns None,
                                                float, int or bytes, or raises SqlmlError
 
@@ -12,6 +12,7 @@ Everything behind this module may change freely.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -37,6 +38,11 @@ def boot(library_path: str) -> None:
     engine.clients.get("comprehend")
     engine.clients.get("sagemaker-runtime")
     functions.version_text()
+    # boto3's service models are a few hundred thousand long-lived objects that every
+    # full collection would walk again; nothing of theirs is garbage: out of the
+    # collector's sight with them.
+    gc.collect()
+    gc.freeze()
     _engine = engine
 
 

@@ -39,6 +39,13 @@ def count(index: int, n: int = 1) -> None:
     _native.count(index, n)
 
 
+def memo_invalidate() -> None:
+    """Retires the statement memos (native/memo.h): after the cache is cleared or
+    disabled, no statement may still answer from what was fetched before."""
+    if _native is not None:
+        _native.memo_invalidate()
+
+
 def count_max(index: int, value: int) -> None:
     _native.count_max(index, value)
 

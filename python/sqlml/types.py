@@ -77,14 +77,17 @@ class IntType(ReturnType):
     def decimals(self) -> int:
         return 0
 
+    def bounds(self) -> tuple[int, int]:
+        low, high = (0, 2**self.bits - 1) if self.unsigned else (-(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1)
+        # The C side carries a signed 64-bit value, so BIGINT UNSIGNED stops at 2^63-1.
+        return low, min(high, 2**63 - 1)
+
     def convert(self, raw, what):
         value = _as_decimal(raw, what, self.sql)
         if value != value.to_integral_value():
             raise ResultTypeError(f"{what} returned {_show(raw)}, which is not an integer ({self.sql})")
         number = int(value)
-        low, high = (0, 2**self.bits - 1) if self.unsigned else (-(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1)
-        # The C side carries a signed 64-bit value, so BIGINT UNSIGNED stops at 2^63-1.
-        high = min(high, 2**63 - 1)
+        low, high = self.bounds()
         if not low <= number <= high:
             raise ResultTypeError(f"{what} returned {number}, which is out of range for {self.sql} ({low} to {high})")
         return number

@@ -21,6 +21,7 @@ from collections import deque
 from typing import Callable
 
 from ..errors import SqlmlError
+from .cache import MISS
 
 
 class WarmUp:
@@ -45,18 +46,44 @@ class WarmUp:
         self.sent = 0
         self.error: SqlmlError | None = None
         self._fresh = engine.cache.fresh
+        # add_many's payloads' answers, in the order given (MISS where a batch failed),
+        # when the caller asked to keep them (record=True after construction).
+        self.results: list | None = None
 
-    def add(self, payload: str) -> None:
-        if payload in self.pending or self._fresh((self.service, self.name, payload)):
+    def add(self, payload: str, key: tuple | None = None) -> None:
+        """key: the payload's cache key, if the caller has built it already."""
+        if payload in self.pending or self._fresh(key or (self.service, self.name, payload)):
             return
+        self.pending.add(payload)
+        self._append(payload)
+
+    def _append(self, payload: str) -> None:
         size = (len(payload) if payload.isascii() else len(payload.encode("utf-8"))) + 1
         if self.batch_bytes + size > self.max_bytes and self.batch:
             self.flush()
         self.batch.append(payload)
-        self.pending.add(payload)
         self.batch_bytes += size
         if len(self.batch) >= self.max_batch_size:
             self.flush()
+
+    def add_many(self, payloads: list[str]) -> None:
+        """add() for payloads known to be distinct and not cached (the memo lane: C has
+        dropped rows seen before in the statement, cache.missing() the cached ones), a
+        slice at a time instead of a call each."""
+        i, n = 0, len(payloads)
+        while i < n:
+            room = self.max_batch_size - len(self.batch)
+            chunk = payloads[i:i + room]
+            i += len(chunk)
+            size = sum(map(len, chunk)) + len(chunk)
+            if self.batch_bytes + size * 4 > self.max_bytes:  # may not fit even by the UTF-8 bound:
+                for payload in chunk:                          # measure each exactly
+                    self._append(payload)
+                continue
+            self.batch.extend(chunk)
+            self.batch_bytes += size if all(map(str.isascii, chunk)) else sum(len(p.encode()) + 1 for p in chunk)
+            if len(self.batch) >= self.max_batch_size:
+                self.flush()
 
     def flush(self) -> None:
         if not self.batch:
@@ -69,8 +96,9 @@ class WarmUp:
 
     def _reap(self) -> None:
         batch, future = self.in_flight.popleft()
+        answers = None
         try:
-            future.result(timeout=self.engine.settings.timeout_s * 2)
+            answers = future.result(timeout=self.engine.settings.timeout_s * 2)
         except concurrent.futures.TimeoutError:
             self.error = self.error or SqlmlError(f"warm-up for {self.target[0]} '{self.target[1]}': no answer "
                                                   f"within {self.engine.settings.timeout_s * 2:g} s")
@@ -78,6 +106,8 @@ class WarmUp:
             self.error = self.error or exc
         finally:
             self.pending.difference_update(batch)
+            if self.results is not None:
+                self.results += answers if answers is not None and len(answers) == len(batch) else [MISS] * len(batch)
 
     def finish(self) -> int:
         """Sends what is left and waits for every batch; returns the inputs sent."""

@@ -20,6 +20,9 @@ import threading
 import time
 from collections import OrderedDict
 from itertools import repeat
+from operator import itemgetter
+
+from .. import server
 
 MISS = object()
 # Per entry besides the payload: key tuple, entry tuple, the answer object, the
@@ -78,6 +81,7 @@ class ResultCache:
             if not enabled:
                 self._items.clear()
                 self._bytes = 0
+                server.memo_invalidate()
             self._evict()
 
     def get(self, key):
@@ -99,6 +103,25 @@ class ResultCache:
         item = self._items.get(key)
         return item is not None and self.enabled and item[1] >= _clock.now
 
+    def peek(self, key):
+        """The answer for key if fresh, or MISS; does not touch its recency."""
+        item = self._items.get(key)
+        return item[0] if item is not None and self.enabled and item[1] >= _clock.now else MISS
+
+    def unanswered(self, keys: list) -> list[bool]:
+        """Per key, whether it lacks a fresh answer (False for None): fresh() for many."""
+        if not self.enabled:
+            return [key is not None for key in keys]
+        get, now = self._items.get, _clock.now
+        return [key is not None and ((item := get(key)) is None or item[1] < now) for key in keys]
+
+    def peek_many(self, keys: list) -> list:
+        """peek() for many keys (None gives MISS)."""
+        if not self.enabled:
+            return [MISS] * len(keys)
+        get, now = self._items.get, _clock.now
+        return [MISS if key is None or (item := get(key)) is None or item[1] < now else item[0] for key in keys]
+
     def contains(self, key) -> bool:
         return self.get(key) is not MISS
 
@@ -114,9 +137,12 @@ class ResultCache:
             return
         items = self._items
         with self._lock:
-            new_keys = [key for key in dict.fromkeys(keys) if key not in items]
+            new_keys = [key for key in keys if key not in items]
+            before = len(items)
             items.update(zip(keys, zip(values, repeat(_monotonic() + self.ttl_s))))
-            self._bytes += sum(map(len, [key[-1] for key in new_keys])) + ENTRY_OVERHEAD_BYTES * len(new_keys)
+            if len(items) - before != len(new_keys):  # a key repeated within the batch
+                new_keys = list(dict.fromkeys(new_keys))
+            self._bytes += sum(map(len, map(itemgetter(-1), new_keys))) + ENTRY_OVERHEAD_BYTES * len(new_keys)
             self._evict()
 
     def clear(self) -> int:
@@ -124,7 +150,8 @@ class ResultCache:
             n = len(self._items)
             self._items.clear()
             self._bytes = 0
-            return n
+        server.memo_invalidate()  # and what statements running now keep in C (native/memo.h)
+        return n
 
     def stats(self) -> dict:
         with self._lock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import platform
+from itertools import compress
 from typing import Callable
 
 from .. import __version__, access, export, server
@@ -34,8 +35,8 @@ ORDINALS = ("1st", "2nd", "3rd") + tuple(f"{i}th" for i in range(4, 300))
 DEFAULT_COMPREHEND_BATCH = 25
 DEFAULT_SAGEMAKER_BATCH = 10000
 
-# (callable, max_length, decimals, argument types the server should coerce to)
-Prepared = tuple[Callable, int, int, tuple[int, ...]]
+# (callable, max_length, decimals, argument types the server should coerce to[, memo spec])
+Prepared = tuple  # (Callable, int, int, tuple[int, ...]) or that plus (tuple | None)
 
 
 def _plural(n: int, word: str) -> str:
@@ -69,6 +70,30 @@ def _on_error(engine: Engine, exc: SqlmlError):
         server.warn(exc.sql_errno, exc.sql_message)
         return None
     raise exc
+
+
+# ---- the memo lane (native/memo.h) ---------------------------------------------------
+#
+# A fifth element of Prepared: the reading functions and warm-ups of the batch path
+# name their target and key arguments, so that C can keep a statement's answers by
+# the rows' own argument bytes and answer reads without a crossing. None where the
+# cache is off (the memo is the cache's answers, seen from C).
+
+MEMO_REAL, MEMO_INT, MEMO_LABEL, MEMO_CONFIDENCE = 0, 1, 2, 3
+COMPREHEND_TARGET = b"comprehend"
+
+
+def _sagemaker_target(endpoint: str) -> bytes:
+    return b"sagemaker\0" + endpoint.encode()
+
+
+def _memo_spec(engine: Engine, target: bytes, first: int, count: int, mode: int = MEMO_REAL,
+               bounds: tuple[int, int] = (0, 0)) -> tuple | None:
+    s = engine.settings
+    if not s.cache_enabled:
+        return None
+    return (target, first, count, mode, bounds[0], bounds[1], float(s.cache_ttl_s), s.cache_max_entries,
+            s.cache_max_mb * 1024 * 1024)
 
 
 # ---- Comprehend ---------------------------------------------------------------
@@ -112,7 +137,8 @@ def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, const
         return result.label_bytes if want == "label" else result.confidence
 
     coerce = (STRING, STRING, INT)[:n]
-    return row, (8 if kind == STRING else 0), 31, coerce
+    spec = _memo_spec(engine, COMPREHEND_TARGET, 0, 2, MEMO_LABEL if want == "label" else MEMO_CONFIDENCE)
+    return row, (8 if kind == STRING else 0), 31, coerce, spec
 
 
 def prepare_sentiment(engine, name, kind, types, consts):
@@ -203,6 +229,11 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
     convert = rtype.convert
     cache_get = engine.cache.get
     tally = Tally(engine.counters)
+    spec = None
+    if rtype.kind == REAL:
+        spec = _memo_spec(engine, _sagemaker_target(endpoint), 3, n - 3, MEMO_REAL)
+    elif rtype.kind == INT:
+        spec = _memo_spec(engine, _sagemaker_target(endpoint), 3, n - 3, MEMO_INT, rtype.bounds())
 
     def answer(line: str):
         raw = cache_get(("sagemaker", endpoint, line))
@@ -227,7 +258,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
             except SqlmlError as exc:
                 return _on_error(engine, exc)
 
-        return row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3])
+        return row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3]), spec
 
     def row(_endpoint, _type, _batch, *features):
         if None in features:
@@ -240,7 +271,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
             server.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
         return value
 
-    return row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:])
+    return row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:]), spec
 
 
 # ---- warm-ups: the SQL-only batch path (engine/batch.py) ---------------------------
@@ -253,13 +284,57 @@ class WarmAggregate:
     itself for the group's result: the number of inputs it sent. `add` is the
     function-specific closure given at construction (an instance attribute, read once
     by the shim), so a row costs one Python call.
+
+    On the memo lane (native/memo.h) the shim instead hands over each distinct row's
+    key arguments in chunks, add_rows([(key args), ...]), and after the result asks
+    answers(): per row handed over, in order, its answer in a form C keeps (memo_form
+    maps a list of cached answers, MISS included), or None. Answers are read from the
+    cache, where the batches left them.
     """
 
-    def __init__(self, engine: Engine, name: str):
+    def __init__(self, engine: Engine, name: str, memo_form: Callable[[list], list]):
         self.engine = engine
         self.name = name
         self.sessions: dict = {}
         self.add: Callable[..., None] = _ignore
+        self.add_rows: Callable[[list], None] = _ignore
+        self.memo_form = memo_form
+        # Per row add_rows received: its cache key (None: a bad row), and whether it was
+        # sent (else it had a fresh answer in the cache then).
+        self.keys: list = []
+        self.sent: list[bool] = []
+        self.results: dict[str, list] = {}  # per lane session: its answers in sending order
+
+    def lane(self, name: str, make: Callable[[], WarmUp]) -> WarmUp:
+        """The memo lane's session for a target name: fed only by add_many, in order, so
+        its answers come back in the order of the rows sent."""
+        session = self.sessions.get(("lane", name))
+        if session is None:
+            session = self.sessions[("lane", name)] = make()
+            session.results = self.results[name] = []
+        return session
+
+    def add_keys(self, keys: list, send: Callable[[str, list], None]) -> None:
+        """add_rows' common part: the rows' cache keys; those without a fresh answer are
+        sent, per target name (key[1]), by send(name, payloads)."""
+        unanswered = self.engine.cache.unanswered(keys)
+        self.keys += keys
+        self.sent += unanswered
+        payloads: dict[str, list] = {}
+        for key in compress(keys, unanswered):
+            payloads.setdefault(key[1], []).append(key[2])
+        for name, batch in payloads.items():
+            send(name, batch)
+
+    def answers(self) -> list:
+        keys, sent, results = self.keys, self.sent, self.results
+        self.keys, self.sent, self.results = [], [], {}
+        if sum(sent) != sum(map(len, results.values())):  # cannot happen; never guess
+            return self.memo_form(self.engine.cache.peek_many(keys))
+        peeked = self.engine.cache.peek_many([None if was_sent else key for key, was_sent in zip(keys, sent)])
+        ordered = {name: iter(answers) for name, answers in results.items()}
+        return self.memo_form([next(ordered[key[1]]) if was_sent else answer
+                               for key, was_sent, answer in zip(keys, sent, peeked)])
 
     def session(self, key, make: Callable[[], WarmUp]) -> WarmUp:
         session = self.sessions.get(key)
@@ -269,6 +344,7 @@ class WarmAggregate:
 
     def clear(self):
         self.sessions = {}
+        self.keys, self.sent, self.results = [], [], {}
 
     def __call__(self):
         sent, error = 0, None
@@ -286,6 +362,48 @@ def _ignore(*_row):
     return None
 
 
+def _sagemaker_memo_form(value):
+    """A SageMaker answer as C keeps it: text, or a JSON number (MISS, objects: None)."""
+    kind = type(value)
+    if kind is str or kind is float:
+        return value
+    return str(value) if kind is int else None
+
+
+def _sagemaker_memo_forms(values: list) -> list:
+    return [value if type(value) is str else _sagemaker_memo_form(value) for value in values]
+
+
+def _comprehend_memo_forms(values: list) -> list:
+    return [(value.label_bytes, value.confidence) if type(value) is comprehend.Sentiment else None
+            for value in values]
+
+
+def _encode_real_or_none(value: float) -> str | None:
+    try:
+        return _encode_real(value)
+    except SqlmlError:
+        return None
+
+
+def _encode_reals(values: list) -> list:
+    """_encode_real of many values, None where one has no CSV form. A repr() that ends in
+    a digit other than 0 is already canonical; the rest ("76.0", "1e+20", "inf") take
+    the one-value path."""
+    return [text if text[-1] not in "0fn" else _encode_real_or_none(value)
+            for text, value in zip(map(repr, values), values)]
+
+
+def _encode_each(encode: Callable[[object], str], values: list) -> list:
+    out = []
+    for value in values:
+        try:
+            out.append(encode(value))
+        except SqlmlError:
+            out.append(None)
+    return out
+
+
 def _raise(exc):
     raise exc
 
@@ -297,33 +415,49 @@ def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, 
     if consts[1] is not None:
         comprehend.check_language(_text(consts[1], name, "language code"), name)
     batch_size = _const_int(consts[2], name, 2, "max_batch_size") if n == 3 else DEFAULT_COMPREHEND_BATCH
-    agg = WarmAggregate(engine, name)
+    agg = WarmAggregate(engine, name, _comprehend_memo_forms)
     languages: dict[bytes, str] = {}
 
-    def add(text, language, _batch=None):
-        # A bad row is not batched: its own call reports it, by the on_error policy.
+    def admit(text, language):
+        """The row's (language code, text) if it can be batched, else None: a bad row is
+        not batched, its own call reports it by the on_error policy."""
         if text is None or language is None or not 0 < len(text) <= comprehend.MAX_TEXT_BYTES:
-            return
+            return None
         code = languages.get(language)
         if code is None:
             try:
                 code = comprehend.check_language(_text(language, name, "language code"), name)
             except SqlmlError:
-                return
+                return None
             languages[language] = code
         try:
-            value = text.decode("utf-8")
+            return code, text.decode("utf-8")
         except UnicodeDecodeError:
-            return
-        session = agg.sessions.get(code)
-        if session is None:
-            session = agg.session(code, lambda: WarmUp(
-                engine, ("comprehend", code), lambda texts: engine.send_sentiment(code, texts),
-                min(batch_size, comprehend.MAX_BATCH_TEXTS), comprehend.MAX_BATCH_TEXTS * comprehend.MAX_TEXT_BYTES))
-        session.add(value)
+            return None
 
-    agg.add = add
-    return agg, 0, 0, (STRING, STRING, INT)[:n]
+    def make(code: str) -> Callable[[], WarmUp]:
+        return lambda: WarmUp(engine, ("comprehend", code), lambda texts: engine.send_sentiment(code, texts),
+                              min(batch_size, comprehend.MAX_BATCH_TEXTS),
+                              comprehend.MAX_BATCH_TEXTS * comprehend.MAX_TEXT_BYTES)
+
+    def session(code: str) -> WarmUp:
+        found = agg.sessions.get(code)
+        return found if found is not None else agg.session(code, make(code))
+
+    def add(text, language, _batch=None):
+        admitted = admit(text, language)
+        if admitted is not None:
+            session(admitted[0]).add(admitted[1])
+
+    def add_rows(rows):
+        keys = []
+        for text, language in rows:
+            admitted = admit(text, language)
+            keys.append(None if admitted is None else ("comprehend",) + admitted)
+        agg.add_keys(keys, lambda code, texts: agg.lane(code, make(code)).add_many(texts))
+
+    agg.add, agg.add_rows = add, add_rows
+    return agg, 0, 0, (STRING, STRING, INT)[:n], _memo_spec(engine, COMPREHEND_TARGET, 0, 2)
 
 
 def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
@@ -333,7 +467,7 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
     endpoint = _const_endpoint(consts[0], name)
     batch_size = _const_int(consts[1], name, 1, "max_batch_size")
     line_of = _line_encoder(tuple(_encoder(t, name, i + 2) for i, t in enumerate(types[2:])))
-    agg = WarmAggregate(engine, name)
+    agg = WarmAggregate(engine, name, _sagemaker_memo_forms)
 
     def make() -> WarmUp:
         return WarmUp(engine, ("sagemaker", endpoint), lambda lines: engine.send_invoke(endpoint, lines),
@@ -351,23 +485,41 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
             session = agg.session(endpoint, make)
         session.add(line)
 
-    if len(types) == 3:
-        encode = _encoder(types[2], name, 2)
+    encode = _encoder(types[2], name, 2) if len(types) == 3 else None
 
-        def add1(_endpoint, _batch, feature):  # add() for one feature, without the tuple
-            if feature is None:
-                return
-            try:
-                line = encode(feature)
-            except SqlmlError:
-                return
-            session = agg.sessions.get(endpoint)
-            if session is None:
-                session = agg.session(endpoint, make)
-            session.add(line)
+    def add1(_endpoint, _batch, feature):  # add() for one feature, without the tuple
+        if feature is None:
+            return
+        try:
+            line = encode(feature)
+        except SqlmlError:
+            return
+        session = agg.sessions.get(endpoint)
+        if session is None:
+            session = agg.session(endpoint, make)
+        session.add(line)
+
+    # The memo lane: rows arrive as tuples of their features, a chunk at a time.
+    if len(types) == 3 and types[2] == REAL:
+        def lines_of(rows):
+            return _encode_reals([row[0] for row in rows])
+    elif len(types) == 3 and types[2] == INT:
+        def lines_of(rows):
+            return [str(row[0]) for row in rows]
+    elif len(types) == 3:
+        def lines_of(rows):
+            return _encode_each(encode, [row[0] for row in rows])
+    else:
+        def lines_of(rows):
+            return _encode_each(line_of, rows)
+
+    def add_rows(rows):
+        agg.add_keys([None if line is None else ("sagemaker", endpoint, line) for line in lines_of(rows)],
+                     lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
 
     agg.add = add1 if len(types) == 3 else add
-    return agg, 0, 0, (STRING, INT) + tuple(types[2:])
+    agg.add_rows = add_rows
+    return agg, 0, 0, (STRING, INT) + tuple(types[2:]), _memo_spec(engine, _sagemaker_target(endpoint), 2, n - 2)
 
 
 def prepare_cache_clear(engine, name, kind, types, consts):
@@ -465,6 +617,6 @@ def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, n
             engine.counters.add("access_denied_cnt")
         else:
             error = access.binlog_refusal(name)
-        if error is not None:
-            return (access.Refused(error),) + tuple(prepared[1:])
+        if error is not None:  # and no memo lane: every row meets the refusal
+            return (access.Refused(error),) + tuple(prepared[1:4])
     return prepared

@@ -1,0 +1,418 @@
+/*
+ * The statement memo (memo.h): a registry of memos under one lock, and per memo an
+ * append-only array of entries, an arena for key and answer bytes, and an
+ * open-addressing table of entry numbers. Offsets, not pointers, so growing never
+ * moves what an entry refers to.
+ */
+#include "memo.h"
+
+#include "server_api.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct entry {
+  uint64_t hash;
+  uint32_t key, key_len; /* arena offset and length */
+  uint32_t text, text_len;
+  double num;
+  unsigned char answered, has_text, has_num;
+};
+
+struct memo {
+  /* registry part, under registry_lock */
+  struct memo *next;
+  void *owner;
+  char target[80];
+  size_t target_len;
+  unsigned long epoch;
+  double created;
+  int refs;
+  /* the table, touched only by the owner's thread */
+  struct entry *entries;
+  size_t n_entries, entries_cap;
+  uint32_t *slots; /* entry number + 1; 0 is empty */
+  size_t n_slots;  /* a power of two */
+  char *arena;
+  size_t arena_len, arena_cap;
+  long long max_entries, max_bytes;
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static memo *registry;
+static unsigned long epoch = 1;      /* sqlml_cache_clear() moves it: older memos are retired */
+static unsigned long generation = 1; /* moves whenever a memo is created or retired */
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *owner(void)
+{
+  void *thd = server_current_thd();
+  return thd ? thd : (void *)pthread_self();
+}
+
+static memo *lookup(void *who, const struct memo_spec *spec)
+{
+  for (memo *m = registry; m; m = m->next)
+    if (m->owner == who && m->epoch == epoch && m->target_len == spec->target_len &&
+        memcmp(m->target, spec->target, spec->target_len) == 0)
+      return m;
+  return NULL;
+}
+
+memo *memo_open(const struct memo_spec *spec)
+{
+  void *who = owner();
+  pthread_mutex_lock(&registry_lock);
+  memo *m = lookup(who, spec);
+  if (!m && (m = calloc(1, sizeof *m)) != NULL) {
+    m->owner = who;
+    memcpy(m->target, spec->target, spec->target_len);
+    m->target_len = spec->target_len;
+    m->epoch = epoch;
+    m->created = now_s();
+    m->max_entries = spec->max_entries;
+    m->max_bytes = spec->max_bytes;
+    m->next = registry;
+    registry = m;
+    __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
+  }
+  if (m)
+    m->refs++;
+  pthread_mutex_unlock(&registry_lock);
+  return m;
+}
+
+memo *memo_find(const struct memo_spec *spec, unsigned long *seen)
+{
+  unsigned long g = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+  if (g == *seen)
+    return NULL;
+  *seen = g;
+  void *who = owner();
+  pthread_mutex_lock(&registry_lock);
+  memo *m = lookup(who, spec);
+  if (m && now_s() - m->created > spec->ttl_s)
+    m = NULL; /* older than the cache's TTL: its answers may not be served any more */
+  if (m)
+    m->refs++;
+  pthread_mutex_unlock(&registry_lock);
+  return m;
+}
+
+void memo_close(memo *m)
+{
+  if (!m)
+    return;
+  pthread_mutex_lock(&registry_lock);
+  bool last = --m->refs == 0;
+  if (last) {
+    for (memo **p = &registry; *p; p = &(*p)->next)
+      if (*p == m) {
+        *p = m->next;
+        break;
+      }
+  }
+  pthread_mutex_unlock(&registry_lock);
+  if (last) {
+    free(m->entries);
+    free(m->slots);
+    free(m->arena);
+    free(m);
+  }
+}
+
+void memo_invalidate_all(void)
+{
+  pthread_mutex_lock(&registry_lock);
+  epoch++;
+  __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- keys ---------------------------------------------------------------------------- */
+
+/* Per key argument: its type (one byte), then 8 bytes for INT and REAL, or a 4-byte
+ * length and the bytes for STRING and DECIMAL. A whole number below 1e15 in magnitude,
+ * INT or REAL, is written as KEY_WHOLE and its value as a long long: the engine sends
+ * such a number as the same digits either way ("76" for 76 and 76.0, "0" for -0.0), so
+ * an INT column read by a REAL parameter (the seed's anomaly_score(value)) finds the
+ * warm-up's answer. */
+#define KEY_WHOLE 5
+#define WHOLE_LIMIT 1e15
+
+static bool fixed_size(enum udf_item_result type) { return type == UDF_INT_RESULT || type == UDF_REAL_RESULT; }
+
+size_t memo_key(const UDF_ARGS *args, unsigned first, unsigned count, char **buf, size_t *cap)
+{
+  size_t need = 0;
+  for (unsigned i = first; i < first + count; i++) {
+    if (i >= args->arg_count || !args->args[i])
+      return 0;
+    if (!fixed_size(args->arg_type[i]) && args->lengths[i] > UINT32_MAX)
+      return 0;
+    need += fixed_size(args->arg_type[i]) ? 9 : 5 + args->lengths[i];
+  }
+  if (need > *cap) {
+    char *grown = realloc(*buf, need);
+    if (!grown)
+      return 0; /* the row goes to Python */
+    *buf = grown;
+    *cap = need;
+  }
+  char *p = *buf;
+  for (unsigned i = first; i < first + count; i++) {
+    enum udf_item_result type = args->arg_type[i];
+    if (fixed_size(type)) {
+      long long whole;
+      double real = 0;
+      if (type == UDF_INT_RESULT)
+        memcpy(&whole, args->args[i], 8);
+      else
+        memcpy(&real, args->args[i], 8);
+      bool is_whole = type == UDF_INT_RESULT ? (whole > -WHOLE_LIMIT && whole < WHOLE_LIMIT)
+                                             : (real > -WHOLE_LIMIT && real < WHOLE_LIMIT && real == (double)(long long)real);
+      if (is_whole && type == UDF_REAL_RESULT)
+        whole = (long long)real;
+      *p++ = (char)(is_whole ? KEY_WHOLE : type);
+      memcpy(p, is_whole ? (const void *)&whole : (const void *)args->args[i], 8);
+      p += 8;
+    } else {
+      uint32_t n = (uint32_t)args->lengths[i];
+      *p++ = (char)type;
+      memcpy(p, &n, 4);
+      memcpy(p + 4, args->args[i], n);
+      p += 4 + n;
+    }
+  }
+  return need;
+}
+
+void memo_key_args(memo *m, long entry, void (*fn)(int type, const char *v, size_t len, void *ctx), void *ctx)
+{
+  const struct entry *e = &m->entries[entry];
+  const char *p = m->arena + e->key, *end = p + e->key_len;
+  while (p < end) {
+    int type = *p++;
+    if (type == UDF_INT_RESULT || type == UDF_REAL_RESULT || type == KEY_WHOLE) {
+      fn(type == KEY_WHOLE ? UDF_INT_RESULT : type, p, 8, ctx);
+      p += 8;
+    } else {
+      uint32_t n;
+      memcpy(&n, p, 4);
+      fn(type, p + 4, n, ctx);
+      p += 4 + n;
+    }
+  }
+}
+
+static uint64_t mix(uint64_t x)
+{
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xff51afd7ed558ccdULL);
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ULL;
+  }
+  uint64_t w = 0;
+  memcpy(&w, p, n);
+  return mix(h ^ w ^ ((uint64_t)n << 59));
+}
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+/* The slot holding key, or the empty slot where it would go. */
+static uint32_t *slot_of(memo *m, uint64_t hash, const char *key, size_t len)
+{
+  size_t mask = m->n_slots - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    uint32_t *s = &m->slots[i];
+    if (*s == 0)
+      return s;
+    const struct entry *e = &m->entries[*s - 1];
+    if (e->hash == hash && e->key_len == len && memcmp(m->arena + e->key, key, len) == 0)
+      return s;
+  }
+}
+
+static bool grow_slots(memo *m)
+{
+  size_t n = m->n_slots ? m->n_slots * 2 : 1024;
+  uint32_t *slots = calloc(n, sizeof *slots);
+  if (!slots)
+    return false;
+  free(m->slots);
+  m->slots = slots;
+  m->n_slots = n;
+  for (size_t i = 0; i < m->n_entries; i++) {
+    size_t mask = n - 1, j = m->entries[i].hash & mask;
+    while (slots[j])
+      j = (j + 1) & mask;
+    slots[j] = (uint32_t)(i + 1);
+  }
+  return true;
+}
+
+/* Appends n bytes to the arena; its offset, or -1 when the bounds or memory say no. */
+static long long arena_put(memo *m, const char *p, size_t n)
+{
+  if ((long long)(m->arena_len + n) > m->max_bytes || m->arena_len + n > UINT32_MAX)
+    return -1;
+  if (m->arena_len + n > m->arena_cap) {
+    size_t cap = m->arena_cap ? m->arena_cap : 65536;
+    while (cap < m->arena_len + n)
+      cap *= 2;
+    char *grown = realloc(m->arena, cap);
+    if (!grown)
+      return -1;
+    m->arena = grown;
+    m->arena_cap = cap;
+  }
+  memcpy(m->arena + m->arena_len, p, n);
+  m->arena_len += n;
+  return (long long)(m->arena_len - n);
+}
+
+long memo_reserve(memo *m, const char *key, size_t len)
+{
+  uint64_t hash = hash_bytes(key, len);
+  if (m->n_slots && *slot_of(m, hash, key, len))
+    return -1;
+  if ((long long)m->n_entries >= m->max_entries || m->n_entries >= UINT32_MAX - 1)
+    return -2;
+  if ((m->n_entries + 1) * 2 > m->n_slots && !grow_slots(m))
+    return -2;
+  if (m->n_entries == m->entries_cap) {
+    size_t cap = m->entries_cap ? m->entries_cap * 2 : 1024;
+    struct entry *grown = realloc(m->entries, cap * sizeof *grown);
+    if (!grown)
+      return -2;
+    m->entries = grown;
+    m->entries_cap = cap;
+  }
+  long long at = arena_put(m, key, len);
+  if (at < 0)
+    return -2;
+  struct entry *e = &m->entries[m->n_entries];
+  memset(e, 0, sizeof *e);
+  e->hash = hash;
+  e->key = (uint32_t)at;
+  e->key_len = (uint32_t)len;
+  *slot_of(m, hash, key, len) = (uint32_t)(m->n_entries + 1);
+  return (long)m->n_entries++;
+}
+
+bool memo_set(memo *m, long entry, const char *text, size_t text_len, bool has_num, double num)
+{
+  struct entry *e = &m->entries[entry];
+  if (text) {
+    long long at = arena_put(m, text, text_len);
+    if (at < 0)
+      return false;
+    e->text = (uint32_t)at;
+    e->text_len = (uint32_t)text_len;
+    e->has_text = 1;
+  }
+  e->has_num = has_num;
+  e->num = num;
+  e->answered = 1;
+  return true;
+}
+
+bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out)
+{
+  if (!m->n_slots)
+    return false;
+  uint32_t s = *slot_of(m, hash_bytes(key, len), key, len);
+  if (!s || !m->entries[s - 1].answered)
+    return false;
+  const struct entry *e = &m->entries[s - 1];
+  out->text = e->has_text ? m->arena + e->text : NULL;
+  out->text_len = e->text_len;
+  out->has_num = e->has_num;
+  out->num = e->num;
+  return true;
+}
+
+size_t memo_entries(const memo *m) { return m->n_entries; }
+
+/* ---- strict numerals ----------------------------------------------------------------- */
+
+static size_t digits(const char *s, size_t i, size_t n)
+{
+  size_t j = i;
+  while (j < n && s[j] >= '0' && s[j] <= '9')
+    j++;
+  return j - i;
+}
+
+bool memo_parse_real(const char *s, size_t n, double *out)
+{
+  /* [+-] digits [. digits] [e [+-] digits], or [+-] . digits [...]: what float() and
+   * strtod() read alike (no spaces, underscores, hex, inf or nan). */
+  size_t i = 0;
+  if (i < n && (s[i] == '+' || s[i] == '-'))
+    i++;
+  size_t whole = digits(s, i, n), frac = 0;
+  i += whole;
+  if (i < n && s[i] == '.') {
+    frac = digits(s, i + 1, n);
+    i += 1 + frac;
+  }
+  if (whole + frac == 0)
+    return false;
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+      i++;
+    size_t exp = digits(s, i, n);
+    if (exp == 0)
+      return false;
+    i += exp;
+  }
+  if (i != n || n > 400)
+    return false;
+  char buf[401];
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  double v = strtod(buf, NULL);
+  if (!isfinite(v))
+    return false; /* Python explains the overflow */
+  *out = v;
+  return true;
+}
+
+bool memo_parse_int(const char *s, size_t n, long long low, long long high, long long *out)
+{
+  size_t i = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+  if (n - i == 0 || n - i > 18 || digits(s, i, n) != n - i)
+    return false; /* up to 18 digits cannot overflow a long long */
+  long long v = 0;
+  for (size_t j = i; j < n; j++)
+    v = v * 10 + (s[j] - '0');
+  if (s[0] == '-')
+    v = -v;
+  if (v < low || v > high)
+    return false; /* Python explains the range */
+  *out = v;
+  return true;
+}

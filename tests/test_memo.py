@@ -1,0 +1,139 @@
+"""The statement memo (native/memo.h): the batch path's reads answered in C.
+
+A warm-up leaves each answer in C keyed by its row's argument bytes; the reading
+function of the same statement finds its row there without entering Python. Every
+test compares with the Python path (the same query without the warm-up, cache
+cleared) and checks Sqlml_memo_hit_cnt, so a memo that silently stopped working, or
+that answered differently from Python, fails here.
+"""
+
+import concurrent.futures
+
+import pytest
+
+from tests.fakeaws import fake_sentiment
+
+
+def make_table(db, rows, txt_type="VARCHAR(200)"):
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS memo_items")
+        cur.execute(f"CREATE TABLE memo_items (id INT PRIMARY KEY, txt {txt_type}, v DOUBLE, n BIGINT)")
+        cur.executemany("INSERT INTO memo_items VALUES (%s, %s, %s, %s)", rows)
+
+
+def memo_hits(db) -> int:
+    return db.status()["extended"]["memo_hit_cnt"]
+
+
+def batched_and_per_row(db, select: str, warm: str) -> tuple[list, list, int]:
+    """(rows with the warm-up, rows without it, memo hits of the first)."""
+    db.scalar("SELECT sqlml_cache_clear()")
+    before = memo_hits(db)
+    batched = db.query(f"{select} WHERE (SELECT {warm} FROM memo_items) >= 0 ORDER BY id")
+    hits = memo_hits(db) - before
+    db.scalar("SELECT sqlml_cache_clear()")
+    per_row = db.query(f"{select} ORDER BY id")
+    return batched, per_row, hits
+
+
+def test_batch_reads_are_answered_from_the_memo_with_each_rows_own_answer(db, fake):
+    make_table(db, [(i, None, i * 0.25 if i % 7 else None, i) for i in range(3000)])
+    batched, per_row, hits = batched_and_per_row(
+        db, "SELECT id, v, aws_sagemaker_invoke_endpoint_real('echo-memo', 'REAL', 500, v) FROM memo_items",
+        "sqlml_warm_sagemaker('echo-memo', 500, v)")
+    assert batched == per_row
+    for _, v, answer in batched:
+        assert answer == v  # echo: each row's own input, NULL for NULL
+    assert hits == sum(1 for _, v, _ in batched if v is not None)
+
+
+def test_a_whole_number_is_one_key_for_int_and_real_arguments(db, fake):
+    # The seed's anomaly_score(value REAL) over an INT column: the warm-up sees the INT,
+    # the wrapper's call the REAL; the engine sends "76" for both, so they share an answer.
+    from sqlml.translate import translate
+
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP FUNCTION IF EXISTS memo_score")
+        cur.execute(translate("CREATE FUNCTION memo_score(value REAL) RETURNS REAL ALIAS "
+                              "AWS_SAGEMAKER_INVOKE_ENDPOINT ENDPOINT NAME 'sum-whole'"))
+    make_table(db, [(i, None, 0, (i % 40) - 20) for i in range(400)])
+    before = memo_hits(db)
+    rows = db.query("SELECT id, n, memo_score(n) FROM memo_items "
+                    "WHERE (SELECT sqlml_warm_sagemaker('sum-whole', 10000, n) FROM memo_items) >= 0 ORDER BY id")
+    assert [answer for _, _, answer in rows] == [float(n) for _, n, _ in rows]
+    assert memo_hits(db) - before == 400
+    assert fake.stats()["requests"] == 1
+
+
+@pytest.mark.parametrize("kind, sql_type", [("real", "REAL"), ("int", "TINYINT"), ("int", "BIGINT")])
+def test_answers_c_does_not_read_strictly_take_the_python_path_with_the_same_result(db, fake, kind, sql_type):
+    # What an endpoint may answer: plain numerals C converts itself, and forms only Python
+    # reads (spaces, underscores, a trailing .0 for an INT) or refuses (words, overflow).
+    answers = ["76", "+76", "-0", "007", "0.5", ".5", "5.", "1e5", "1E+05", "-2.5e-3", "76.0", " 5", "1_000",
+               "1e400", "abc", "nan", "inf", "0x10", "300", "-129", "9223372036854775807", "99999999999999999999"]
+    make_table(db, [(i, a, 0, 0) for i, a in enumerate(answers)])
+    with db.settings(on_error="null"):
+        batched, per_row, hits = batched_and_per_row(
+            db, f"SELECT id, aws_sagemaker_invoke_endpoint_{kind}('echo-strict', '{sql_type}', 100, txt) "
+                f"FROM memo_items",
+            "sqlml_warm_sagemaker('echo-strict', 100, txt)")
+    assert batched == per_row
+    assert hits > 0  # the plain numerals
+    assert hits < len(answers)  # and not the rest
+    if kind == "real":
+        assert dict(batched)[answers.index("1e5")] == 100000.0
+        assert dict(batched)[answers.index("abc")] is None
+
+
+def test_sentiment_and_confidence_share_the_memo(db, fake):
+    texts = [f"good {i}" if i % 3 == 0 else f"bad {i}" if i % 3 == 1 else f"plain {i}" for i in range(120)]
+    make_table(db, [(i, t, 0, 0) for i, t in enumerate(texts)])
+    batched, per_row, hits = batched_and_per_row(
+        db, "SELECT id, txt, aws_comprehend_detect_sentiment(txt, 'en'), "
+            "aws_comprehend_detect_sentiment_confidence(txt, 'en') FROM memo_items",
+        "sqlml_warm_comprehend(txt, 'en')")
+    assert batched == per_row
+    for _, txt, label, confidence in batched:
+        expected, scores = fake_sentiment(txt)
+        assert (label, confidence) == (expected, pytest.approx(scores[expected.capitalize()]))
+    assert hits == 2 * len(texts)
+
+
+def test_no_memo_when_the_cache_is_off_and_a_full_memo_leaves_the_rest_to_python(db, fake):
+    make_table(db, [(i, None, float(i), 0) for i in range(200)])
+    select = "SELECT id, aws_sagemaker_invoke_endpoint_real('echo-bound', 'REAL', 50, v) FROM memo_items"
+    warm = "sqlml_warm_sagemaker('echo-bound', 50, v)"
+    with db.settings(cache_enabled="off"):
+        batched, per_row, hits = batched_and_per_row(db, select, warm)
+        assert batched == per_row == [(i, float(i)) for i in range(200)]
+        assert hits == 0
+    with db.settings(cache_max_entries="60"):
+        batched, per_row, hits = batched_and_per_row(db, select, warm)
+        assert batched == per_row == [(i, float(i)) for i in range(200)]
+        assert 0 < hits <= 60
+
+
+def test_concurrent_statements_each_read_their_own_memo(db, fake):
+    # Same endpoint, same table shape, different values per connection: a memo is one
+    # connection's; answers from another's would show as wrong values.
+    def run(w: int):
+        with db.connect() as conn, conn.cursor() as cur:
+            # Not TEMPORARY: MySQL cannot open a temporary table twice in one statement.
+            cur.execute(f"DROP TABLE IF EXISTS memo_conc{w}")
+            cur.execute(f"CREATE TABLE memo_conc{w} (id INT PRIMARY KEY, v DOUBLE)")
+            for round_ in range(3):
+                cur.execute(f"DELETE FROM memo_conc{w}")
+                cur.executemany(f"INSERT INTO memo_conc{w} VALUES (%s, %s)",
+                                [(i, w * 100000 + round_ * 10000 + i + 0.5) for i in range(2000)])
+                cur.execute(f"SELECT id, v, aws_sagemaker_invoke_endpoint_real('echo-conc', 'REAL', 300, v) "
+                            f"FROM memo_conc{w} "
+                            f"WHERE (SELECT sqlml_warm_sagemaker('echo-conc', 300, v) FROM memo_conc{w}) >= 0")
+                rows = cur.fetchall()
+                assert len(rows) == 2000
+                assert all(answer == v for _, v, answer in rows)
+        return True
+
+    before = memo_hits(db)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(run, range(4)))
+    assert memo_hits(db) - before > 0
