@@ -137,3 +137,20 @@ def test_concurrent_statements_each_read_their_own_memo(db, fake):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert all(pool.map(run, range(4)))
     assert memo_hits(db) - before > 0
+
+
+def test_the_chunk_encoder_writes_what_the_one_value_encoder_writes():
+    # The memo lane encodes a chunk of numbers at once (and gets whole numbers back from
+    # C as ints): the CSV text, hence the cache key and the request, must not differ.
+    import math
+    import random
+
+    from sqlml.engine.functions import _encode_real_or_none, _encode_reals
+
+    rng = random.Random(11)
+    values = [0.0, -0.0, 1.0, -1.0, 76.0, 70.0, 1e15, -1e15, 1e15 - 1, 1e16, 2.0**53, 1e-7, 1.5, 0.1, 1e22, 1e-320,
+              math.inf, -math.inf, math.nan, 5e-324, 123456789012345.0, 0.25, 100.0, 1e100]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(2000)] + [float(rng.randint(-10**6, 10**6)) for _ in range(500)]
+    values += [rng.randint(-10**14, 10**14) for _ in range(500)] + [0, -7, 70, 10**14]
+    assert _encode_reals(values) == [_encode_real_or_none(v) for v in values]
+    assert _encode_reals([76, 76.0, -0.0, 0]) == ["76", "76", "0", "0"]
