@@ -35,8 +35,12 @@ $(VENV)/.deps-ok: Makefile | deps
 
 venv: deps $(VENV)/.deps-ok
 
+# A failed compile must stop here: the servers would otherwise load the last good library.
 build: venv
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps . 2>&1 | grep -v "is ignored" || true
+	@mkdir -p .run
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation --no-deps . > .run/build.log 2>&1 \
+	  || { cat .run/build.log; echo "build failed"; exit 1; }
+	@grep -v "is ignored" .run/build.log || true
 	$(PY) -c "import sqlml.installer as i; print('built', i.library_file())"
 
 test: build

@@ -37,6 +37,7 @@ struct memo_spec {
   double ttl_s;           /* the cache's TTL when the function was prepared */
   long long max_entries;  /* warm-ups: the cache's bounds also bound the memo */
   long long max_bytes;
+  bool csv_lines;         /* warm-ups: hand numeric rows to Python as CSV lines */
 };
 
 struct memo_answer {

@@ -81,15 +81,18 @@ static PyObject *arg_to_py(const UDF_ARGS *args, unsigned i)
 static PyObject *arg_names(const UDF_ARGS *args);
 
 /* The memo spec prepare returned: (target, first key argument, key argument count,
- * mode, low, high, ttl_s, max_entries, max_bytes). False with an exception set. */
+ * mode, low, high, ttl_s, max_entries, max_bytes[, csv_lines]). False with an exception
+ * set. */
 static bool parse_spec(PyObject *spec, bool aggregate, sqlml_call *state)
 {
   struct memo_spec *m = &state->spec;
   const char *target;
   Py_ssize_t target_len;
-  if (!PyArg_ParseTuple(spec, "y#IIiLLdLL", &target, &target_len, &m->first, &m->count, &m->mode, &m->low,
-                        &m->high, &m->ttl_s, &m->max_entries, &m->max_bytes))
+  int csv_lines = 0;
+  if (!PyArg_ParseTuple(spec, "y#IIiLLdLL|p", &target, &target_len, &m->first, &m->count, &m->mode, &m->low,
+                        &m->high, &m->ttl_s, &m->max_entries, &m->max_bytes, &csv_lines))
     return false;
+  m->csv_lines = csv_lines;
   if ((size_t)target_len > sizeof m->target || m->count == 0 || (!aggregate && m->mode > MEMO_CONFIDENCE)) {
     PyErr_SetString(PyExc_ValueError, "sqlml: prepare returned a malformed memo spec");
     return false;
@@ -421,8 +424,71 @@ static void key_arg_to_py(int type, const char *v, size_t len, void *ctx)
     Py_XDECREF(o);
 }
 
-/* Hands the rows not yet handed over to call.add_rows, as a list of key-argument
- * tuples. Inside Python; false with the SQL error raised. */
+/* A row's CSV line when every key argument is a number C writes exactly as the engine
+ * would (functions.py _encode_int/_encode_real): integers (and whole numbers, which
+ * memo.c hands back as integers) as %lld; other doubles by "%.15g" when that text reads
+ * back as the same double. For a normal double, a 15-digit text that reads back is the
+ * shortest one, so it is Python's repr() digit for digit, and below 1e15 both write
+ * the same fixed or exponent form. Anything else (16-17 digits, subnormals, 1e15 and
+ * up, inf, nan) is left to Python: false. */
+struct csv_line {
+  char buf[512];
+  size_t len;
+  bool ok;
+};
+
+static void key_arg_to_csv(int type, const char *v, size_t len, void *ctx)
+{
+  (void)len;
+  struct csv_line *line = ctx;
+  if (!line->ok)
+    return;
+  char field[40];
+  int n = -1;
+  if (type == UDF_INT_RESULT) {
+    long long whole;
+    memcpy(&whole, v, 8);
+    n = snprintf(field, sizeof field, "%lld", whole);
+  } else if (type == UDF_REAL_RESULT) {
+    double real;
+    memcpy(&real, v, 8);
+    double magnitude = fabs(real);
+    if (magnitude >= 1e-300 && magnitude < 1e15) {
+      n = snprintf(field, sizeof field, "%.15g", real);
+      if (strtod(field, NULL) != real)
+        n = -1;
+    }
+  }
+  if (n <= 0 || line->len + (size_t)n + 1 >= sizeof line->buf) {
+    line->ok = false;
+    return;
+  }
+  if (line->len)
+    line->buf[line->len++] = ',';
+  memcpy(line->buf + line->len, field, (size_t)n);
+  line->len += (size_t)n;
+}
+
+/* One row for call.add_rows: its CSV line (str) if the spec asks for lines and C can
+ * write it exactly, else the tuple of its key arguments. New reference or NULL. */
+static PyObject *warm_row(sqlml_call *state, long entry)
+{
+  if (state->spec.csv_lines) {
+    struct csv_line line = {.len = 0, .ok = true};
+    memo_key_args(state->memo, entry, key_arg_to_csv, &line);
+    if (line.ok)
+      return PyUnicode_FromStringAndSize(line.buf, (Py_ssize_t)line.len);
+  }
+  struct key_tuple k = {PyTuple_New(state->spec.count), 0};
+  if (k.tuple)
+    memo_key_args(state->memo, entry, key_arg_to_py, &k);
+  if (k.tuple && k.i != (Py_ssize_t)state->spec.count)
+    Py_CLEAR(k.tuple);
+  return k.tuple;
+}
+
+/* Hands the rows not yet handed over to call.add_rows (warm_row each). Inside Python;
+ * false with the SQL error raised. */
 static bool warm_flush(sqlml_call *state, char *error)
 {
   Py_ssize_t n = (Py_ssize_t)(state->n_rows - state->n_flushed);
@@ -430,15 +496,12 @@ static bool warm_flush(sqlml_call *state, char *error)
     return true;
   PyObject *rows = PyList_New(n);
   for (Py_ssize_t i = 0; rows && i < n; i++) {
-    struct key_tuple k = {PyTuple_New(state->spec.count), 0};
-    if (k.tuple)
-      memo_key_args(state->memo, state->rows[state->n_flushed + (size_t)i], key_arg_to_py, &k);
-    if (!k.tuple || k.i != (Py_ssize_t)state->spec.count) {
-      Py_XDECREF(k.tuple);
+    PyObject *row = warm_row(state, state->rows[state->n_flushed + (size_t)i]);
+    if (!row) {
       Py_CLEAR(rows);
       break;
     }
-    PyList_SET_ITEM(rows, i, k.tuple);
+    PyList_SET_ITEM(rows, i, row);
   }
   PyObject *r = rows ? PyObject_CallOneArg(state->add_rows, rows) : NULL;
   Py_XDECREF(rows);

@@ -139,18 +139,27 @@ def test_concurrent_statements_each_read_their_own_memo(db, fake):
     assert memo_hits(db) - before > 0
 
 
-def test_the_chunk_encoder_writes_what_the_one_value_encoder_writes():
-    # The memo lane encodes a chunk of numbers at once (and gets whole numbers back from
-    # C as ints): the CSV text, hence the cache key and the request, must not differ.
+
+def test_numbers_the_warm_up_writes_in_c_are_the_keys_python_writes(db, fake):
+    # Numeric rows reach Python as CSV lines written in C (sqlml_udf.c warm_row); the
+    # scalar path writes its keys in Python (_encode_real). After the warm-up, a separate
+    # statement (no memo) must find every row in the cache: no request at all.
     import math
     import random
 
-    from sqlml.engine.functions import _encode_real_or_none, _encode_reals
-
     rng = random.Random(11)
-    values = [0.0, -0.0, 1.0, -1.0, 76.0, 70.0, 1e15, -1e15, 1e15 - 1, 1e16, 2.0**53, 1e-7, 1.5, 0.1, 1e22, 1e-320,
-              math.inf, -math.inf, math.nan, 5e-324, 123456789012345.0, 0.25, 100.0, 1e100]
-    values += [rng.uniform(-1e6, 1e6) for _ in range(2000)] + [float(rng.randint(-10**6, 10**6)) for _ in range(500)]
-    values += [rng.randint(-10**14, 10**14) for _ in range(500)] + [0, -7, 70, 10**14]
-    assert _encode_reals(values) == [_encode_real_or_none(v) for v in values]
-    assert _encode_reals([76, 76.0, -0.0, 0]) == ["76", "76", "0", "0"]
+    values = [0.0, -0.0, 1.0, -1.0, 76.0, 70.0, 1e15, -1e15, 1e15 - 1, 1e15 - 0.5, 1e16, 2.0**53, 1e-7, 1.5e-5,
+              1.5, 0.1, 1 / 3, 2 / 3, 1e22, 1e-320, 5e-324, 2.2250738585072014e-308, 123456789012345.0,
+              12345678901234.5, 0.25, 100.0, 1e100, -1e-100, 9.999999999999999e14, 0.30000000000000004]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(600)] + [round(rng.uniform(-1e4, 1e4), 2) for _ in range(600)]
+    values += [float(rng.randint(-10**6, 10**6)) for _ in range(200)]
+    assert all(math.isfinite(v) for v in values)
+    make_table(db, [(i, None, v, i) for i, v in enumerate(values)])
+    db.scalar("SELECT sqlml_cache_clear()")
+    sent = db.scalar("SELECT sqlml_warm_sagemaker('echo-keys', 10000, v, n) FROM memo_items")
+    assert sent == len(values)
+    fake.clear_stats()
+    answers = db.query("SELECT id, aws_sagemaker_invoke_endpoint_real('echo-keys', 'REAL', 10000, v, n) "
+                       "FROM memo_items ORDER BY id")
+    assert fake.stats()["requests"] == 0
+    assert [a for _, a in answers] == values  # echo: each row's own first feature

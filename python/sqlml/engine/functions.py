@@ -88,12 +88,12 @@ def _sagemaker_target(endpoint: str) -> bytes:
 
 
 def _memo_spec(engine: Engine, target: bytes, first: int, count: int, mode: int = MEMO_REAL,
-               bounds: tuple[int, int] = (0, 0)) -> tuple | None:
+               bounds: tuple[int, int] = (0, 0), csv_lines: bool = False) -> tuple | None:
     s = engine.settings
     if not s.cache_enabled:
         return None
     return (target, first, count, mode, bounds[0], bounds[1], float(s.cache_ttl_s), s.cache_max_entries,
-            s.cache_max_mb * 1024 * 1024)
+            s.cache_max_mb * 1024 * 1024, csv_lines)
 
 
 # ---- Comprehend ---------------------------------------------------------------
@@ -379,31 +379,6 @@ def _comprehend_memo_forms(values: list) -> list:
             for value in values]
 
 
-def _encode_real_or_none(value: float) -> str | None:
-    try:
-        return _encode_real(value)
-    except SqlmlError:
-        return None
-
-
-def _encode_reals(values: list) -> list:
-    """_encode_real of many values, None where one has no CSV form. A repr() that ends in
-    a digit other than 0 is already canonical; the rest ("76.0", "1e+20", "inf") take
-    the one-value path."""
-    return [text if text[-1] not in "0fn" else _encode_real_or_none(value)
-            for text, value in zip(map(repr, values), values)]
-
-
-def _encode_each(encode: Callable[[object], str], values: list) -> list:
-    out = []
-    for value in values:
-        try:
-            out.append(encode(value))
-        except SqlmlError:
-            out.append(None)
-    return out
-
-
 def _raise(exc):
     raise exc
 
@@ -499,27 +474,28 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
             session = agg.session(endpoint, make)
         session.add(line)
 
-    # The memo lane: rows arrive as tuples of their features, a chunk at a time.
-    if len(types) == 3 and types[2] == REAL:
-        def lines_of(rows):
-            return _encode_reals([row[0] for row in rows])
-    elif len(types) == 3 and types[2] == INT:
-        def lines_of(rows):
-            return [str(row[0]) for row in rows]
-    elif len(types) == 3:
-        def lines_of(rows):
-            return _encode_each(encode, [row[0] for row in rows])
-    else:
-        def lines_of(rows):
-            return _encode_each(line_of, rows)
+    # The memo lane: rows arrive a chunk at a time, each as its CSV line when every
+    # feature is a number C writes exactly as _encode_int/_encode_real would (csv_lines
+    # in the spec; sqlml_udf.c warm_row), else as the tuple of its features.
+    numeric = all(t in (INT, REAL) for t in types[2:])
+    encode_row = (lambda row: encode(row[0])) if len(types) == 3 else line_of
+
+    def line(row) -> str | None:
+        if type(row) is str:
+            return row
+        try:
+            return encode_row(row)
+        except SqlmlError:
+            return None
 
     def add_rows(rows):
-        agg.add_keys([None if line is None else ("sagemaker", endpoint, line) for line in lines_of(rows)],
+        agg.add_keys([None if text is None else ("sagemaker", endpoint, text) for text in map(line, rows)],
                      lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
 
     agg.add = add1 if len(types) == 3 else add
     agg.add_rows = add_rows
-    return agg, 0, 0, (STRING, INT) + tuple(types[2:]), _memo_spec(engine, _sagemaker_target(endpoint), 2, n - 2)
+    spec = _memo_spec(engine, _sagemaker_target(endpoint), 2, n - 2, csv_lines=numeric)
+    return agg, 0, 0, (STRING, INT) + tuple(types[2:]), spec
 
 
 def prepare_cache_clear(engine, name, kind, types, consts):
