@@ -10,18 +10,30 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+/* Keys and answers up to INLINE bytes live in the entry itself (a number's key is 9
+ * bytes, a SageMaker answer a few digits, a sentiment label at most 8): a lookup then
+ * touches one slot and one entry, not the arena too. Longer ones are arena offsets. */
+#define INLINE 16
+
 struct entry {
-  uint64_t hash;
-  uint32_t key, key_len; /* arena offset and length */
-  uint32_t text, text_len;
+  uint32_t key_len, text_len;
+  union {
+    char bytes[INLINE];
+    uint32_t at;
+  } key, text;
   double num;
   unsigned char answered, has_text, has_num;
 };
+
+/* A slot: the entry's number + 1 in the low 32 bits (0: empty), the high half of its
+ * key's hash in the high 32, so a probe rarely reads an entry that is not the one. */
+typedef uint64_t slot;
 
 struct memo {
   /* registry part, under registry_lock */
@@ -35,12 +47,17 @@ struct memo {
   /* the table, touched only by the owner's thread */
   struct entry *entries;
   size_t n_entries, entries_cap;
-  uint32_t *slots; /* entry number + 1; 0 is empty */
-  size_t n_slots;  /* a power of two */
+  slot *slots;
+  size_t n_slots; /* a power of two */
   char *arena;
   size_t arena_len, arena_cap;
   long long max_entries, max_bytes;
 };
+
+static const char *key_bytes(const memo *m, const struct entry *e)
+{
+  return e->key_len <= INLINE ? e->key.bytes : m->arena + e->key.at;
+}
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static memo *registry;
@@ -200,7 +217,7 @@ size_t memo_key(const UDF_ARGS *args, unsigned first, unsigned count, char **buf
 void memo_key_args(memo *m, long entry, void (*fn)(int type, const char *v, size_t len, void *ctx), void *ctx)
 {
   const struct entry *e = &m->entries[entry];
-  const char *p = m->arena + e->key, *end = p + e->key_len;
+  const char *p = key_bytes(m, e), *end = p + e->key_len;
   while (p < end) {
     int type = *p++;
     if (type == UDF_INT_RESULT || type == UDF_REAL_RESULT || type == KEY_WHOLE) {
@@ -241,15 +258,18 @@ static uint64_t hash_bytes(const char *p, size_t n)
 /* ---- the table ----------------------------------------------------------------------- */
 
 /* The slot holding key, or the empty slot where it would go. */
-static uint32_t *slot_of(memo *m, uint64_t hash, const char *key, size_t len)
+static slot *slot_of(memo *m, uint64_t hash, const char *key, size_t len)
 {
   size_t mask = m->n_slots - 1;
+  uint64_t tag = hash & 0xffffffff00000000ULL;
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    uint32_t *s = &m->slots[i];
+    slot *s = &m->slots[i];
     if (*s == 0)
       return s;
-    const struct entry *e = &m->entries[*s - 1];
-    if (e->hash == hash && e->key_len == len && memcmp(m->arena + e->key, key, len) == 0)
+    if ((*s & 0xffffffff00000000ULL) != tag)
+      continue;
+    const struct entry *e = &m->entries[(uint32_t)*s - 1];
+    if (e->key_len == len && memcmp(key_bytes(m, e), key, len) == 0)
       return s;
   }
 }
@@ -257,18 +277,21 @@ static uint32_t *slot_of(memo *m, uint64_t hash, const char *key, size_t len)
 static bool grow_slots(memo *m)
 {
   size_t n = m->n_slots ? m->n_slots * 2 : 1024;
-  uint32_t *slots = calloc(n, sizeof *slots);
+  slot *slots = calloc(n, sizeof *slots);
   if (!slots)
     return false;
+  for (size_t i = 0; i < m->n_slots; i++) {
+    if (!m->slots[i])
+      continue;
+    const struct entry *e = &m->entries[(uint32_t)m->slots[i] - 1];
+    size_t mask = n - 1, j = hash_bytes(key_bytes(m, e), e->key_len) & mask;
+    while (slots[j])
+      j = (j + 1) & mask;
+    slots[j] = m->slots[i];
+  }
   free(m->slots);
   m->slots = slots;
   m->n_slots = n;
-  for (size_t i = 0; i < m->n_entries; i++) {
-    size_t mask = n - 1, j = m->entries[i].hash & mask;
-    while (slots[j])
-      j = (j + 1) & mask;
-    slots[j] = (uint32_t)(i + 1);
-  }
   return true;
 }
 
@@ -309,15 +332,18 @@ long memo_reserve(memo *m, const char *key, size_t len)
     m->entries = grown;
     m->entries_cap = cap;
   }
-  long long at = arena_put(m, key, len);
-  if (at < 0)
-    return -2;
   struct entry *e = &m->entries[m->n_entries];
   memset(e, 0, sizeof *e);
-  e->hash = hash;
-  e->key = (uint32_t)at;
+  if (len <= INLINE) {
+    memcpy(e->key.bytes, key, len);
+  } else {
+    long long at = arena_put(m, key, len);
+    if (at < 0)
+      return -2;
+    e->key.at = (uint32_t)at;
+  }
   e->key_len = (uint32_t)len;
-  *slot_of(m, hash, key, len) = (uint32_t)(m->n_entries + 1);
+  *slot_of(m, hash, key, len) = (hash & 0xffffffff00000000ULL) | (uint32_t)(m->n_entries + 1);
   return (long)m->n_entries++;
 }
 
@@ -325,10 +351,14 @@ bool memo_set(memo *m, long entry, const char *text, size_t text_len, bool has_n
 {
   struct entry *e = &m->entries[entry];
   if (text) {
-    long long at = arena_put(m, text, text_len);
-    if (at < 0)
-      return false;
-    e->text = (uint32_t)at;
+    if (text_len <= INLINE) {
+      memcpy(e->text.bytes, text, text_len);
+    } else {
+      long long at = arena_put(m, text, text_len);
+      if (at < 0)
+        return false;
+      e->text.at = (uint32_t)at;
+    }
     e->text_len = (uint32_t)text_len;
     e->has_text = 1;
   }
@@ -342,11 +372,11 @@ bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out)
 {
   if (!m->n_slots)
     return false;
-  uint32_t s = *slot_of(m, hash_bytes(key, len), key, len);
-  if (!s || !m->entries[s - 1].answered)
+  slot s = *slot_of(m, hash_bytes(key, len), key, len);
+  if (!s || !m->entries[(uint32_t)s - 1].answered)
     return false;
-  const struct entry *e = &m->entries[s - 1];
-  out->text = e->has_text ? m->arena + e->text : NULL;
+  const struct entry *e = &m->entries[(uint32_t)s - 1];
+  out->text = !e->has_text ? NULL : e->text_len <= INLINE ? e->text.bytes : m->arena + e->text.at;
   out->text_len = e->text_len;
   out->has_num = e->has_num;
   out->num = e->num;
@@ -363,6 +393,51 @@ static size_t digits(const char *s, size_t i, size_t n)
   while (j < n && s[j] >= '0' && s[j] <= '9')
     j++;
   return j - i;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* m / 10^k with m < 10^15 and k <= 22: both exact doubles, and IEEE division rounds
+ * correctly, so this is the double strtod() reads from the text "m e-k". */
+
+int memo_format_real(double v, char *out, size_t cap)
+{
+  double a = fabs(v);
+  if (!(a >= 1e-4 && a < 1e15) || cap < 40)
+    return -1; /* outside fixed notation, or nan/inf/0 */
+  for (int k = 0; k <= 22; k++) {
+    double scaled = a * POW10[k];
+    if (scaled >= 1e15)
+      return -1; /* needs more than 15 significant digits */
+    double m = nearbyint(scaled);
+    if (m / POW10[k] != a)
+      continue;
+    char digits[24];
+    int len = snprintf(digits, sizeof digits, "%llu", (unsigned long long)m);
+    char *p = out;
+    if (v < 0)
+      *p++ = '-';
+    if (k == 0) {
+      memcpy(p, digits, (size_t)len);
+      p += len;
+    } else if (len > k) {
+      memcpy(p, digits, (size_t)(len - k));
+      p += len - k;
+      *p++ = '.';
+      memcpy(p, digits + len - k, (size_t)k);
+      p += k;
+    } else {
+      *p++ = '0';
+      *p++ = '.';
+      memset(p, '0', (size_t)(k - len));
+      p += k - len;
+      memcpy(p, digits, (size_t)len);
+      p += len;
+    }
+    return (int)(p - out);
+  }
+  return -1;
 }
 
 bool memo_parse_real(const char *s, size_t n, double *out)
@@ -391,6 +466,16 @@ bool memo_parse_real(const char *s, size_t n, double *out)
   }
   if (i != n || n > 400)
     return false;
+  if (whole + frac <= 15 && i == whole + frac + (frac > 0 || s[n - 1] == '.') + (s[0] == '+' || s[0] == '-')) {
+    /* No exponent, at most 15 digits: m / 10^frac, as strtod would read it. */
+    unsigned long long m = 0;
+    for (size_t j = 0; j < n; j++)
+      if (s[j] >= '0' && s[j] <= '9')
+        m = m * 10 + (unsigned long long)(s[j] - '0');
+    double v = (double)m / POW10[frac];
+    *out = s[0] == '-' ? -v : v;
+    return true;
+  }
   char buf[401];
   memcpy(buf, s, n);
   buf[n] = '\0';

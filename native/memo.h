@@ -79,6 +79,10 @@ size_t memo_entries(const memo *m);
 /* Strict numerals, as a reading function converts a text answer without Python:
  * returns false for anything else (Python converts those, or explains the error). */
 bool memo_parse_real(const char *s, size_t n, double *out);
+/* The text Python's repr() gives v, in fixed notation (1e-4 <= |v| < 1e15) with at most
+ * 15 significant digits and without a trailing ".0": its length, or -1 for any other
+ * value (cap must be at least 40). */
+int memo_format_real(double v, char *out, size_t cap);
 bool memo_parse_int(const char *s, size_t n, long long low, long long high, long long *out);
 
 #endif

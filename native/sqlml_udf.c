@@ -247,7 +247,7 @@ static PyObject *call_with(PyObject *fn, UDF_ARGS *args, char *error)
   UDF_ARGS none = {0};
   if (!args)
     args = &none;
-  PyObject *small[8];
+  PyObject *small[8] = {NULL};
   PyObject **argv = args->arg_count <= 8 ? small : malloc(args->arg_count * sizeof *argv);
   PyObject *result = NULL;
   unsigned n = 0;
@@ -426,8 +426,8 @@ static void key_arg_to_py(int type, const char *v, size_t len, void *ctx)
 
 /* A row's CSV line when every key argument is a number C writes exactly as the engine
  * would (functions.py _encode_int/_encode_real): integers (and whole numbers, which
- * memo.c hands back as integers) as %lld; other doubles by "%.15g" when that text reads
- * back as the same double. For a normal double, a 15-digit text that reads back is the
+ * memo.c hands back as integers) as %lld; other doubles as memo_format_real() writes
+ * them, or by "%.15g" when that text reads back as the same double. For a normal double, a 15-digit text that reads back is the
  * shortest one, so it is Python's repr() digit for digit, and below 1e15 both write
  * the same fixed or exponent form. Anything else (16-17 digits, subnormals, 1e15 and
  * up, inf, nan) is left to Python: false. */
@@ -453,7 +453,8 @@ static void key_arg_to_csv(int type, const char *v, size_t len, void *ctx)
     double real;
     memcpy(&real, v, 8);
     double magnitude = fabs(real);
-    if (magnitude >= 1e-300 && magnitude < 1e15) {
+    n = memo_format_real(real, field, sizeof field);
+    if (n < 0 && magnitude >= 1e-300 && magnitude < 1e15) {
       n = snprintf(field, sizeof field, "%.15g", real);
       if (strtod(field, NULL) != real)
         n = -1;

@@ -150,7 +150,8 @@ def test_numbers_the_warm_up_writes_in_c_are_the_keys_python_writes(db, fake):
     rng = random.Random(11)
     values = [0.0, -0.0, 1.0, -1.0, 76.0, 70.0, 1e15, -1e15, 1e15 - 1, 1e15 - 0.5, 1e16, 2.0**53, 1e-7, 1.5e-5,
               1.5, 0.1, 1 / 3, 2 / 3, 1e22, 1e-320, 5e-324, 2.2250738585072014e-308, 123456789012345.0,
-              12345678901234.5, 0.25, 100.0, 1e100, -1e-100, 9.999999999999999e14, 0.30000000000000004]
+              12345678901234.5, 0.25, 100.0, 1e100, -1e-100, 9.999999999999999e14, 0.30000000000000004,
+              1e-4, 0.0001234, -0.001, 99999999999999.9, 9999999999999.99, 1234.5678, 0.1 + 0.2, 1e-5, 9.5e-5]
     values += [rng.uniform(-1e6, 1e6) for _ in range(600)] + [round(rng.uniform(-1e4, 1e4), 2) for _ in range(600)]
     values += [float(rng.randint(-10**6, 10**6)) for _ in range(200)]
     assert all(math.isfinite(v) for v in values)

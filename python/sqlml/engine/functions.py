@@ -320,8 +320,12 @@ class WarmAggregate:
         unanswered = self.engine.cache.unanswered(keys)
         self.keys += keys
         self.sent += unanswered
+        sending = list(compress(keys, unanswered))
+        if sending and sending[0][1] == sending[-1][1] and all(key[1] == sending[0][1] for key in sending):
+            send(sending[0][1], [key[2] for key in sending])  # one target: the usual case
+            return
         payloads: dict[str, list] = {}
-        for key in compress(keys, unanswered):
+        for key in sending:
             payloads.setdefault(key[1], []).append(key[2])
         for name, batch in payloads.items():
             send(name, batch)
@@ -331,6 +335,8 @@ class WarmAggregate:
         self.keys, self.sent, self.results = [], [], {}
         if sum(sent) != sum(map(len, results.values())):  # cannot happen; never guess
             return self.memo_form(self.engine.cache.peek_many(keys))
+        if len(results) == 1 and len(sent) == sum(sent):  # every row sent, to one target
+            return self.memo_form(next(iter(results.values())))
         peeked = self.engine.cache.peek_many([None if was_sent else key for key, was_sent in zip(keys, sent)])
         ordered = {name: iter(answers) for name, answers in results.items()}
         return self.memo_form([next(ordered[key[1]]) if was_sent else answer
