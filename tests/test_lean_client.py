@@ -248,7 +248,7 @@ def test_temporary_credentials_sign_with_their_session_token():
     try:
         boto = aws.Clients(settings(recorder.url)).get("comprehend").boto3_client
         client = LeanClient(boto, Credentials("ASIATEMP", "temp-secret", "the-token"),
-                            aws.LEAN_OPERATIONS["comprehend"])
+                            *aws.LEAN_OPERATIONS["comprehend"])
         client.send("DetectSentiment", "/", b"{}", {"X-Amz-Target": "Comprehend_20171127.DetectSentiment"})
         request = recorder.requests[-1]
         auth = signature_verifies(request, "temp-secret", "the-token")
@@ -273,7 +273,7 @@ def test_refreshable_credentials_are_refreshed_per_call(clients, fake):
                 "expiry_time": expiry.isoformat()}
 
     credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
-    client = LeanClient(clients.get("comprehend").boto3_client, credentials, aws.LEAN_OPERATIONS["comprehend"])
+    client = LeanClient(clients.get("comprehend").boto3_client, credentials, *aws.LEAN_OPERATIONS["comprehend"])
     comprehend.detect(client, ["one"], "en")
     comprehend.detect(client, ["two", "three"], "en")
     assert len(refreshes) == 3
@@ -308,7 +308,7 @@ def test_a_refused_assume_role_is_the_requests_error_and_nothing_is_sent(fake):
 
 def test_no_credentials_is_a_clear_error():
     boto = aws.Clients(settings("http://127.0.0.1:9")).get("comprehend").boto3_client
-    client = LeanClient(boto, None, aws.LEAN_OPERATIONS["comprehend"])
+    client = LeanClient(boto, None, *aws.LEAN_OPERATIONS["comprehend"])
     code, retryable, message = error_of(lambda: comprehend.detect(client, ["x"], "en"))
     assert (code, retryable) == ("NoCredentials", False) and "no AWS credentials" in message
 
@@ -486,6 +486,12 @@ def test_without_an_override_the_endpoint_is_botocores_own_resolution(monkeypatc
     assert built.get("comprehend").endpoint_url == comprehend_url
     assert built.get("sagemaker-runtime").endpoint_url == sagemaker_url
     assert built.get("sagemaker-runtime")._signing_name == "sagemaker"
+
+
+def test_a_wire_format_the_service_does_not_speak_is_refused_when_built():
+    boto = aws.Clients(settings("http://127.0.0.1:9")).get("sagemaker-runtime").boto3_client
+    with pytest.raises(RuntimeError, match="does not speak json"):
+        LeanClient(boto, None, "json", ("InvokeEndpoint",))
 
 
 def _self_signed(tmp_path):

@@ -28,10 +28,11 @@ from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, Defer
 from ..config import Settings
 from .lean import LeanClient
 
-# The operations each lean client sends (its endpoint is resolved for them once).
+# The wire format comprehend.py and sagemaker.py build, and the operations each lean
+# client sends (its endpoint is resolved for them once).
 LEAN_OPERATIONS = {
-    "comprehend": ("DetectSentiment", "BatchDetectSentiment"),
-    "sagemaker-runtime": ("InvokeEndpoint",),
+    "comprehend": ("json", ("DetectSentiment", "BatchDetectSentiment")),
+    "sagemaker-runtime": ("rest-json", ("InvokeEndpoint",)),
 }
 
 
@@ -102,7 +103,7 @@ class Clients:
             credentials = (Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"]) if keys
                            else self._session.get_credentials())
         if service in LEAN_OPERATIONS:
-            return LeanClient(client, credentials, LEAN_OPERATIONS[service])
+            return LeanClient(client, credentials, *LEAN_OPERATIONS[service])
         return client
 
     def _placeholder_keys(self, endpoint_url: str | None) -> dict:

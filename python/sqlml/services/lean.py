@@ -62,14 +62,20 @@ class Reply:
 
 
 class LeanClient:
-    """Sends signed requests for the given operations of the service `client` speaks to."""
+    """Sends signed requests for the given operations of the service `client` speaks to,
+    in `protocol` (the wire format the caller builds: "json" or "rest-json")."""
 
-    def __init__(self, client, credentials, operations: tuple[str, ...]):
+    def __init__(self, client, credentials, protocol: str, operations: tuple[str, ...]):
         meta = client.meta
         self.service_model = meta.service_model
         self.boto3_client = client  # its settings made this client; proxied requests use its HTTP session
         self._credentials = credentials
-        self._parser = botocore.parsers.create_parser(self.service_model.resolved_protocol)
+        # Named by the caller, not botocore's choice among the service's protocols
+        # (Comprehend also speaks CBOR, which a later botocore may prefer): error answers
+        # must be parsed in the format the request was sent in.
+        if protocol not in (self.service_model.metadata.get("protocols") or [self.service_model.protocol]):
+            raise RuntimeError(f"{self.service_model.service_name} does not speak {protocol}")
+        self._parser = botocore.parsers.create_parser(protocol)
         self._extra_headers: dict[str, dict[str, str]] = {}
         resolved = set()
         for operation in operations:
