@@ -6,6 +6,10 @@ at boot and rebuilt only when a setting they depend on changes. Retries are ours
 (engine/dispatch.py counts and bounds them), so botocore's are pinned to a single
 attempt; timeouts and the connection pool are pinned explicitly too.
 
+Comprehend and SageMaker Runtime requests go through a LeanClient (lean.py) made from
+that boto3 client: botocore's endpoint, credentials, signer and HTTP settings, without
+its per-call machinery. S3 (the export) and STS use their boto3 clients as they are.
+
 A service with an IAM role configured (aws_default_sagemaker_role and friends) gets
 its own Session whose credentials come from STS AssumeRole on the default chain's
 credentials; botocore refreshes them before they expire (RefreshableCredentials), so
@@ -14,7 +18,6 @@ no server thread ever signs with expired keys and no secret is stored anywhere e
 
 from __future__ import annotations
 
-import json
 import threading
 
 import boto3
@@ -23,6 +26,14 @@ import botocore.session
 from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, DeferredRefreshableCredentials
 
 from ..config import Settings
+from .lean import LeanClient
+
+# The wire format comprehend.py and sagemaker.py build, and the operations each lean
+# client sends (its endpoint is resolved for them once).
+LEAN_OPERATIONS = {
+    "comprehend": ("json", ("DetectSentiment", "BatchDetectSentiment")),
+    "sagemaker-runtime": ("rest-json", ("InvokeEndpoint",)),
+}
 
 
 class Clients:
@@ -37,11 +48,15 @@ class Clients:
         with self._lock:
             if settings != self._settings:
                 self._settings = settings
+                for client in self._clients.values():
+                    if isinstance(client, LeanClient):
+                        client.close()  # idle connections; requests in flight finish first
                 self._clients.clear()
                 self._role_sessions.clear()
 
     def get(self, service: str):
-        """The client for 'comprehend', 'sagemaker-runtime' or 's3' under the current settings."""
+        """The client for 'comprehend' or 'sagemaker-runtime' (a LeanClient), or 's3'
+        (a boto3 client), under the current settings."""
         client = self._clients.get(service)
         if client is not None:
             return client
@@ -52,7 +67,7 @@ class Clients:
                 self._clients[service] = client
             return client
 
-    def _config(self, s: Settings, validate: bool = True, s3_path_style: bool = False) -> botocore.config.Config:
+    def _config(self, s: Settings, s3_path_style: bool = False) -> botocore.config.Config:
         # A local S3-compatible store answers on one host name: buckets go in the path.
         s3_style = {"s3": {"addressing_style": "path"}} if s3_path_style else {}
         return botocore.config.Config(
@@ -63,11 +78,6 @@ class Clients:
             read_timeout=s.timeout_s,
             max_pool_connections=max(10, s.max_in_flight),
             tcp_keepalive=True,
-            # The engine checks every argument AWS would refuse (text sizes, language
-            # codes, endpoint names, body size) before a request exists; botocore's own
-            # validation walk cost a quarter of a 25-text BatchDetectSentiment call's CPU.
-            # (Comprehend and SageMaker Runtime only; STS and S3 keep it.)
-            parameter_validation=validate,
             **s3_style,
         )
 
@@ -82,16 +92,18 @@ class Clients:
             "sagemaker-runtime": s.sagemaker_role_arn,
             "s3": s.s3_role_arn,
         }[service]
-        config = self._config(s, validate=service not in ("comprehend", "sagemaker-runtime"),
-                              s3_path_style=service == "s3" and bool(endpoint_url))
+        config = self._config(s, s3_path_style=service == "s3" and bool(endpoint_url))
         if role_arn:
-            client = self._role_session(role_arn, s).client(service, endpoint_url=endpoint_url, config=config)
+            session = self._role_session(role_arn, s)
+            client = session.client(service, endpoint_url=endpoint_url, config=config)
+            credentials = session.get_credentials()  # the RefreshableCredentials the client signs with
         else:
-            client = self._session.client(service, endpoint_url=endpoint_url, config=config,
-                                          **self._placeholder_keys(endpoint_url))
-        if service == "comprehend":
-            for operation in ("DetectSentiment", "BatchDetectSentiment"):
-                client.meta.events.register(f"before-parse.comprehend.{operation}", _json_body_as_is)
+            keys = self._placeholder_keys(endpoint_url)
+            client = self._session.client(service, endpoint_url=endpoint_url, config=config, **keys)
+            credentials = (Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"]) if keys
+                           else self._session.get_credentials())
+        if service in LEAN_OPERATIONS:
+            return LeanClient(client, credentials, *LEAN_OPERATIONS[service])
         return client
 
     def _placeholder_keys(self, endpoint_url: str | None) -> dict:
@@ -130,26 +142,3 @@ class Clients:
 
 
 ROLE_SESSION_SECONDS = 3600
-
-
-RAW_JSON = "sqlml_raw_json"
-
-
-def _json_body_as_is(response_dict, customized_response_dict, **_):
-    """Hands a successful JSON 1.1 answer over as json.loads() made it.
-
-    botocore walks every answer through its output shape; for 25 sentiment results that
-    walk was most of a BatchDetectSentiment call's CPU, to build the same dicts json.loads
-    gives (JSON 1.1 member names are the wire names). The body becomes an empty object
-    for that walk and the document reaches comprehend.detect under RAW_JSON, which
-    checks every field itself. Errors and bodies that are not JSON are left to botocore,
-    so its error parsing and codes are unchanged.
-    """
-    if response_dict.get("status_code") != 200:
-        return
-    try:
-        doc = json.loads(response_dict["body"])
-    except (ValueError, TypeError):
-        return
-    customized_response_dict[RAW_JSON] = doc  # even a non-object: detect() refuses it by name
-    response_dict["body"] = b"{}"

@@ -1,18 +1,20 @@
 """Amazon Comprehend sentiment: request limits, the two operations, error mapping.
 
-One text goes as DetectSentiment, several as BatchDetectSentiment (at most 25).
-BatchDetectSentiment answers per item: an ErrorList entry fails only the row it
-names, and a ResultList that does not account for every text fails the batch.
+One text goes as DetectSentiment, several as BatchDetectSentiment (at most 25), both
+AWS JSON 1.1 sent by the service's LeanClient (lean.py). The answer's JSON is read here
+and every field is checked: BatchDetectSentiment answers per item, an ErrorList entry
+fails only the row it names, and a ResultList that does not account for every text
+fails the batch.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import botocore.exceptions
 
 from ..errors import ArgumentError, ServiceError
-from .aws import RAW_JSON
 
 LANGUAGES = frozenset("en es fr de it pt ar hi ja ko zh zh-TW".split())
 MAX_TEXT_BYTES = 5000
@@ -20,6 +22,8 @@ MAX_BATCH_TEXTS = 25
 LABELS = ("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED")
 _SCORE_FIELD = {label: label.lower() for label in LABELS}
 _LABEL_BYTES = {label: label.encode("ascii") for label in LABELS}
+TARGET_PREFIX = "Comprehend_20171127."
+JSON_1_1 = "application/x-amz-json-1.1"
 
 # Codes that mean "try again later" rather than "this request is wrong".
 RETRYABLE_CODES = frozenset(
@@ -102,24 +106,31 @@ def client_error(exc: Exception, where: str) -> ServiceError:
     raise exc
 
 
+def _call(client, operation: str, params: dict, where: str):
+    """One JSON 1.1 request; the answer's JSON document (any JSON value), or ServiceError."""
+    body = json.dumps(params, separators=(",", ":")).encode()
+    try:
+        reply = client.send(operation, "/", body, {"X-Amz-Target": TARGET_PREFIX + operation,
+                                                   "Content-Type": JSON_1_1})
+    except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
+        raise client_error(exc, where) from None
+    try:
+        return json.loads(reply.body)
+    except (ValueError, UnicodeDecodeError):
+        raise ServiceError(f"{where}: malformed answer (not JSON: {reply.body[:60]!r})") from None
+
+
 def detect(client, texts: list[str], language: str) -> list[Sentiment | ServiceError]:
-    """One request for 1..25 texts; per-text results in order (an item may be an error)."""
+    """One request for 1..25 texts through `client` (a LeanClient); per-text results in
+    order (an item may be an error)."""
     if len(texts) == 1:
         where = f"Comprehend DetectSentiment ({language})"
-        try:
-            reply = client.detect_sentiment(Text=texts[0], LanguageCode=language)
-        except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
-            raise client_error(exc, where) from None
-        reply = reply.get(RAW_JSON, reply)
+        reply = _call(client, "DetectSentiment", {"Text": texts[0], "LanguageCode": language}, where)
         if not isinstance(reply, dict):
             raise ServiceError(f"{where}: malformed answer (not a JSON object)")
         return [Sentiment.from_wire(reply, where)]
     where = f"Comprehend BatchDetectSentiment ({language}, {len(texts)} texts)"
-    try:
-        reply = client.batch_detect_sentiment(TextList=texts, LanguageCode=language)
-    except Exception as exc:  # noqa: BLE001
-        raise client_error(exc, where) from None
-    reply = reply.get(RAW_JSON, reply)
+    reply = _call(client, "BatchDetectSentiment", {"TextList": texts, "LanguageCode": language}, where)
     if not isinstance(reply, dict) or not isinstance(reply.get("ResultList", []), list) or not isinstance(reply.get("ErrorList", []), list):
         raise ServiceError(f"{where}: malformed answer (expected an object with ResultList and ErrorList lists)")
     out: list[Sentiment | ServiceError | None] = [None] * len(texts)

@@ -1,8 +1,13 @@
-"""Amazon SageMaker Runtime InvokeEndpoint: body limit, codecs and error mapping."""
+"""Amazon SageMaker Runtime InvokeEndpoint: body limit, codecs and error mapping.
+
+REST-JSON: POST /endpoints/{name}/invocations with the CSV rows as the raw body, sent
+by the service's LeanClient (lean.py); the answer is the raw body and its Content-Type.
+"""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from ..errors import ArgumentError, ServiceError
 from .codecs import csv_body, parse_response
@@ -21,14 +26,15 @@ def check_endpoint(name: str, function: str) -> str:
 
 
 def invoke(client, endpoint: str, lines: list[str], accept: str) -> list[object]:
-    """Sends the CSV rows in one request; returns the first output of each row, in order."""
+    """Sends the CSV rows in one request through `client` (a LeanClient); returns the
+    first output of each row, in order."""
     body = csv_body(lines)
     where = f"SageMaker InvokeEndpoint (endpoint '{endpoint}')"
     if len(body) > MAX_BODY_BYTES:
         raise ServiceError(f"{where}: request body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY_BYTES}")
     try:
-        reply = client.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType="text/csv", Accept=accept)
-        payload = reply["Body"].read()
+        reply = client.send("InvokeEndpoint", f"/endpoints/{quote(endpoint, safe='')}/invocations", body,
+                            {"Content-Type": "text/csv", "Accept": accept})
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
         raise client_error(exc, where) from None
-    return parse_response(payload, reply.get("ContentType", ""), len(lines), where)
+    return parse_response(reply.body, reply.headers.get("Content-Type") or "", len(lines), where)

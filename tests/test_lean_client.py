@@ -1,0 +1,556 @@
+"""The lean request path (services/lean.py) against the boto3 path it replaces.
+
+No database server here: the Comprehend and SageMaker modules are called directly,
+the way the engine calls them, against tests/fakeaws (faults), moto (an independent
+implementation of both wire formats) and small local servers that check what arrives
+(the SigV4 signature recomputed with botocore, TLS with a private CA, a proxy).
+The boto3 client each LeanClient is made from is the reference: for the same answer
+the lean path must give the same results and the same ServiceError (code, retryable,
+message).
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.request
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, RefreshableCredentials
+
+from sqlml import config
+from sqlml.errors import ServiceError
+from sqlml.services import aws, comprehend, sagemaker
+from sqlml.services.codecs import parse_response
+from sqlml.services.lean import LeanClient
+from tests.fakeaws import FakeAWS, fake_sentiment
+from tests.fakeaws.sts import FakeSTS
+from tests.motoserver import moto_server
+
+ROLE = "arn:aws:iam::123456789012:role/sqlml-comprehend"
+TEXTS = ["I love this, it is excellent", "Terrible, broken after a week", "It is a blender", "#fail# this one"]
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch):
+    """The process environment the server gets in the suite (tests/conftest.py), and no
+    proxy or CA bundle from the machine's own environment."""
+    for name, value in {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": "/dev/null",
+                        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
+                 "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                 "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeAWS() as server:
+        yield server
+
+
+@pytest.fixture
+def clients(fake):
+    fake.reset()
+    built = aws.Clients(settings(fake.url, timeout_s="1"))
+    yield built
+    built.update(settings("http://127.0.0.1:9"))  # closes the lean clients' connections
+
+
+def settings(url: str, **more) -> config.Settings:
+    return config.parse({"comprehend_endpoint_url": url, "sagemaker_endpoint_url": url, **more})
+
+
+def detect_with_boto3(client: LeanClient, texts: list[str], language: str) -> list:
+    """What comprehend.detect answered through boto3 before the lean path (the reference)."""
+    boto = client.boto3_client
+    if len(texts) == 1:
+        reply = boto.detect_sentiment(Text=texts[0], LanguageCode=language)
+        return [comprehend.Sentiment.from_wire(reply, "boto3")]
+    reply = boto.batch_detect_sentiment(TextList=texts, LanguageCode=language)
+    out: list = [None] * len(texts)
+    for item in reply["ResultList"]:
+        out[item["Index"]] = comprehend.Sentiment.from_wire(item, "boto3")
+    for item in reply["ErrorList"]:
+        out[item["Index"]] = item["ErrorCode"]
+    return out
+
+
+def error_of(call) -> tuple[str, bool, str]:
+    """(code, retryable, message after the operation's name) of the ServiceError call() raises."""
+    with pytest.raises(ServiceError) as err:
+        call()
+    return err.value.code, err.value.retryable, err.value.sql_message.split(" failed: ", 1)[-1]
+
+
+def boto3_error_of(call) -> tuple[str, bool, str]:
+    """The same for a boto3 call, mapped by comprehend.client_error as the boto3 path did."""
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
+        mapped = comprehend.client_error(exc, "boto3")
+        return mapped.code, mapped.retryable, mapped.sql_message.split(" failed: ", 1)[-1]
+    raise AssertionError("the boto3 call did not fail")
+
+
+# ---- same answers as the boto3 path ------------------------------------------------
+
+
+def test_batch_and_single_sentiment_equal_the_boto3_path(clients, fake):
+    client = clients.get("comprehend")
+    assert isinstance(client, LeanClient)
+    lean = comprehend.detect(client, TEXTS, "en")
+    assert [r.label for r in lean[:3]] == [fake_sentiment(t)[0] for t in TEXTS[:3]]
+    assert isinstance(lean[3], ServiceError) and lean[3].code == "INTERNAL_SERVER_ERROR"  # ErrorList: this row only
+    reference = detect_with_boto3(client, TEXTS, "en")
+    assert lean[:3] == reference[:3] and reference[3] == "INTERNAL_SERVER_ERROR"
+    assert comprehend.detect(client, ["Great price"], "fr") == detect_with_boto3(client, ["Great price"], "fr")
+    assert fake.stats()["by_operation"] == {"BatchDetectSentiment": 2, "DetectSentiment": 2}
+
+
+def test_invoke_endpoint_equals_the_boto3_path(clients, fake):
+    client = clients.get("sagemaker-runtime")
+    assert sagemaker.invoke(client, "sum-lean", ["1,2", "3.5,4"], "text/csv") == ["3.0", "7.5"]
+    assert sagemaker.invoke(client, "rcf-lean", ["1", "3"], "application/json") == [9.9, 9.7]
+    reply = client.boto3_client.invoke_endpoint(EndpointName="rcf-lean", Body=b"1\n3\n", ContentType="text/csv",
+                                                Accept="application/json")
+    assert parse_response(reply["Body"].read(), reply["ContentType"], 2, "boto3") == [9.9, 9.7]
+    log = [e for e in fake.stats()["log"] if e["service"] == "sagemaker"]
+    assert [(e["endpoint"], e["content_type"], e["accept"]) for e in log[:2]] == [
+        ("sum-lean", "text/csv", "text/csv"), ("rcf-lean", "text/csv", "application/json")]
+
+
+def test_moto_agrees_with_the_lean_path():
+    """moto implements both wire formats independently of botocore and of the fake."""
+    with moto_server() as url:
+        built = aws.Clients(settings(url))
+        client = built.get("comprehend")
+        assert comprehend.detect(client, ["I like it"], "en") == detect_with_boto3(client, ["I like it"], "en")
+        # moto has no BatchDetectSentiment (an HTML 500): both paths read it as the same retryable error.
+        lean = error_of(lambda: comprehend.detect(client, ["a", "b"], "en"))
+        assert lean == boto3_error_of(lambda: detect_with_boto3(client, ["a", "b"], "en"))
+        assert lean[:2] == ("500", True)
+        results = {"results": [{"Body": "0.25\n", "ContentType": "text/csv"},
+                               {"Body": '{"scores":[{"score":1.75}]}', "ContentType": "application/json"}]}
+        urllib.request.urlopen(urllib.request.Request(
+            f"{url}/moto-api/static/sagemaker/endpoint-results", data=json.dumps(results).encode(), method="POST",
+            headers={"Content-Type": "application/json"})).read()
+        runtime = built.get("sagemaker-runtime")
+        assert sagemaker.invoke(runtime, "any-endpoint", ["1,a"], "text/csv") == ["0.25"]
+        assert sagemaker.invoke(runtime, "any-endpoint", ["2"], "text/csv") == [1.75]
+        built.update(settings("http://127.0.0.1:9"))
+
+
+# ---- what goes on the wire: a signature botocore verifies ------------------------------
+
+
+class Recorder:
+    """An HTTP server that keeps each request and answers `answer` (status, headers, body)."""
+
+    def __init__(self, answer=(200, {"Content-Type": "application/x-amz-json-1.1"}, b"{}"), tls=None):
+        self.requests: list[dict] = []
+        self.answer = answer
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+                status, headers, data = recorder.answer
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        self.url = f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}:{self.port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+AUTHORIZATION = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/"
+                           r"(?P<service>[a-z0-9-]+)/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), "
+                           r"Signature=(?P<signature>[0-9a-f]{64})")
+
+
+def signature_verifies(request: dict, secret: str, token: str | None = None) -> dict:
+    """Recomputes the request's SigV4 signature with botocore from what arrived; the
+    Authorization fields if it matches."""
+    auth = AUTHORIZATION.fullmatch(request["headers"]["Authorization"])
+    assert auth, request["headers"]["Authorization"]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    signed = auth["signed"].split(";")
+    arrived = AWSRequest(method="POST", url=f"http://{headers['host']}{request['path']}", data=request["body"],
+                         headers={name: headers[name] for name in signed})
+    arrived.context["timestamp"] = headers["x-amz-date"]
+    signer = SigV4Auth(Credentials(auth["key"], secret, token), auth["service"], auth["region"])
+    expected = signer.signature(signer.string_to_sign(arrived, signer.canonical_request(arrived)), arrived)
+    assert expected == auth["signature"], "signature does not verify"
+    return auth.groupdict()
+
+
+def test_requests_carry_a_sigv4_signature_that_botocore_verifies():
+    recorder = Recorder((200, {"Content-Type": "application/x-amz-json-1.1"},
+                         b'{"Sentiment": "POSITIVE", "SentimentScore": '
+                         b'{"Positive": 0.9, "Negative": 0.0, "Neutral": 0.1, "Mixed": 0.0}}'))
+    try:
+        built = aws.Clients(config.parse({"comprehend_endpoint_url": recorder.url,
+                                          "sagemaker_endpoint_url": recorder.url, "region": "eu-west-1"}))
+        comprehend.detect(built.get("comprehend"), ["Schön, très bien 😀"], "de")
+        request = recorder.requests[-1]
+        auth = signature_verifies(request, "testing")
+        assert (auth["key"], auth["region"], auth["service"]) == ("testing", "eu-west-1", "comprehend")
+        assert auth["signed"] == "content-type;host;x-amz-date;x-amz-target"
+        assert request["headers"]["X-Amz-Target"] == "Comprehend_20171127.DetectSentiment"
+        assert request["headers"]["Content-Type"] == "application/x-amz-json-1.1"
+        assert json.loads(request["body"]) == {"Text": "Schön, très bien 😀", "LanguageCode": "de"}
+        # The check can fail: a changed body no longer verifies.
+        with pytest.raises(AssertionError, match="does not verify"):
+            signature_verifies({**request, "body": request["body"].replace(b"de", b"en")}, "testing")
+
+        recorder.answer = (200, {"Content-Type": "text/csv"}, b"0.5\n")
+        assert sagemaker.invoke(built.get("sagemaker-runtime"), "churn-model", ["1,x y"], "text/csv") == ["0.5"]
+        request = recorder.requests[-1]
+        auth = signature_verifies(request, "testing")
+        assert (auth["service"], request["path"]) == ("sagemaker", "/endpoints/churn-model/invocations")
+        assert (request["headers"]["Accept"], request["body"]) == ("text/csv", b"1,x y\n")
+        built.update(settings("http://127.0.0.1:9"))
+    finally:
+        recorder.close()
+
+
+def test_temporary_credentials_sign_with_their_session_token():
+    recorder = Recorder()
+    try:
+        boto = aws.Clients(settings(recorder.url)).get("comprehend").boto3_client
+        client = LeanClient(boto, Credentials("ASIATEMP", "temp-secret", "the-token"),
+                            *aws.LEAN_OPERATIONS["comprehend"])
+        client.send("DetectSentiment", "/", b"{}", {"X-Amz-Target": "Comprehend_20171127.DetectSentiment"})
+        request = recorder.requests[-1]
+        auth = signature_verifies(request, "temp-secret", "the-token")
+        assert request["headers"]["X-Amz-Security-Token"] == "the-token"
+        assert "x-amz-security-token" in auth["signed"].split(";")
+        client.close()
+    finally:
+        recorder.close()
+
+
+# ---- credentials: refreshed as botocore refreshes them ---------------------------------
+
+
+def test_refreshable_credentials_are_refreshed_per_call(clients, fake):
+    refreshes = []
+
+    def refresh():
+        refreshes.append(time.monotonic())
+        # Expiring inside botocore's mandatory refresh window: every use refreshes.
+        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)
+        return {"access_key": f"ASIAREFRESH{len(refreshes)}", "secret_key": "s", "token": "t",
+                "expiry_time": expiry.isoformat()}
+
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    client = LeanClient(clients.get("comprehend").boto3_client, credentials, *aws.LEAN_OPERATIONS["comprehend"])
+    comprehend.detect(client, ["one"], "en")
+    comprehend.detect(client, ["two", "three"], "en")
+    assert len(refreshes) == 3
+    assert [e["access_key"] for e in fake.stats()["log"]] == ["ASIAREFRESH2", "ASIAREFRESH3"]
+    client.close()
+
+
+def test_a_role_is_assumed_with_sts_and_its_keys_refreshed(fake):
+    fake.reset()
+    with FakeSTS(expires_in=120) as sts:  # inside botocore's refresh window: each use renews
+        built = aws.Clients(settings(fake.url, comprehend_role_arn=ROLE, sts_endpoint_url=sts.url))
+        client = built.get("comprehend")
+        assert sts.calls == []  # assumed when first needed, not when built
+        comprehend.detect(client, ["one"], "en")
+        comprehend.detect(client, ["two"], "en")
+        used = [e["access_key"] for e in fake.stats()["log"]]
+        assert [c["role"] for c in sts.calls] == [ROLE, ROLE] and sts.calls[0]["caller"] == "testing"
+        assert used == ["ASIAFAKE1", "ASIAFAKE2"]
+        built.update(settings("http://127.0.0.1:9"))
+
+
+def test_a_refused_assume_role_is_the_requests_error_and_nothing_is_sent(fake):
+    fake.reset()
+    with FakeSTS() as sts:
+        sts.deny.add(ROLE)
+        built = aws.Clients(settings(fake.url, comprehend_role_arn=ROLE, sts_endpoint_url=sts.url))
+        code, retryable, message = error_of(lambda: comprehend.detect(built.get("comprehend"), ["x"], "en"))
+        assert (code, retryable) == ("AccessDenied", False) and "sts:AssumeRole" in message
+        assert fake.stats()["requests"] == 0
+        built.update(settings("http://127.0.0.1:9"))
+
+
+def test_no_credentials_is_a_clear_error():
+    boto = aws.Clients(settings("http://127.0.0.1:9")).get("comprehend").boto3_client
+    client = LeanClient(boto, None, *aws.LEAN_OPERATIONS["comprehend"])
+    code, retryable, message = error_of(lambda: comprehend.detect(client, ["x"], "en"))
+    assert (code, retryable) == ("NoCredentials", False) and "no AWS credentials" in message
+
+
+# ---- errors: the same ServiceError as the boto3 path ------------------------------------
+
+
+@pytest.mark.parametrize("fault, spec, code, retryable", [
+    ("error", {"code": "ThrottlingException"}, "ThrottlingException", True),
+    ("error", {"code": "TooManyRequestsException"}, "TooManyRequestsException", True),
+    ("error", {"code": "InternalServerException"}, "InternalServerException", True),
+    ("error", {"code": "ServiceUnavailableException"}, "ServiceUnavailableException", True),
+    ("error", {"code": "InvalidRequestException", "message": "bad"}, "InvalidRequestException", False),
+    ("error", {"code": "com.amazon.coral#TextSizeLimitExceededException"}, "TextSizeLimitExceededException", False),
+    ("error", {"code": "SomethingNew", "status": 429}, "SomethingNew", True),
+    ("disconnect", {}, "ConnectionClosedError", True),
+    ("hang", {"seconds": 3}, "Timeout", True),
+])
+@pytest.mark.parametrize("texts", [["one text"], ["two", "texts"]])
+def test_comprehend_failures_map_like_the_boto3_path(clients, fake, fault, spec, code, retryable, texts):
+    client = clients.get("comprehend")
+    fake.inject(fault, 1, service="comprehend", **spec)
+    lean = error_of(lambda: comprehend.detect(client, texts, "en"))
+    fake.inject(fault, 1, service="comprehend", **spec)
+    assert lean == boto3_error_of(lambda: detect_with_boto3(client, texts, "en"))
+    assert lean[:2] == (code, retryable)
+    assert comprehend.detect(client, texts, "en")  # and the next request works
+
+
+@pytest.mark.parametrize("spec, code, retryable", [
+    ({"code": "ValidationError"}, "ValidationError", False),
+    ({"code": "ModelError"}, "ModelError", False),
+    ({"code": "ModelNotReadyException"}, "ModelNotReadyException", True),
+    ({"code": "InternalFailure"}, "InternalFailure", True),
+    ({"code": "ServiceUnavailable"}, "ServiceUnavailable", True),
+    ({"code": "InternalDependencyException"}, "InternalDependencyException", True),
+])
+def test_sagemaker_failures_map_like_the_boto3_path(clients, fake, spec, code, retryable):
+    client = clients.get("sagemaker-runtime")
+    fake.inject("error", 1, service="sagemaker", **spec)
+    lean = error_of(lambda: sagemaker.invoke(client, "sum-e", ["1"], "text/csv"))
+    fake.inject("error", 1, service="sagemaker", **spec)
+    assert lean == boto3_error_of(lambda: client.boto3_client.invoke_endpoint(
+        EndpointName="sum-e", Body=b"1\n", ContentType="text/csv", Accept="text/csv"))
+    assert lean[:2] == (code, retryable)
+
+
+def test_an_html_gateway_error_is_a_retryable_status_code(clients):
+    recorder = Recorder((502, {"Content-Type": "text/html"}, b"<html><body>Bad Gateway</body></html>"))
+    try:
+        client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+        lean = error_of(lambda: sagemaker.invoke(client, "any", ["1"], "text/csv"))
+        assert lean == boto3_error_of(lambda: client.boto3_client.invoke_endpoint(
+            EndpointName="any", Body=b"1\n", ContentType="text/csv", Accept="text/csv"))
+        assert lean == ("502", True, "502: Bad Gateway")
+        client.close()
+    finally:
+        recorder.close()
+
+
+def test_a_refused_connection_is_retryable():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    client = aws.Clients(settings(url)).get("comprehend")
+    lean = error_of(lambda: comprehend.detect(client, ["x", "y"], "en"))
+    assert lean == boto3_error_of(lambda: detect_with_boto3(client, ["x", "y"], "en"))
+    assert lean == ("ConnectionError", True, f"cannot connect to {url}/")
+
+
+def test_a_connect_timeout_is_a_timeout():
+    # A listening socket that never accepts, its backlog full: the next SYN is dropped.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", server.getsockname()[1]))
+            fillers.append(filler)
+        try:
+            client = aws.Clients(settings(url, connect_timeout_s="0.3")).get("comprehend")
+            started = time.monotonic()
+            code, retryable, message = error_of(lambda: comprehend.detect(client, ["x"], "en"))
+            assert (code, retryable) == ("Timeout", True) and "ConnectTimeoutError" in message
+            assert time.monotonic() - started < 2
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_a_read_timeout_is_a_timeout_within_timeout_s(clients, fake):
+    fake.hang_next(1, seconds=5, service="sagemaker")
+    started = time.monotonic()
+    code, retryable, message = error_of(lambda: sagemaker.invoke(clients.get("sagemaker-runtime"), "sum-h", ["1"],
+                                                                "text/csv"))
+    assert (code, retryable) == ("Timeout", True) and "ReadTimeoutError" in message
+    assert time.monotonic() - started < 2.5  # timeout_s=1
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"ResultList": [{"Index": 0, "Sentiment": "POSI', "malformed answer (not JSON"),
+    ('{"ResultList": [], "ErrorList": []}', "sent 2 texts, service accounted for 0"),
+    ('{"ResultList": [{"Index": 5}], "ErrorList": []}', "result Index 5 is out of range or repeated"),
+    ('{"ResultList": [], "ErrorList": [{"Index": 0}, {"Index": 0}]}', "error Index 0 is out of range or repeated"),
+])
+def test_malformed_batch_answers_fail_the_whole_batch(clients, fake, body, message):
+    fake.malformed_next(1, body=body, service="comprehend")
+    with pytest.raises(ServiceError) as err:
+        comprehend.detect(clients.get("comprehend"), ["a", "b"], "en")
+    assert message in err.value.sql_message and not err.value.retryable
+
+
+# ---- connections ---------------------------------------------------------------------
+
+
+def test_a_keep_alive_connection_closed_by_the_server_is_not_reused():
+    with FakeAWS(idle_timeout=0.2) as fake:
+        built = aws.Clients(settings(fake.url))
+        client = built.get("comprehend")
+        comprehend.detect(client, ["one"], "en")
+        time.sleep(0.6)  # the fake closes the idle connection
+        comprehend.detect(client, ["two"], "en")  # on a new connection, not an error
+        assert fake.stats()["requests"] == 2
+        built.update(settings("http://127.0.0.1:9"))
+
+
+def test_connections_are_kept_alive_with_botocores_socket_options_and_read_timeout(clients, fake):
+    client = clients.get("comprehend")
+    for text in ("one", "two", "three"):
+        comprehend.detect(client, [text], "en")
+    assert fake.stats()["connections"] == 1
+    sock = client._connections._idle[-1].sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1  # tcp_keepalive=True
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert sock.gettimeout() == 1.0  # read timeout = timeout_s
+
+
+def test_idle_connections_are_bounded_by_the_pool_size(clients, fake):
+    client = clients.get("comprehend")
+    start = threading.Barrier(24)
+
+    def call(i):
+        start.wait()
+        comprehend.detect(client, [f"text {i}"], "en")
+
+    fake.configure(latency_ms=200)
+    try:
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        fake.configure(latency_ms=0)
+    assert fake.stats()["requests"] == 24 and fake.stats()["connections"] > 16  # more in flight than kept
+    assert len(client._connections._idle) == client.boto3_client.meta.config.max_pool_connections == 16
+
+
+# ---- endpoint, TLS and proxies: botocore's settings ------------------------------------
+
+
+@pytest.mark.parametrize("env, comprehend_url, sagemaker_url", [
+    ({}, "https://comprehend.eu-west-1.amazonaws.com", "https://runtime.sagemaker.eu-west-1.amazonaws.com"),
+    ({"AWS_USE_FIPS_ENDPOINT": "true"}, "https://comprehend-fips.eu-west-1.amazonaws.com",
+     "https://runtime-fips.sagemaker.eu-west-1.amazonaws.com"),
+])
+def test_without_an_override_the_endpoint_is_botocores_own_resolution(monkeypatch, env, comprehend_url,
+                                                                      sagemaker_url):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    built = aws.Clients(config.parse({"region": "eu-west-1"}))  # nothing is sent
+    assert built.get("comprehend").endpoint_url == comprehend_url
+    assert built.get("sagemaker-runtime").endpoint_url == sagemaker_url
+    assert built.get("sagemaker-runtime")._signing_name == "sagemaker"
+
+
+def test_a_wire_format_the_service_does_not_speak_is_refused_when_built():
+    boto = aws.Clients(settings("http://127.0.0.1:9")).get("sagemaker-runtime").boto3_client
+    with pytest.raises(RuntimeError, match="does not speak json"):
+        LeanClient(boto, None, "json", ("InvokeEndpoint",))
+
+
+def _self_signed(tmp_path):
+    """A certificate for localhost, its own CA, written as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_tls_is_verified_against_the_ca_bundle_botocore_would_use(tmp_path, monkeypatch):
+    cert_file, key_file = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"), tls=tls)
+    try:
+        # Default bundle (certifi's): the private CA is refused, as botocore refuses it.
+        client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+        lean = error_of(lambda: sagemaker.invoke(client, "tls", ["1"], "text/csv"))
+        assert lean[0] == "SSLError" and "certificate verify failed" in lean[2]
+        assert boto3_error_of(lambda: client.boto3_client.invoke_endpoint(
+            EndpointName="tls", Body=b"1\n", ContentType="text/csv"))[:2] == lean[:2]
+        client.close()
+        # AWS_CA_BUNDLE naming that CA: accepted.
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+        client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+        assert sagemaker.invoke(client, "tls", ["1"], "text/csv") == ["0.5"]
+        signature_verifies(recorder.requests[-1], "testing")
+        client.close()
+    finally:
+        recorder.close()
+
+
+def test_an_endpoint_behind_a_proxy_is_sent_through_botocores_http_session(monkeypatch):
+    proxy = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    try:
+        with socket.socket() as probe:  # the endpoint itself is not listening
+            probe.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = aws.Clients(settings(url)).get("sagemaker-runtime")
+        assert sagemaker.invoke(client, "proxied", ["1"], "text/csv") == ["0.5"]
+        assert proxy.requests[-1]["path"] == f"{url}/endpoints/proxied/invocations"  # absolute-form: a proxy request
+        assert signature_verifies({**proxy.requests[-1], "path": "/endpoints/proxied/invocations"}, "testing")
+        client.close()
+    finally:
+        proxy.close()
