@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ BATCH_ROWS = {0: 1_000_000, 5: 200_000, 20: 200_000}
 SCALAR_ROWS = {0: 2_000, 5: 300, 20: 100}
 COMPREHEND_TEXTS = 100_000
 CONNECTIONS = 16
-CALLS_PER_CONNECTION = 40
+CALLS_PER_CONNECTION = 100
 LATENCY_TARGET_ROWS = 200_000
 LATENCY_TARGET_REPEATS = 3
 
@@ -66,6 +67,22 @@ def measure(cur, fake, sql: str, server) -> tuple[float, int, float]:
     cur.execute(sql)
     cur.fetchall()
     return time.perf_counter() - started, fake.stats(log=False)["requests"], cpu_s(server.pid) - cpu
+
+
+_start_together = None  # a Barrier the forked clients inherit
+
+
+def scalar_calls(job) -> None:
+    """One client of the 16-connection shape: connects, waits for the other 15, then makes
+    CALLS_PER_CONNECTION scalar calls in turn."""
+    import pymysql
+
+    address, w = job
+    with pymysql.connect(**address, password="", database="bench", autocommit=True) as c, c.cursor() as k:
+        _start_together.wait(60)
+        for i in range(CALLS_PER_CONNECTION):
+            k.execute("SELECT aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', 10000, %s)", (w * 100000 + i,))
+            k.fetchall()
 
 
 def rss_kb(server) -> int:
@@ -111,15 +128,15 @@ def run() -> dict:
                     cpu = cpu_s(server.pid)
                     started = time.perf_counter()
 
-                    def work(w):
-                        with server.connect(database="bench") as c, c.cursor() as k:
-                            for i in range(CALLS_PER_CONNECTION):
-                                k.execute("SELECT aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', 10000, %s)",
-                                          (w * 100000 + i,))
-                                k.fetchall()
-
-                    with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
-                        list(pool.map(work, range(CONNECTIONS)))
+                    # One client process per connection, as separate application servers
+                    # would be: 16 client threads in this process would share its GIL and
+                    # come back to the server at the pace of the client, not of the server.
+                    address = {"host": server.host, "port": server.port, "user": server.user}
+                    global _start_together
+                    _start_together = multiprocessing.get_context("fork").Barrier(CONNECTIONS)
+                    with concurrent.futures.ProcessPoolExecutor(
+                            CONNECTIONS, mp_context=multiprocessing.get_context("fork")) as pool:
+                        list(pool.map(scalar_calls, [(address, w) for w in range(CONNECTIONS)]))
                     t = time.perf_counter() - started
                     rows.append((f"16 connections, coalescing {coalesce}", CONNECTIONS * CALLS_PER_CONNECTION,
                                  fake.stats(log=False)["requests"], t, cpu_s(server.pid) - cpu))

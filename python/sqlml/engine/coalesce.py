@@ -3,16 +3,19 @@
 A scalar call cannot see the next row, but concurrent calls from other connections
 for the same target (a Comprehend language, a SageMaker endpoint) can share a request.
 
-Flush rule: a call that finds no request in flight for its target sends at once, so a
-lone connection waits for nobody. Calls that arrive while a request is in flight queue
+Flush rule: a call that finds no request in flight for its target sends at once if its
+connection is the only recent caller, so a lone connection waits for nobody. Calls that arrive while a request is in flight queue
 up and leave together in the next request, up to max_batch_size rows (a full batch
 leaves at once, on another sender if need be). Adaptive linger: when a request returns,
-the calls it answered are about to come back with their next call; the sender waits for
-as many calls as that request carried, but only while they keep arriving (at most
-ARRIVAL_GAP_S between two arrivals), and at most that request's own time (but at least
-ADAPTIVE_LINGER_FLOOR_S: a client round trip on a loaded machine takes that long) and
-never more than ADAPTIVE_LINGER_CAP_S. A lone connection's next call is the one awaited,
-so it leaves on arrival.
+the callers it answered are about to come back with their next call, and so are the
+other callers active a moment ago (a caller is a server thread, i.e. a connection; one
+seen within RECENT_CALLER_S counts). The sender waits for as many calls as there are
+such callers, but only while they keep arriving (at most ARRIVAL_GAP_S between two
+arrivals), and at most that request's own time (but at least ADAPTIVE_LINGER_FLOOR_S: a
+client round trip on a loaded machine takes that long) and never more than
+ADAPTIVE_LINGER_CAP_S. A sender that starts while several callers are active waits
+for them the same way, for up to ADAPTIVE_LINGER_FLOOR_S. A lone connection is the only
+caller awaited, so its next call leaves on arrival.
 `linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
 request. Identical payloads in one batch are sent once. Every waiter gets its answer
 or its error.
@@ -29,6 +32,7 @@ from typing import Callable
 ADAPTIVE_LINGER_CAP_S = 0.02
 ADAPTIVE_LINGER_FLOOR_S = 0.005
 ARRIVAL_GAP_S = 0.002
+RECENT_CALLER_S = 0.1
 MAX_SENDERS_PER_TARGET = 4
 
 
@@ -41,10 +45,13 @@ class Coalescer:
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque = deque()  # (payload, max_batch_size, future)
         self._senders = 0
+        self._callers: dict[int, float] = {}  # caller thread -> when it last called
 
     def call(self, payload, max_batch_size: int, linger_s: float) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
+        now = time.monotonic()
         with self._cond:
+            self._callers[threading.get_ident()] = now
             self._queue.append((payload, max_batch_size, future))
             start = self._senders == 0 or (len(self._queue) >= self._queue[0][1]
                                            and self._senders < MAX_SENDERS_PER_TARGET)
@@ -81,10 +88,20 @@ class Coalescer:
                 seen.add(item[0])
             return batch
 
+    def _active_callers(self) -> int:
+        """How many callers called within RECENT_CALLER_S (and forgets the others)."""
+        since = time.monotonic() - RECENT_CALLER_S
+        with self._cond:
+            self._callers = {caller: at for caller, at in self._callers.items() if at >= since}
+            return len(self._callers)
+
     def _drain(self, linger_s: float) -> None:
         if linger_s > 0:
             time.sleep(linger_s)
-        expected, adaptive_s = 0, 0.0
+        # A sender that starts while other callers are active (they are about to call
+        # again) waits for them as after a request; a lone caller's leaves at once.
+        expected = self._active_callers()
+        adaptive_s = ADAPTIVE_LINGER_FLOOR_S if expected > 1 else 0.0
         while True:
             batch = self._take(expected, adaptive_s)
             if not batch:
@@ -99,7 +116,7 @@ class Coalescer:
                     future.set_exception(exc)
                 continue
             finally:
-                expected = len(batch)
+                expected = max(len(batch), self._active_callers())
                 adaptive_s = min(ADAPTIVE_LINGER_CAP_S, max(ADAPTIVE_LINGER_FLOOR_S, time.monotonic() - started))
             for payload, _, future in batch:
                 result = by_payload[payload]
