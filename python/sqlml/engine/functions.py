@@ -299,10 +299,11 @@ class WarmAggregate:
         self.add: Callable[..., None] = _ignore
         self.add_rows: Callable[[list], None] = _ignore
         self.memo_form = memo_form
-        # Per row add_rows received: its cache key (None: a bad row), and whether it was
-        # sent (else it had a fresh answer in the cache then).
-        self.keys: list = []
-        self.sent: list[bool] = []
+        # Per row add_rows received: the target name it was sent to (its answer comes back
+        # in sending order), or its cache key (it had a fresh answer then), or None (a bad
+        # row). Names, not keys, for the rows sent: a million keys would double the
+        # memory the cache already holds for them.
+        self.rows: list = []
         self.results: dict[str, list] = {}  # per lane session: its answers in sending order
 
     def lane(self, name: str, make: Callable[[], WarmUp]) -> WarmUp:
@@ -318,12 +319,13 @@ class WarmAggregate:
         """add_rows' common part: the rows' cache keys; those without a fresh answer are
         sent, per target name (key[1]), by send(name, payloads)."""
         unanswered = self.engine.cache.unanswered(keys)
-        self.keys += keys
-        self.sent += unanswered
         sending = list(compress(keys, unanswered))
         if sending and sending[0][1] == sending[-1][1] and all(key[1] == sending[0][1] for key in sending):
-            send(sending[0][1], [key[2] for key in sending])  # one target: the usual case
+            name = sending[0][1]  # one target: the usual case
+            self.rows += [name if was_sent else key for key, was_sent in zip(keys, unanswered)]
+            send(name, [key[2] for key in sending])
             return
+        self.rows += [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered)]
         payloads: dict[str, list] = {}
         for key in sending:
             payloads.setdefault(key[1], []).append(key[2])
@@ -331,16 +333,16 @@ class WarmAggregate:
             send(name, batch)
 
     def answers(self) -> list:
-        keys, sent, results = self.keys, self.sent, self.results
-        self.keys, self.sent, self.results = [], [], {}
-        if sum(sent) != sum(map(len, results.values())):  # cannot happen; never guess
-            return self.memo_form(self.engine.cache.peek_many(keys))
-        if len(results) == 1 and len(sent) == sum(sent):  # every row sent, to one target
+        rows, results = self.rows, self.results
+        self.rows, self.results = [], {}
+        sent = sum(1 for row in rows if type(row) is str)
+        if sent != sum(map(len, results.values())):  # cannot happen; never guess
+            return self.memo_form(self.engine.cache.peek_many([row if type(row) is tuple else None for row in rows]))
+        if len(results) == 1 and sent == len(rows):  # every row sent, to one target
             return self.memo_form(next(iter(results.values())))
-        peeked = self.engine.cache.peek_many([None if was_sent else key for key, was_sent in zip(keys, sent)])
+        peeked = self.engine.cache.peek_many([row if type(row) is tuple else None for row in rows])
         ordered = {name: iter(answers) for name, answers in results.items()}
-        return self.memo_form([next(ordered[key[1]]) if was_sent else answer
-                               for key, was_sent, answer in zip(keys, sent, peeked)])
+        return self.memo_form([next(ordered[row]) if type(row) is str else answer for row, answer in zip(rows, peeked)])
 
     def session(self, key, make: Callable[[], WarmUp]) -> WarmUp:
         session = self.sessions.get(key)
@@ -350,7 +352,7 @@ class WarmAggregate:
 
     def clear(self):
         self.sessions = {}
-        self.keys, self.sent, self.results = [], [], {}
+        self.rows, self.results = [], {}
 
     def __call__(self):
         sent, error = 0, None
