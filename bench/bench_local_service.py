@@ -11,8 +11,10 @@ seconds each:
 * per-request overhead: sequential latency of the cheapest calls over one keep-alive
   connection, and the service's own CPU time per request (from /proc, all workers).
 
-Two clients: boto3 (what sqlml itself uses: SigV4 signing and parsing cost ~0.4 ms of
-client CPU per call) and raw HTTP/1.1 keep-alive (http.client, pre-encoded bodies),
+Two clients: boto3 (a typical AWS client: SigV4 signing and parsing cost ~0.4 ms of
+client CPU per call on a fast machine; sqlml itself signs with botocore's signer but
+sends through its own lean client, services/lean.py) and raw HTTP/1.1 keep-alive
+(http.client, pre-encoded bodies),
 which shows more of the service's own capacity. Both run as threads of this one
 process, on the same machine as the service: on a small machine the client competes
 with the workers for the cores, so the figures are a floor, not the service's ceiling.
