@@ -383,8 +383,6 @@ bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out)
   return true;
 }
 
-size_t memo_entries(const memo *m) { return m->n_entries; }
-
 /* ---- strict numerals ----------------------------------------------------------------- */
 
 static size_t digits(const char *s, size_t i, size_t n)

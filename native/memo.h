@@ -74,7 +74,6 @@ bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out);
 /* Decodes entry's key back into arguments: calls fn(type, bytes, length, ctx) per
  * key argument (a whole number comes back as an INT). */
 void memo_key_args(memo *m, long entry, void (*fn)(int type, const char *v, size_t len, void *ctx), void *ctx);
-size_t memo_entries(const memo *m);
 
 /* Strict numerals, as a reading function converts a text answer without Python:
  * returns false for anything else (Python converts those, or explains the error). */

@@ -4,8 +4,9 @@ A scalar function must answer a row before the server reads the next, so a state
 cannot batch its own calls. A warm-up aggregate can: it sees every input of a query
 first, sends the distinct ones not yet cached in batches (max_batch_size rows, and the
 service's byte limits), several requests in flight at once, while the scan goes on, and
-leaves every answer in the result cache. The statement's own calls then find their
-answers there by their own input. Used as
+leaves every answer in the result cache (and, through the shim, in the statement memo:
+native/memo.h). The statement's own calls then find their answers there by their own
+input. Used as
 
     SELECT ..., f(x) FROM t WHERE sqlml_warm_...(...) over the same FROM/WHERE ...
 
@@ -27,8 +28,10 @@ from .cache import MISS
 class WarmUp:
     """The state of one warm-up aggregate over one group of rows, for one target.
 
-    add() runs once per row on the server thread and is kept to a set lookup, a cache
-    lookup and a list append; everything per batch happens in flush().
+    Fed either per row by add() (a set lookup, a cache lookup and a list append; the
+    path without a statement memo) or a chunk at a time by add_many() (the memo lane;
+    such a session keeps its answers in sending order in `results`). Everything per
+    batch happens in flush().
     """
 
     def __init__(self, engine, target: tuple[str, str], send: Callable[[list[str]], list], max_batch_size: int,
@@ -68,7 +71,7 @@ class WarmUp:
 
     def add_many(self, payloads: list[str]) -> None:
         """add() for payloads known to be distinct and not cached (the memo lane: C has
-        dropped rows seen before in the statement, cache.missing() the cached ones), a
+        dropped rows seen before in the statement, cache.unanswered() the cached ones), a
         slice at a time instead of a call each."""
         i, n = 0, len(payloads)
         while i < n:

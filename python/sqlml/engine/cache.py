@@ -103,11 +103,6 @@ class ResultCache:
         item = self._items.get(key)
         return item is not None and self.enabled and item[1] >= _clock.now
 
-    def peek(self, key):
-        """The answer for key if fresh, or MISS; does not touch its recency."""
-        item = self._items.get(key)
-        return item[0] if item is not None and self.enabled and item[1] >= _clock.now else MISS
-
     def unanswered(self, keys: list) -> list[bool]:
         """Per key, whether it lacks a fresh answer (False for None): fresh() for many."""
         if not self.enabled:
@@ -116,7 +111,7 @@ class ResultCache:
         return [key is not None and ((item := get(key)) is None or item[1] < now) for key in keys]
 
     def peek_many(self, keys: list) -> list:
-        """peek() for many keys (None gives MISS)."""
+        """Per key, its fresh answer or MISS (also for None); recency is not touched."""
         if not self.enabled:
             return [MISS] * len(keys)
         get, now = self._items.get, _clock.now

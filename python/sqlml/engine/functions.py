@@ -162,7 +162,7 @@ def _encode_int(v: int) -> str:
 
 
 def _encode_real(v: float) -> str:
-    # One repr() and string checks: this runs twice per row on the batch path. Integral
+    # One repr() and string checks: this runs per row on the scalar path. Integral
     # values below 1e15 print as their integer ("76.0" -> "76", "-0.0" -> "0"); repr()
     # of every other finite float already ends in a digit; "inf" and "nan" do not.
     text = repr(v)
