@@ -164,3 +164,20 @@ def test_numbers_the_warm_up_writes_in_c_are_the_keys_python_writes(db, fake):
                        "FROM memo_items ORDER BY id")
     assert fake.stats()["requests"] == 0
     assert [a for _, a in answers] == values  # echo: each row's own first feature
+
+
+def test_a_prepared_statement_starts_each_execution_without_the_last_ones_memo(db, fake):
+    # Each EXECUTE is a statement of its own: after sqlml_cache_clear() the warm-up must
+    # send again, and no answer may come from the previous execution's memo.
+    make_table(db, [(i, None, i + 0.5, 0) for i in range(300)])
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("PREPARE memo_ps FROM 'SELECT id, aws_sagemaker_invoke_endpoint_real(''echo-ps'', ''REAL'', 100, v) "
+                    "FROM memo_items WHERE (SELECT sqlml_warm_sagemaker(''echo-ps'', 100, v) FROM memo_items) >= 0'")
+        for _ in range(3):
+            cur.execute("SELECT sqlml_cache_clear()")
+            fake.clear_stats()
+            before = memo_hits(db)
+            cur.execute("EXECUTE memo_ps")
+            assert sorted(cur.fetchall()) == [(i, i + 0.5) for i in range(300)]
+            assert fake.stats()["requests"] == 3
+            assert memo_hits(db) - before == 300
