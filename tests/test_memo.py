@@ -8,6 +8,7 @@ that answered differently from Python, fails here.
 """
 
 import concurrent.futures
+import time
 
 import pytest
 
@@ -181,3 +182,27 @@ def test_a_prepared_statement_starts_each_execution_without_the_last_ones_memo(d
             assert sorted(cur.fetchall()) == [(i, i + 0.5) for i in range(300)]
             assert fake.stats()["requests"] == 3
             assert memo_hits(db) - before == 300
+
+
+def test_a_killed_warm_up_leaves_the_server_and_the_next_statement_whole(db, fake):
+    # KILL QUERY lands while the warm-up's batches are in flight (200 ms each): the memo
+    # and the lane are dropped with the statement, and the same statement then runs whole.
+    make_table(db, [(i, None, i + 0.25, 0) for i in range(2000)])
+    fake.configure(latency_ms_by_endpoint={"echo-kill": 200})
+    query = ("SELECT id, aws_sagemaker_invoke_endpoint_real('echo-kill', 'REAL', 100, v) FROM memo_items "
+             "WHERE (SELECT sqlml_warm_sagemaker('echo-kill', 100, v) FROM memo_items) >= 0 ORDER BY id")
+    with db.connect() as victim, db.connect() as killer:
+        with victim.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            victim_id = cur.fetchone()[0]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(lambda: victim.cursor().execute(query))
+            deadline = time.monotonic() + 10
+            while not fake.stats(log=False)["requests"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with killer.cursor() as k:
+                k.execute(f"KILL QUERY {int(victim_id)}")
+            with pytest.raises(Exception):
+                running.result(30)
+    fake.configure(latency_ms_by_endpoint={})
+    assert db.query(query) == [(i, i + 0.25) for i in range(2000)]
