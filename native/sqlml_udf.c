@@ -61,21 +61,39 @@ typedef struct sqlml_call {
 /* Rows a warm-up hands to Python per call. */
 #define WARM_CHUNK 2048
 
-/* New reference to the Python value of argument i, or NULL with an exception set.
- * Strings and decimals cross as bytes: their charset and meaning are Python's call. */
+/* New reference to the Python value of a non-NULL SQL value of the given type (len is
+ * a string's length), or NULL with an exception set. Strings and decimals cross as
+ * bytes: their charset and meaning are Python's call. */
+static PyObject *value_to_py(int type, const char *v, size_t len)
+{
+  if (type == UDF_INT_RESULT) {
+    long long n;
+    memcpy(&n, v, 8);
+    return PyLong_FromLongLong(n);
+  }
+  if (type == UDF_REAL_RESULT) {
+    double d;
+    memcpy(&d, v, 8);
+    return PyFloat_FromDouble(d);
+  }
+  return PyBytes_FromStringAndSize(v, (Py_ssize_t)len);
+}
+
+/* New reference to the Python value of argument i (None for NULL). */
 static PyObject *arg_to_py(const UDF_ARGS *args, unsigned i)
 {
-  const char *v = args->args[i];
-  if (v == NULL)
+  if (args->args[i] == NULL)
     Py_RETURN_NONE;
-  switch (args->arg_type[i]) {
-  case UDF_INT_RESULT:
-    return PyLong_FromLongLong(*(const long long *)v);
-  case UDF_REAL_RESULT:
-    return PyFloat_FromDouble(*(const double *)v);
-  default:
-    return PyBytes_FromStringAndSize(v, (Py_ssize_t)args->lengths[i]);
-  }
+  return value_to_py(args->arg_type[i], args->args[i], args->lengths[i]);
+}
+
+/* Raises the pending Python exception as the statement's SQL error. */
+static void raise_python_error(char *error)
+{
+  char msg[SQLML_ERRMSG_SIZE];
+  unsigned code = pyhost_take_error(msg, sizeof msg);
+  server_error(code, msg);
+  *error = 1;
 }
 
 static PyObject *arg_names(const UDF_ARGS *args);
@@ -265,12 +283,8 @@ static PyObject *call_with(PyObject *fn, UDF_ARGS *args, char *error)
   } else {
     PyErr_NoMemory();
   }
-  if (!result) {
-    char msg[SQLML_ERRMSG_SIZE];
-    unsigned code = pyhost_take_error(msg, sizeof msg);
-    server_error(code, msg);
-    *error = 1;
-  }
+  if (!result)
+    raise_python_error(error);
   return result;
 }
 
@@ -312,6 +326,24 @@ static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *e
   return value;
 }
 
+/* The BIGINT an engine result maps to (None: SQL NULL; r NULL: the error is raised). */
+static long long int_result(PyObject *r, char *is_null, char *error)
+{
+  long long value = 0;
+  if (r == Py_None) {
+    *is_null = 1;
+  } else if (r && PyLong_Check(r)) {
+    value = PyLong_AsLongLong(r);
+    if (value == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      wrong_type(r, "an integer within BIGINT range", error);
+    }
+  } else if (r) {
+    wrong_type(r, "int", error);
+  }
+  return value;
+}
+
 /* An aggregate's result takes no row: args is NULL then. */
 static long long call_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
 {
@@ -325,17 +357,7 @@ static long long call_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char 
   }
   pyhost_enter();
   PyObject *r = call_with(((sqlml_call *)initid->ptr)->call, args, error);
-  if (r == Py_None) {
-    *is_null = 1;
-  } else if (r && PyLong_Check(r)) {
-    value = PyLong_AsLongLong(r);
-    if (value == -1 && PyErr_Occurred()) {
-      PyErr_Clear();
-      wrong_type(r, "an integer within BIGINT range", error);
-    }
-  } else if (r) {
-    wrong_type(r, "int", error);
-  }
+  value = int_result(r, is_null, error);
   Py_XDECREF(r);
   pyhost_leave();
   return value;
@@ -406,18 +428,7 @@ struct key_tuple {
 static void key_arg_to_py(int type, const char *v, size_t len, void *ctx)
 {
   struct key_tuple *k = ctx;
-  PyObject *o;
-  if (type == UDF_REAL_RESULT) {
-    double d;
-    memcpy(&d, v, 8);
-    o = PyFloat_FromDouble(d);
-  } else if (type == UDF_INT_RESULT) {
-    long long n;
-    memcpy(&n, v, 8);
-    o = PyLong_FromLongLong(n);
-  } else {
-    o = PyBytes_FromStringAndSize(v, (Py_ssize_t)len);
-  }
+  PyObject *o = value_to_py(type, v, len);
   if (o && k->tuple)
     PyTuple_SET_ITEM(k->tuple, k->i++, o);
   else
@@ -427,10 +438,10 @@ static void key_arg_to_py(int type, const char *v, size_t len, void *ctx)
 /* A row's CSV line when every key argument is a number C writes exactly as the engine
  * would (functions.py _encode_int/_encode_real): integers (and whole numbers, which
  * memo.c hands back as integers) as %lld; other doubles as memo_format_real() writes
- * them, or by "%.15g" when that text reads back as the same double. For a normal double, a 15-digit text that reads back is the
- * shortest one, so it is Python's repr() digit for digit, and below 1e15 both write
- * the same fixed or exponent form. Anything else (16-17 digits, subnormals, 1e15 and
- * up, inf, nan) is left to Python: false. */
+ * them, or by "%.15g" when that text reads back as the same double. For a normal
+ * double, a 15-digit text that reads back is the shortest one, so it is Python's repr()
+ * digit for digit, and below 1e15 both write the same fixed or exponent form. Anything
+ * else (16-17 digits, subnormals, 1e15 and up, inf, nan) is left to Python: false. */
 struct csv_line {
   char buf[512];
   size_t len;
@@ -507,9 +518,7 @@ static bool warm_flush(sqlml_call *state, char *error)
   PyObject *r = rows ? PyObject_CallOneArg(state->add_rows, rows) : NULL;
   Py_XDECREF(rows);
   if (!r) {
-    char msg[SQLML_ERRMSG_SIZE];
-    server_error(pyhost_take_error(msg, sizeof msg), msg);
-    *error = 1;
+    raise_python_error(error);
     return false;
   }
   Py_DECREF(r);
@@ -567,9 +576,7 @@ static bool warm_record(sqlml_call *state, char *error)
     Py_CLEAR(answers);
   }
   if (!answers) {
-    char msg[SQLML_ERRMSG_SIZE];
-    server_error(pyhost_take_error(msg, sizeof msg), msg);
-    *error = 1;
+    raise_python_error(error);
     return false;
   }
   for (size_t i = 0; i < state->n_rows; i++) {
@@ -605,12 +612,7 @@ static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
   pyhost_enter();
   if (warm_flush(state, error)) {
     PyObject *r = call_with(state->call, NULL, error);
-    if (r == Py_None)
-      *is_null = 1;
-    else if (r && PyLong_Check(r))
-      value = PyLong_AsLongLong(r);
-    else if (r)
-      wrong_type(r, "int", error);
+    value = int_result(r, is_null, error);
     if (r && !*error)
       warm_record(state, error);
     Py_XDECREF(r);
