@@ -50,12 +50,11 @@ class WarmUp:
         self.error: SqlmlError | None = None
         self._fresh = engine.cache.fresh
         # add_many's payloads' answers, in the order given (MISS where a batch failed),
-        # when the caller asked to keep them (record=True after construction).
+        # when the owner sets a list here (WarmAggregate.lane).
         self.results: list | None = None
 
-    def add(self, payload: str, key: tuple | None = None) -> None:
-        """key: the payload's cache key, if the caller has built it already."""
-        if payload in self.pending or self._fresh(key or (self.service, self.name, payload)):
+    def add(self, payload: str) -> None:
+        if payload in self.pending or self._fresh((self.service, self.name, payload)):
             return
         self.pending.add(payload)
         self._append(payload)

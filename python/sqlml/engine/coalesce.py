@@ -4,9 +4,9 @@ A scalar call cannot see the next row, but concurrent calls from other connectio
 for the same target (a Comprehend language, a SageMaker endpoint) can share a request.
 
 Flush rule: a call that finds no request in flight for its target sends at once if its
-connection is the only recent caller, so a lone connection waits for nobody. Calls that arrive while a request is in flight queue
-up and leave together in the next request, up to max_batch_size rows (a full batch
-leaves at once, on another sender if need be). Adaptive linger: when a request returns,
+connection is the only recent caller, so a lone connection waits for nobody. Calls that
+arrive while a request is in flight queue up and leave together in the next request, up
+to max_batch_size rows (a full batch leaves at once, on another sender if need be). Adaptive linger: when a request returns,
 the callers it answered are about to come back with their next call, and so are the
 other callers active a moment ago (a caller is a server thread, i.e. a connection; one
 seen within RECENT_CALLER_S counts). The sender waits for as many calls as there are

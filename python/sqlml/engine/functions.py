@@ -319,28 +319,21 @@ class WarmAggregate:
         """add_rows' common part: the rows' cache keys; those without a fresh answer are
         sent, per target name (key[1]), by send(name, payloads)."""
         unanswered = self.engine.cache.unanswered(keys)
-        sending = list(compress(keys, unanswered))
-        if sending and sending[0][1] == sending[-1][1] and all(key[1] == sending[0][1] for key in sending):
-            name = sending[0][1]  # one target: the usual case
-            self.rows += [name if was_sent else key for key, was_sent in zip(keys, unanswered)]
-            send(name, [key[2] for key in sending])
-            return
         self.rows += [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered)]
-        payloads: dict[str, list] = {}
-        for key in sending:
-            payloads.setdefault(key[1], []).append(key[2])
-        for name, batch in payloads.items():
-            send(name, batch)
+        sending = list(compress(keys, unanswered))
+        for name in {key[1] for key in sending}:  # one name, but for Comprehend in several languages
+            send(name, [key[2] for key in sending if key[1] == name])
 
     def answers(self) -> list:
         rows, results = self.rows, self.results
         self.rows, self.results = [], {}
         sent = sum(1 for row in rows if type(row) is str)
-        if sent != sum(map(len, results.values())):  # cannot happen; never guess
-            return self.memo_form(self.engine.cache.peek_many([row if type(row) is tuple else None for row in rows]))
-        if len(results) == 1 and sent == len(rows):  # every row sent, to one target
+        consistent = sent == sum(map(len, results.values()))  # cannot be otherwise; never guess
+        if consistent and len(results) == 1 and sent == len(rows):  # every row sent, to one target
             return self.memo_form(next(iter(results.values())))
         peeked = self.engine.cache.peek_many([row if type(row) is tuple else None for row in rows])
+        if not consistent:  # the rows sent get no answer: their reads ask Python
+            return self.memo_form(peeked)
         ordered = {name: iter(answers) for name, answers in results.items()}
         return self.memo_form([next(ordered[row]) if type(row) is str else answer for row, answer in zip(rows, peeked)])
 
