@@ -292,25 +292,32 @@ def test_a_transient_part_failure_is_retried_and_the_export_completes(s3_db, cli
     assert sorted(int(v) for v in body.split()) == list(range(1, 800001))
 
 
+def export_until_first_part(s3_db, faults, sql: str, conn=None):
+    """Runs sql on a thread until the S3 stub has seen its first UploadPart (at most 60 s).
+    Returns the thread and the outcome it fills: {"value": rows} or {"error": args}."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = s3_db.query(sql, conn=conn)
+        except pymysql.err.MySQLError as exc:
+            outcome["error"] = exc.args
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 60
+    while faults.seen.get("UploadPart", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return t, outcome
+
+
 def test_kill_query_mid_export_aborts_the_upload(s3_db, client, bucket, stub, big):
     faults = stub.reset(part_delay_s=0.5)
     with s3_db.settings(s3_endpoint_url=stub.url, export_part_mb=5, export_file_mb=100):
         conn = s3_db.connect()
         conn_id = conn.thread_id()
-        outcome = {}
-
-        def run():
-            try:
-                outcome["value"] = s3_db.query(f"SELECT sqlml_export_s3('s3://{bucket}/killed', 'FORMAT CSV', id, "
-                                               "label, x, note) FROM export_big", conn=conn)
-            except pymysql.err.MySQLError as exc:
-                outcome["error"] = exc.args
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 60
-        while faults.seen.get("UploadPart", 0) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        t, outcome = export_until_first_part(s3_db, faults, f"SELECT sqlml_export_s3('s3://{bucket}/killed', "
+                                                            "'FORMAT CSV', id, label, x, note) FROM export_big", conn)
         assert faults.seen.get("UploadPart", 0) >= 1
         s3_db.query(f"KILL QUERY {conn_id}")
         t.join(60)
@@ -419,20 +426,9 @@ def test_uri_changing_within_a_group_is_refused(s3_db, client, bucket):
 
 def test_drop_function_during_an_export_is_survived(s3_db, client, bucket, stub, big):
     faults = stub.reset(part_delay_s=0.3)
-    outcome = {}
     with s3_db.settings(s3_endpoint_url=stub.url, export_part_mb=5, export_file_mb=100):
-        def run():
-            try:
-                outcome["value"] = s3_db.query(f"SELECT sqlml_export_s3('s3://{bucket}/dropped', 'FORMAT CSV', id) "
-                                               "FROM export_big WHERE id <= 900000")
-            except pymysql.err.MySQLError as exc:
-                outcome["error"] = exc.args
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 60
-        while faults.seen.get("UploadPart", 0) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        t, outcome = export_until_first_part(s3_db, faults, f"SELECT sqlml_export_s3('s3://{bucket}/dropped', "
+                                                            "'FORMAT CSV', id) FROM export_big WHERE id <= 900000")
         s3_db.query("DROP FUNCTION sqlml_export_s3")
         t.join(120)
         assert not t.is_alive()
