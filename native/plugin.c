@@ -231,6 +231,12 @@ static bool differs_from_default(const struct setting *s)
   }
 }
 
+/* Whether str (len bytes) is word, in any case. */
+static bool bool_word(const char *str, int len, const char *word)
+{
+  return len >= 0 && (size_t)len == strlen(word) && strncasecmp(str, word, (size_t)len) == 0;
+}
+
 /* A value from SET GLOBAL: read it, let the engine validate it (the message says what is
  * allowed), and leave it in `save` for update_setting. Strings are copied into the
  * statement's memory, as the server's own check does. */
@@ -260,12 +266,13 @@ static int check_setting(void *thd, struct sys_var_header *var, void *save, stru
     if (value->value_type(value) == MYSQL_VALUE_TYPE_STRING) {
       int len = (int)sizeof buf;
       const char *str = value->val_str(value, buf, &len);
-      if (str && (!strncasecmp(str, "ON", (size_t)len) || !strncasecmp(str, "TRUE", (size_t)len)) && len)
+      /* Whole words only, as the server's own boolean variables take them: no prefixes. */
+      if (str && bool_word(str, len, "ON"))
         n = 1;
-      else if (str && (!strncasecmp(str, "OFF", (size_t)len) || !strncasecmp(str, "FALSE", (size_t)len)) && len)
+      else if (str && bool_word(str, len, "OFF"))
         n = 0;
-    } else if (value->val_int(value, &n) != 0) {
-      n = -1;
+    } else if (value->value_type(value) != MYSQL_VALUE_TYPE_INT || value->val_int(value, &n) != 0) {
+      n = -1; /* 1.0 or 1e0: the server refuses those for its own booleans too */
     }
     if (n != 0 && n != 1) {
       snprintf(err, sizeof err, "%s must be ON or OFF (1 or 0)", s->full_name);

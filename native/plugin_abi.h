@@ -172,5 +172,10 @@ struct mysql_thd_security_context {
   int (*get)(void *thd, void **out_ctx);
   int (*set)(void *thd, void *in_ctx);
 };
+/* get(ctx, "privilege_super", &bool): whether the context holds the static SUPER privilege. */
+struct mysql_security_context_options {
+  int (*get)(void *security_context, const char *name, void *inout_value);
+  int (*set)(void *security_context, const char *name, void *value);
+};
 
 #endif

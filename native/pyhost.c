@@ -154,7 +154,7 @@ static PyObject *native_settings(PyObject *self, PyObject *unused)
   PyObject *items = PyTuple_New(n);
   for (int i = 0; items && i < n; i++) {
     const struct plugin_setting *v = &values[i];
-    PyObject *item = v->kind == 0   ? Py_BuildValue("(ssO)", v->name, v->str, v->is_set ? Py_True : Py_False)
+    PyObject *item = v->kind == 0   ? Py_BuildValue("(syO)", v->name, v->str, v->is_set ? Py_True : Py_False)
                      : v->kind == 1 ? Py_BuildValue("(sOO)", v->name, v->num ? Py_True : Py_False,
                                                     v->is_set ? Py_True : Py_False)
                                     : Py_BuildValue("(sLO)", v->name, v->num, v->is_set ? Py_True : Py_False);
@@ -506,8 +506,8 @@ int pyhost_check_setting(const char *name, const char *str, long long num, int i
   if (config) {
     if (is_num)
       r = PyObject_CallMethod(config, "check_system_variable", "sL", name, num);
-    else if (str)
-      r = PyObject_CallMethod(config, "check_system_variable", "ss", name, str);
+    else if (str) /* bytes: the engine says what is wrong with text that is not UTF-8 */
+      r = PyObject_CallMethod(config, "check_system_variable", "sy#", name, str, (Py_ssize_t)num);
     else
       r = PyObject_CallMethod(config, "check_system_variable", "sO", name, Py_None);
     Py_DECREF(config);

@@ -40,16 +40,16 @@ static int (*binlog_format)(const void *thd);
 static struct mysql_registry_service *registry;
 static struct mysql_global_grants_check *grants_check;
 static struct mysql_thd_security_context *security_context;
+static struct mysql_security_context_options *context_options;
 /* MariaDB: the server's own routine privilege check and its current THD. */
-typedef struct {
-  const char *str;
-  size_t length;
-} lex_cstring;
-static bool (*check_routine_access)(void *thd, unsigned long long want, const lex_cstring *db,
-                                    const lex_cstring *name, const void *sp_handler, bool no_errors);
+/* True when the caller holds NO routine-level privilege on db.name, through its own grant
+ * or its active role's (global and database-level privileges do not count here). */
+static bool (*check_routine_level_acl)(void *thd, const char *db, const char *name, const void *sp_handler);
 static const void *sp_handler_procedure;
+/* False when the caller holds every privilege in want globally (no_errors: no SQL error). */
+static bool (*check_global_access)(void *thd, unsigned long long want, bool no_errors);
+#define MARIA_SUPER_ACL (1ULL << 15)
 static void *(*maria_current_thd)(void);
-#define MARIA_EXECUTE_ACL (1ULL << 18)
 
 static void *find(const char *c_name, const char *mangled)
 {
@@ -66,10 +66,11 @@ static void lookup(void)
   binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
   if (is_mariadb) {
     maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
-    check_routine_access = (bool (*)(void *, unsigned long long, const lex_cstring *, const lex_cstring *,
-                                     const void *, bool))
-        find(NULL, "_Z20check_routine_accessP3THD11privilege_tPK25st_mysql_const_lex_stringS4_PK10Sp_handlerb");
+    check_routine_level_acl = (bool (*)(void *, const char *, const char *, const void *))find(
+        NULL, "_Z23check_routine_level_aclP3THDPKcS2_PK10Sp_handler");
     sp_handler_procedure = find("sp_handler_procedure", NULL);
+    check_global_access = (bool (*)(void *, unsigned long long, bool))find(
+        NULL, "_Z19check_global_accessP3THD11privilege_tb");
     return;
   }
   current_thd = (current_thd_fn)find(NULL, "_Z19thd_get_current_thdv");
@@ -86,6 +87,8 @@ static void lookup(void)
     grants_check = service;
   if (registry && registry->acquire("mysql_thd_security_context", &service) == 0)
     security_context = service;
+  if (registry && registry->acquire("mysql_security_context_options", &service) == 0)
+    context_options = service;
 }
 
 void server_api_init(void) { pthread_once(&once, lookup); }
@@ -159,25 +162,34 @@ int server_register_privileges(void)
 
 int server_has_grant(const char *privilege, char *why, size_t why_len)
 {
+  if (is_mariadb && strcmp(privilege, "SUPER") == 0) {
+    void *thd = maria_current_thd ? maria_current_thd() : NULL;
+    if (!thd || !check_global_access) {
+      snprintf(why, why_len, "this MariaDB build does not export check_global_access");
+      return -1;
+    }
+    return check_global_access(thd, MARIA_SUPER_ACL, true) ? 0 : 1;
+  }
   if (is_mariadb) {
     void *thd = maria_current_thd ? maria_current_thd() : NULL;
-    if (!thd || !check_routine_access || !sp_handler_procedure) {
+    if (!thd || !check_routine_level_acl || !sp_handler_procedure) {
       snprintf(why, why_len,
-               "this MariaDB build does not export check_routine_access, so sqlml cannot check the "
+               "this MariaDB build does not export check_routine_level_acl, so sqlml cannot check the "
                "caller's roles; it refuses to run ML functions");
       return -1;
     }
     /* EXECUTE on the marker procedure sqlml.<privilege in lower case, without SQLML_>,
-     * which install.sql grants to the matching role: the server's own check, with the
-     * current security context (a SQL SECURITY DEFINER routine's definer) and its role. */
+     * granted on that procedure itself (install.sql grants it to the matching role): the
+     * server's own routine-level check, with the current security context (a SQL SECURITY
+     * DEFINER routine's definer) and its active role. A global or database-level EXECUTE
+     * does not count: it is no AWS_* role. */
     char routine[64];
     const char *bare = strncmp(privilege, "SQLML_", 6) == 0 ? privilege + 6 : privilege;
     size_t n = 0;
     for (; bare[n] && n < sizeof routine - 1; n++)
       routine[n] = (char)(bare[n] >= 'A' && bare[n] <= 'Z' ? bare[n] - 'A' + 'a' : bare[n]);
     routine[n] = '\0';
-    lex_cstring db = {"sqlml", 5}, name = {routine, n};
-    return check_routine_access(thd, MARIA_EXECUTE_ACL, &db, &name, sp_handler_procedure, true) ? 0 : 1;
+    return check_routine_level_acl(thd, "sqlml", routine, sp_handler_procedure) ? 0 : 1;
   }
   if (!plugin_sqlml_ready()) {
     snprintf(why, why_len,
@@ -193,6 +205,14 @@ int server_has_grant(const char *privilege, char *why, size_t why_len)
              "this MySQL build does not offer the global_grants_check service, so sqlml cannot check "
              "the caller's privileges; it refuses to run ML functions");
     return -1;
+  }
+  if (strcmp(privilege, "SUPER") == 0) { /* static, not a global grant: ask the context */
+    bool super = false;
+    if (!context_options || context_options->get(ctx, "privilege_super", &super) != 0) {
+      snprintf(why, why_len, "this MySQL build does not offer mysql_security_context_options");
+      return -1;
+    }
+    return super ? 1 : 0;
   }
   return grants_check->has_global_grant(ctx, privilege, strlen(privilege)) ? 1 : 0;
 }

@@ -49,7 +49,9 @@ int server_binlog_format(void);
 int server_register_privileges(void);
 
 /* Whether the caller (the current security context, roles as active) holds privilege:
- * 1 yes, 0 no, -1 cannot tell on this server (why says so). */
+ * 1 yes, 0 no, -1 cannot tell on this server (why says so). On MySQL a dynamic privilege
+ * (global_grants_check) or "SUPER"; on MariaDB "SUPER" is the global SUPER privilege, any other name
+ * a routine-level EXECUTE on its marker procedure. */
 int server_has_grant(const char *privilege, char *why, size_t why_len);
 
 #endif

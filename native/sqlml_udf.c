@@ -298,9 +298,12 @@ static void wrong_type(PyObject *result, const char *expected, char *error)
   *error = 1;
 }
 
+/* Every result path starts with *is_null = 0: the server keeps the flag between rows
+ * (for DECIMAL at least), so a NULL row would otherwise make every later row NULL. */
 static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
 {
   double value = 0.0;
+  *is_null = 0;
   struct memo_answer a;
   if (memo_hit((sqlml_call *)initid->ptr, args, &a)) {
     bool confidence = ((sqlml_call *)initid->ptr)->spec.mode == MEMO_CONFIDENCE;
@@ -330,6 +333,7 @@ static double call_real(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *e
 static long long int_result(PyObject *r, char *is_null, char *error)
 {
   long long value = 0;
+  *is_null = 0;
   if (r == Py_None) {
     *is_null = 1;
   } else if (r && PyLong_Check(r)) {
@@ -350,6 +354,7 @@ static long long call_int(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char 
   long long value = 0;
   struct memo_answer a;
   sqlml_call *state = (sqlml_call *)initid->ptr;
+  *is_null = 0;
   if (args && memo_hit(state, args, &a) && a.text &&
       memo_parse_int(a.text, a.text_len, state->spec.low, state->spec.high, &value)) {
     count_hit();
@@ -369,6 +374,7 @@ static char *call_string(UDF_INIT *initid, UDF_ARGS *args, char *result, unsigne
   sqlml_call *state = (sqlml_call *)initid->ptr;
   char *out = NULL;
   struct memo_answer a;
+  *is_null = 0;
   if (args && state->spec.mode == MEMO_LABEL && memo_hit(state, args, &a) && a.text &&
       a.text_len <= SQLML_RESULT_BUF) {
     memcpy(result, a.text, a.text_len);

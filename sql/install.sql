@@ -78,11 +78,17 @@ SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.s3_export 
                     'GRANT SQLML_S3_EXPORT ON *.* TO AWS_SELECT_S3_ACCESS');
 PREPARE sqlml_stmt FROM @sqlml_sql;
 EXECUTE sqlml_stmt;
--- The installing administrator may call everything: on MariaDB through its global
--- EXECUTE privilege; on MySQL, where no one holds a dynamic privilege implicitly, by
--- a direct grant.
-SET @sqlml_sql = IF(@sqlml_mariadb, 'DO 0',
+-- The installing administrator may call everything, by a direct grant: no one holds
+-- these implicitly (on MariaDB only a grant on the marker procedure itself counts, not
+-- a global or database-level EXECUTE).
+SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.comprehend_invoke TO CURRENT_USER()',
                     'GRANT SQLML_COMPREHEND_INVOKE, SQLML_SAGEMAKER_INVOKE, SQLML_S3_EXPORT ON *.* TO CURRENT_USER()');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.sagemaker_invoke TO CURRENT_USER()', 'DO 0');
+PREPARE sqlml_stmt FROM @sqlml_sql;
+EXECUTE sqlml_stmt;
+SET @sqlml_sql = IF(@sqlml_mariadb, 'GRANT EXECUTE ON PROCEDURE sqlml.s3_export TO CURRENT_USER()', 'DO 0');
 PREPARE sqlml_stmt FROM @sqlml_sql;
 EXECUTE sqlml_stmt;
 DEALLOCATE PREPARE sqlml_stmt;

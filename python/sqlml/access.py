@@ -51,6 +51,20 @@ def refusal(function: str, *services: str) -> SqlmlError | None:
         f"(or make it a default role)")
 
 
+# Who may see sqlml's settings and per-endpoint details (sqlml_status()): whoever the
+# server lets change its global variables. MySQL: SYSTEM_VARIABLES_ADMIN or SUPER;
+# MariaDB: SUPER.
+ADMIN_PRIVILEGES = {"mysql": ("SYSTEM_VARIABLES_ADMIN", "SUPER"), "mariadb": ("SUPER",)}
+
+
+def is_admin() -> bool:
+    """Whether the caller may see settings and per-target details; False where the server
+    cannot tell (fail closed)."""
+    if not server.inside_server():
+        return True
+    return any(server.has_grant(p)[0] == 1 for p in ADMIN_PRIVILEGES.get(server.flavor(), ()))
+
+
 class Refused:
     """A prepared call that raises `error` on every row: the statement fails at its first
     row with the full message (MariaDB cuts init messages to 80 characters), and no

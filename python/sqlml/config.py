@@ -18,6 +18,7 @@ import configparser
 import dataclasses
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -88,15 +89,27 @@ def _url(name: str, raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.startswith(("http://", "https://")):
-        raise SettingError(f"{name} must be an http:// or https:// URL (or empty for AWS), got {raw!r}")
-    if "@" in raw.split("/", 3)[2]:
+    if not raw.startswith(("http://", "https://")) or not raw.isprintable() or " " in raw:
+        raise SettingError(f"{name} must be an http:// or https:// URL (or empty for AWS), got {raw[:200]!r}")
+    parts = urllib.parse.urlsplit(raw)
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         # user:password@host would put a secret into SHOW VARIABLES and error messages.
         raise SettingError(f"{name} must not carry credentials (user@host); use an IAM role or the default chain")
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        # A query string is where a token would go: secrets do not belong in a setting
+        # that sqlml_status() and error messages may show.
+        raise SettingError(f"{name} must not have a query string or fragment (?... or #...); "
+                           f"got a URL for host {parts.hostname!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise SettingError(f"{name} has an invalid port: {raw[:200]!r}") from None
+    if not parts.hostname:
+        raise SettingError(f"{name} must name a host, got {raw[:200]!r}")
     return raw
 
 
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
 
 
 def _role_arn(name: str, raw: str) -> str | None:
@@ -118,8 +131,26 @@ def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
 
 def _region(name: str, raw: str) -> str:
     value = raw.strip()
-    if not value or not all(c.isalnum() or c == "-" for c in value):
-        raise SettingError(f"{name} must be an AWS region name such as us-east-1, got {raw!r}")
+    if not 0 < len(value) <= 64 or not all(c.isascii() and (c.isalnum() or c == "-") for c in value):
+        raise SettingError(f"{name} must be an AWS region name such as us-east-1, got {raw[:100]!r}")
+    return value
+
+
+# Media types as an HTTP Accept header carries them: type/subtype[;param=value], comma
+# separated, RFC 9110 tokens with spaces or tabs only around ; and , (no CR, LF or
+# non-ASCII: the value becomes a request header).
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA = rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|\"[^\"\\\x00-\x1f\x7f]*\"))*"
+_MEDIA_TYPE = re.compile(rf"{_MEDIA}(?:[ \t]*,[ \t]*{_MEDIA})*", re.ASCII)
+
+
+def _media_type(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return "text/csv"
+    if len(value) > 255 or not _MEDIA_TYPE.fullmatch(value):
+        raise SettingError(f"{name} must be a media type such as text/csv or application/json "
+                           f"(type/subtype[;param=value], no line breaks), got {raw[:100]!r}")
     return value
 
 
@@ -151,7 +182,7 @@ _PARSERS = {
     "max_attempts": lambda n, r: _int_in(n, r, 1, 10),
     "on_error": lambda n, r: _choice(n, r, ON_ERROR_POLICIES),
     "max_in_flight": lambda n, r: _int_in(n, r, 1, 256),
-    "sagemaker_accept": lambda n, r: r.strip() or "text/csv",
+    "sagemaker_accept": _media_type,
     "cache_enabled": _bool,
     "cache_max_entries": lambda n, r: _int_in(n, r, 0, 100_000_000),
     "cache_max_mb": lambda n, r: _int_in(n, r, 0, 65536),
@@ -225,7 +256,14 @@ def system_variable_raw(name: str, value) -> tuple[str, str]:
         return var.key, repr(value * var.scale) if var.scale != 1.0 else str(value)
     if isinstance(value, bool):
         return var.key, "1" if value else "0"
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SettingError(f"{name} must be UTF-8 text, got {value[:100]!r}") from None
     raw = "" if value is None else str(value)
+    if "\0" in raw:
+        raise SettingError(f"{name} must not contain NUL bytes")
     _PARSERS[var.key](name, raw)  # validates, naming the variable as the DBA typed it
     return var.key, raw
 
@@ -261,10 +299,16 @@ def parse(values: Mapping[str, str], base: Settings | None = None) -> Settings:
 
 
 def read_cnf(path: str) -> dict[str, str]:
-    """The [sqlml] section of an INI file, without the `python` key (the shim's)."""
+    """The [sqlml] section of an INI file, without the `python` key (the shim's).
+    SettingError names the file and what is wrong with it."""
     parser = configparser.ConfigParser(interpolation=None)
-    with open(path, encoding="utf-8") as f:
-        parser.read_file(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except configparser.Error as exc:
+        raise SettingError(f"{path}: {' '.join(str(exc).split())[:300]}") from None
+    except UnicodeDecodeError:
+        raise SettingError(f"{path}: not UTF-8 text") from None
     if not parser.has_section("sqlml"):
         return {}
     return {k: v for k, v in parser.items("sqlml") if k != "python"}

@@ -10,6 +10,7 @@ and every row reads its answer by its own input: a result is never bound by posi
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from .. import config, server
@@ -23,12 +24,12 @@ from .counters import Counters
 from .dispatch import Dispatcher
 
 
-
 class Engine:
     def __init__(self, cnf_path: str | None, settings: Settings | None = None):
         self.cnf_path = cnf_path
         self._variables_generation, variables = server.system_variables()
-        self.settings = settings or config.load(cnf_path, variables=variables)
+        self.reload_error: str | None = None
+        self.settings = settings or self._first_settings(variables)
         self.counters = Counters()
         self.clients = Clients(self.settings)
         self.dispatcher = Dispatcher(self.settings, self.counters)
@@ -38,7 +39,6 @@ class Engine:
         self._coalescers_lock = threading.Lock()
         self._cnf_mtime = self._mtime()
         self._reload_lock = threading.Lock()
-        self.reload_error: str | None = None
 
     # ---- settings --------------------------------------------------------------
 
@@ -47,6 +47,23 @@ class Engine:
             return os.stat(self.cnf_path).st_mtime if self.cnf_path else None
         except OSError:
             return None
+
+    def _first_settings(self, variables: dict) -> Settings:
+        """The settings at boot. A bad sqlml.cnf or variable must not stop every function:
+        without the file, then the defaults, and sqlml_status() and the log say why."""
+        try:
+            return config.load(self.cnf_path, variables=variables)
+        except (OSError, ValueError) as exc:
+            self._settings_refused(exc)
+        try:
+            return config.load(None, variables=variables)
+        except (OSError, ValueError):
+            return Settings()
+
+    def _settings_refused(self, exc: Exception) -> None:
+        self.reload_error = f"{self.cnf_path}: {exc}" if str(self.cnf_path) not in str(exc) else str(exc)
+        print(f"sqlml: settings not applied, keeping the last good ones: {self.reload_error}", file=sys.stderr,
+              flush=True)
 
     def maybe_reload(self) -> None:
         """Re-reads the settings if sqlml.cnf or a system variable changed; called at
@@ -65,8 +82,8 @@ class Engine:
             try:
                 settings = config.load(self.cnf_path, variables=variables)
             except (OSError, ValueError) as exc:
-                # Keep running on the last good settings; sqlml_status() shows why.
-                self.reload_error = f"{self.cnf_path}: {exc}"
+                # Keep running on the last good settings; sqlml_status() and the log say why.
+                self._settings_refused(exc)
                 return
             self.reload_error = None
             self.apply(settings)

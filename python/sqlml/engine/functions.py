@@ -526,12 +526,22 @@ def prepare_status(engine, name, kind, types, consts):
     if types:
         raise ArgumentError(f"{name}: takes no arguments")
 
+    # The counters are public (SHOW GLOBAL STATUS shows them to anyone); the settings
+    # (role ARNs, endpoint URLs) and which endpoints were called how often only to whom
+    # the server lets change global variables (access.ADMIN_PRIVILEGES).
+    admin = access.is_admin()
+
     def row():
         flush_all()
         snap = engine.counters.snapshot()
         snap["cache"] = engine.cache.stats()
-        snap["settings"] = {k: v for k, v in engine.settings.__dict__.items()}
-        snap["settings_error"] = engine.reload_error
+        if admin:
+            snap["settings"] = {k: v for k, v in engine.settings.__dict__.items()}
+            snap["settings_error"] = engine.reload_error
+        else:
+            del snap["targets"]
+            snap["details"] = (f"settings and per-endpoint figures need "
+                               f"{' or '.join(access.ADMIN_PRIVILEGES.get(server.flavor(), ('SUPER',)))}")
         return json.dumps(snap, sort_keys=True).encode()
 
     return row, 65535, 31, ()
