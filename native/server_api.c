@@ -40,6 +40,26 @@ static int (*binlog_format)(const void *thd);
 static struct mysql_registry_service *registry;
 static struct mysql_global_grants_check *grants_check;
 static struct mysql_thd_security_context *security_context;
+/* MySQL: the session's current database (thd attribute "schema", a String handle that
+ * the string services copy out and free). */
+struct mysql_thd_attributes {
+  int (*get)(void *thd, const char *name, void *inout_pvalue);
+  int (*set)(void *thd, const char *name, void *inout_pvalue);
+};
+struct mysql_string_factory {
+  int (*create)(void **out_string);
+  void (*destroy)(void *string);
+};
+struct mysql_string_converter {
+  int (*convert_from_buffer)(void **out_string, const char *in_buffer, unsigned long long length,
+                             const char *charset_name);
+  int (*convert_to_buffer)(void *in_string, char *out_buffer, unsigned long long length, const char *charset_name);
+};
+static struct mysql_thd_attributes *thd_attributes;
+static struct mysql_string_factory *string_factory;
+static struct mysql_string_converter *string_converter;
+/* Both servers: the C function plugins use to see KILL QUERY / KILL (nonzero: killed). */
+static int (*thd_killed_fn)(const void *thd);
 /* MariaDB: the server's own routine privilege check and its current THD. */
 typedef struct {
   const char *str;
@@ -64,6 +84,7 @@ static void lookup(void)
   printf_error = (printf_error_fn)find("my_printf_error", "_Z15my_printf_errorjPKciz");
   thd_strmake = (char *(*)(void *, const char *, size_t))find("thd_strmake", "_Z11thd_strmakeP3THDPKcm");
   binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
+  thd_killed_fn = (int (*)(const void *))find("thd_killed", "_Z10thd_killedPK3THD");
   if (is_mariadb) {
     maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
     check_routine_access = (bool (*)(void *, unsigned long long, const lex_cstring *, const lex_cstring *,
@@ -86,6 +107,12 @@ static void lookup(void)
     grants_check = service;
   if (registry && registry->acquire("mysql_thd_security_context", &service) == 0)
     security_context = service;
+  if (registry && registry->acquire("mysql_thd_attributes", &service) == 0)
+    thd_attributes = service;
+  if (registry && registry->acquire("mysql_string_factory", &service) == 0)
+    string_factory = service;
+  if (registry && registry->acquire("mysql_string_converter", &service) == 0)
+    string_converter = service;
 }
 
 void server_api_init(void) { pthread_once(&once, lookup); }
@@ -134,6 +161,28 @@ char *server_thd_strmake(void *thd, const char *str, size_t length)
 void *server_current_thd(void)
 {
   return is_mariadb ? (maria_current_thd ? maria_current_thd() : NULL) : (current_thd ? current_thd() : NULL);
+}
+
+int server_current_db(void *thd, char *buf, size_t len)
+{
+  void *handle = NULL;
+  buf[0] = '\0';
+  if (!thd || !thd_attributes || !string_factory || !string_converter || len < 2 ||
+      thd_attributes->get(thd, "schema", &handle) != 0 || !handle)
+    return -1;
+  int ok = string_converter->convert_to_buffer(handle, buf, len, "utf8mb4") == 0;
+  string_factory->destroy(handle);
+  if (!ok) {
+    buf[0] = '\0';
+    return -1;
+  }
+  buf[len - 1] = '\0';
+  return (int)strlen(buf);
+}
+
+bool server_killed(void *thd)
+{
+  return thd && thd_killed_fn && thd_killed_fn(thd) != 0;
 }
 
 int server_binlog_format(void)
