@@ -425,7 +425,7 @@ def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[
     warm-up is SQL inside the statement (_guarded_values_warm_up), not a send from here."""
     from .. import bridge
     from ..engine import functions as sqlfunctions
-    from ..types import KIND_STRING
+    from ..types import KIND_INT, KIND_STRING
 
     calls = [node for node in tree.expression.find_all(exp.Anonymous) if _is_ml(node, names)]
     if len(calls) < 2:
