@@ -464,6 +464,7 @@ SQLML_EXPORT double sqlml_rewrite_filter_ns(UDF_INIT *initid, UDF_ARGS *args, ch
   clock_gettime(CLOCK_MONOTONIC, &a);
   for (long long i = 0; i < n; i++) {
     if ((i & 63) == 0 && server_killed(thd)) {
+      server_error(1317 /* ER_QUERY_INTERRUPTED */, "Query execution was interrupted");
       *error = 1;
       return 0;
     }
