@@ -34,6 +34,11 @@ def registry_lines(db) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").split("\n") if line and not line.startswith("#")]
 
 
+def registered(db, name: str) -> list[str]:
+    """The registry lines naming `name` (in any field before the definition)."""
+    return [line for line in registry_lines(db) if name in line.split("\t")[:-1]]
+
+
 def status(db, name: str) -> int:
     # LIKE without the Sqlml_ prefix: a statement naming sqlml_* is itself looked at.
     rows = db.query(f"SHOW GLOBAL STATUS LIKE '%{name.removeprefix('Sqlml_')}'")
@@ -108,27 +113,27 @@ def test_a_usage_only_create_function_that_fails_records_nothing(world, fake):
 
 def test_a_refused_drop_function_keeps_the_function_and_its_entry(world, fake):
     world.query(f"CREATE FUNCTION sec_anomaly_score(x REAL) RETURNS REAL {ALIAS} 'echo-sec' MAX_BATCH_SIZE 100")
-    entry = [line for line in registry_lines(world) if line.startswith("sqlml_test\tsec_anomaly_score\t")]
+    entry = registered(world, "sec_anomaly_score")
     assert len(entry) == 1, registry_lines(world)
     with connect(world, "sec_attacker") as conn, conn.cursor() as cur:
         with pytest.raises(pymysql.MySQLError) as err:
             cur.execute("DROP FUNCTION sqlml_test.sec_anomaly_score")
         assert err.value.args[0] in (1370, 1044)
-    assert [line for line in registry_lines(world) if line.startswith("sqlml_test\tsec_anomaly_score\t")] == entry
+    assert registered(world, "sec_anomaly_score") == entry
     world.query("SELECT sqlml_cache_clear()")
     fake.reset()
     rows = world.query("SELECT n, sec_anomaly_score(n) FROM numbers WHERE n <= 250 ORDER BY n")
     assert [r[1] for r in rows] == [float(n) for n in range(1, 251)]
     assert fake.stats(log=False)["requests"] == 3  # still batched: ceil(250 / 100)
     world.query("DROP FUNCTION sqlml_test.sec_anomaly_score")  # by its owner: the entry goes
-    assert not [line for line in registry_lines(world) if "\tsec_anomaly_score\t" in line]
+    assert not registered(world, "sec_anomaly_score")
 
 
 def test_a_same_named_function_in_another_schema_never_receives_the_victims_values(world, fake):
     # The issue's attack, by a user who may create functions in their own schema only.
     with connect(world, "sec_owner", ATTACKER_DB) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE FUNCTION score(x REAL) RETURNS REAL {ALIAS} 'attacker-ep'")
-    assert any(line.startswith(f"{ATTACKER_DB}\tscore\t") for line in registry_lines(world))
+    assert registered(world, "score")
     # ... and by a USAGE-only user, whose statement fails.
     with connect(world, "sec_attacker") as conn, conn.cursor() as cur:
         with pytest.raises(pymysql.MySQLError):
@@ -146,10 +151,10 @@ def test_a_stale_entry_never_chooses_where_values_go(world, fake):
     (a comment before DROP) and recreated as plain SQL: its entry is stale, and the
     warm-up the rewriter still plans must check the function's current definition."""
     world.query(f"CREATE FUNCTION {VICTIM_DB}.stale(x REAL) RETURNS REAL {ALIAS} 'stale-ep'")
-    assert any(line.startswith(f"{VICTIM_DB}\tstale\t") for line in registry_lines(world))
+    assert registered(world, "stale")
     world.query(f"/* unseen */ DROP FUNCTION {VICTIM_DB}.stale")
     world.query(f"CREATE FUNCTION {VICTIM_DB}.stale(x REAL) RETURNS REAL DETERMINISTIC NO SQL RETURN x + 1")
-    assert any(line.startswith(f"{VICTIM_DB}\tstale\t") for line in registry_lines(world))
+    assert registered(world, "stale")
     fake.reset()
     got = run_as_victim(world, f"SELECT {VICTIM_DB}.stale(v) FROM {VICTIM_DB}.r ORDER BY v")
     assert got == [v + 1 for v in ROWS]
@@ -180,7 +185,7 @@ def test_names_cannot_inject_lines_into_the_registry(world, fake):
 def test_a_one_letter_name_does_not_send_every_statement_to_python(world, fake):
     with connect(world, "sec_owner", ATTACKER_DB) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE FUNCTION e(x REAL) RETURNS REAL {ALIAS} 'echo-e'")
-    assert any(line.startswith(f"{ATTACKER_DB}\te\t") for line in registry_lines(world))
+    assert registered(world, "e")
     before = status(world, "Sqlml_rewrite_analysed_cnt")
     with world.connect() as conn, conn.cursor() as cur:
         for n in range(1, 301):  # every one contains the letter e, and `e` as a column alias
@@ -204,6 +209,7 @@ def test_install_sql_leaves_no_filter_benchmark_for_everyone(db):
 @pytest.fixture
 def filter_ns(db):
     """The benchmark helper, created as bench/bench_rewrite.py does and dropped after."""
+    db.query("DROP FUNCTION IF EXISTS sqlml_rewrite_filter_ns")  # an earlier sqlml installed it
     db.query("CREATE FUNCTION sqlml_rewrite_filter_ns RETURNS REAL SONAME 'sqlml.so'")
     yield
     db.query("DROP FUNCTION IF EXISTS sqlml_rewrite_filter_ns")
