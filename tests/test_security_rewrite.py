@@ -106,7 +106,6 @@ def test_a_usage_only_create_function_that_fails_records_nothing(world, fake):
             cur.execute(f"CREATE FUNCTION {VICTIM_DB}.score2(x REAL) RETURNS REAL {ALIAS} 'attacker-ep'")
         assert err.value.args[0] in (1044, 1142, 1370)
     assert registry_lines(world) == before
-    assert not any("attacker-ep" in line for line in registry_lines(world))
     assert run_as_victim(world) == [v * 2 for v in ROWS]
     assert "attacker-ep" not in endpoints_requested(fake)
 
