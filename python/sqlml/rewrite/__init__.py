@@ -1,11 +1,13 @@
 """Aurora's SQL verbatim on MySQL: what the pre-parse hook (native/rewrite.c) asks.
 
-`rewrite(text, prepared)` returns the statement to run instead of `text`, or None to
-run it as written. It handles:
+`rewrite(text, prepared, db, connection)` returns an Outcome: the statement to run
+instead of `text` (or None: as written), and whether a registry change now waits for
+the statement's end, which the hook reports through `statement_ended`. It handles:
 
-- Aurora's DDL `CREATE FUNCTION f(...) RETURNS t ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT
+- Aurora's DDL `CREATE FUNCTION [s.]f(...) RETURNS t ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT
   ENDPOINT NAME 'ep' [MAX_BATCH_SIZE n]` -> the stored function `sqlml translate`
-  makes (and f is remembered, registry.py); `DROP FUNCTION f` forgets it;
+  makes; s.f is remembered (registry.py) once the server has created it for this user;
+  a successful `DROP FUNCTION s.f` or `DROP DATABASE s` forgets it;
 - Aurora v2's `GRANT|REVOKE INVOKE SAGEMAKER|COMPREHEND ON *.* TO|FROM u` -> the role;
 - `SELECT ... INTO OUTFILE S3 'uri' [FORMAT CSV|TEXT [HEADER]]` -> the export aggregate
   over the query (outfile.py);
