@@ -111,6 +111,15 @@ static PyObject *native_counters(PyObject *self, PyObject *unused)
 
 /* _sqlml_native.has_grant(privilege) -> (1 | 0 | -1, why): does the calling statement's
  * security context hold it (roles as active)? -1: this server cannot tell. */
+/* _sqlml_native.killed(): whether the calling connection got KILL QUERY or KILL, for
+ * loops over user-sized work that run inside one call (they stop and raise). */
+static PyObject *native_killed(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyBool_FromLong(server_killed(server_current_thd()));
+}
+
 static PyObject *native_has_grant(PyObject *self, PyObject *args)
 {
   const char *privilege;
@@ -224,6 +233,7 @@ static PyMethodDef native_methods[] = {
     {"memo_invalidate", native_memo_invalidate, METH_NOARGS, "Retire every statement memo (cache cleared)."},
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
+    {"killed", native_killed, METH_NOARGS, "Whether the calling connection was killed (KILL QUERY)."},
     {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},
     {"settings_generation", native_settings_generation, METH_NOARGS, "Changes when a variable does."},
     {"settings", native_settings, METH_NOARGS, "(generation, ((name, value, is_set), ...))."},

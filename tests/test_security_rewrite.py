@@ -119,6 +119,11 @@ def test_a_refused_drop_function_keeps_the_function_and_its_entry(world, fake):
             cur.execute("DROP FUNCTION sqlml_test.sec_anomaly_score")
         assert err.value.args[0] in (1370, 1044)
     assert registered(world, "sec_anomaly_score") == entry
+    with connect(world, "sec_attacker") as conn, conn.cursor() as cur:
+        with pytest.raises(pymysql.MySQLError) as err:
+            cur.execute("DROP DATABASE sqlml_test")
+        assert err.value.args[0] == 1044
+    assert registered(world, "sec_anomaly_score") == entry
     world.query("SELECT sqlml_cache_clear()")
     fake.reset()
     rows = world.query("SELECT n, sec_anomaly_score(n) FROM numbers WHERE n <= 250 ORDER BY n")
@@ -159,6 +164,14 @@ def test_a_stale_entry_never_chooses_where_values_go(world, fake):
     assert got == [v + 1 for v in ROWS]
     assert "stale-ep" not in endpoints_requested(fake)
     assert fake.stats(log=False)["requests"] == 0
+
+
+def test_a_dropped_schema_takes_its_entries_with_it(world, fake):
+    with connect(world, "sec_owner", ATTACKER_DB) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE FUNCTION gone(x REAL) RETURNS REAL {ALIAS} 'echo-gone'")
+    assert registered(world, "gone")
+    world.query(f"DROP DATABASE {ATTACKER_DB}")
+    assert not registered(world, "gone")
 
 
 def test_names_cannot_inject_lines_into_the_registry(world, fake):

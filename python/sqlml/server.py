@@ -57,6 +57,12 @@ def has_grant(privilege: str) -> tuple[int, str]:
     return _native.has_grant(privilege)
 
 
+def killed() -> bool:
+    """Whether the calling connection got KILL QUERY (or KILL): a loop over user-sized work
+    inside one call asks this between steps and stops (False outside a server)."""
+    return bool(_native.killed()) if _native is not None else False
+
+
 # The session's binlog format as the server reports it while binary logging is on.
 BINLOG_MIXED, BINLOG_STATEMENT, BINLOG_ROW, BINLOG_OFF = 0, 1, 2, 3
 
