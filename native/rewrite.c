@@ -250,14 +250,33 @@ static bool registered(struct scan *sc, const struct words *w, size_t at, size_t
   return false;
 }
 
+/* Where the statement's first word starts: after spaces and comments (C-style, "-- ", "#"). */
+static size_t skip_leading_comments(const unsigned char *s, size_t len)
+{
+  size_t i = 0;
+  for (;;) {
+    while (i < len && is_space(s[i]))
+      i++;
+    if (i + 1 < len && s[i] == '/' && s[i + 1] == '*' && !(i + 2 < len && s[i + 2] == '!')) {
+      const unsigned char *end = memmem(s + i + 2, len - i - 2, "*/", 2);
+      if (!end)
+        return len;
+      i = (size_t)(end - s) + 2;
+    } else if ((i + 2 < len && s[i] == '-' && s[i + 1] == '-' && is_space(s[i + 2])) || (i < len && s[i] == '#')) {
+      while (i < len && s[i] != '\n')
+        i++;
+    } else {
+      return i;
+    }
+  }
+}
+
 /* Does the statement qualify (see struct words)? One table test per byte; identifiers
  * are compared only where one starts. */
 static bool mentions(struct scan *sc, const struct words *w)
 {
   const unsigned char *s = sc->text;
-  size_t len = sc->len, i = 0;
-  while (i < len && is_space(s[i]))
-    i++;
+  size_t len = sc->len, i = skip_leading_comments(s, len);
   bool drop = w->count && len - i >= 5 && starts_with(s + i, 4, "drop") && !ident_byte(s[i + 4]);
   while (i < len) {
     if (!ident_byte(s[i])) {

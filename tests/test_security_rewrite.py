@@ -129,7 +129,7 @@ def test_a_refused_drop_function_keeps_the_function_and_its_entry(world, fake):
     rows = world.query("SELECT n, sec_anomaly_score(n) FROM numbers WHERE n <= 250 ORDER BY n")
     assert [r[1] for r in rows] == [float(n) for n in range(1, 251)]
     assert fake.stats(log=False)["requests"] == 3  # still batched: ceil(250 / 100)
-    world.query("DROP FUNCTION sqlml_test.sec_anomaly_score")  # by its owner: the entry goes
+    world.query("/* by its owner */ DROP FUNCTION sqlml_test.sec_anomaly_score")  # the entry goes
     assert not registered(world, "sec_anomaly_score")
 
 
@@ -151,12 +151,15 @@ def test_a_same_named_function_in_another_schema_never_receives_the_victims_valu
 
 
 def test_a_stale_entry_never_chooses_where_values_go(world, fake):
-    """A function made with Aurora's DDL, dropped in a way the registry does not follow
-    (a comment before DROP) and recreated as plain SQL: its entry is stale, and the
-    warm-up the rewriter still plans must check the function's current definition."""
+    """A function made with Aurora's DDL, dropped while the registry does not look
+    (sqlml_rewrite OFF: the hook does nothing) and recreated as plain SQL: its entry is
+    stale, and the warm-up the rewriter still plans must check the function's current
+    definition."""
     world.query(f"CREATE FUNCTION {VICTIM_DB}.stale(x REAL) RETURNS REAL {ALIAS} 'stale-ep'")
     assert registered(world, "stale")
-    world.query(f"/* unseen */ DROP FUNCTION {VICTIM_DB}.stale")
+    world.query("SET GLOBAL sqlml_rewrite = OFF")
+    world.query(f"DROP FUNCTION {VICTIM_DB}.stale")
+    world.query("SET GLOBAL sqlml_rewrite = ON")
     world.query(f"CREATE FUNCTION {VICTIM_DB}.stale(x REAL) RETURNS REAL DETERMINISTIC NO SQL RETURN x + 1")
     assert registered(world, "stale")
     fake.reset()

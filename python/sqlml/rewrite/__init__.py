@@ -32,9 +32,12 @@ _DDL = re.compile(r"^\s*CREATE\b.*\bALIAS\s+AWS_SAGEMAKER_INVOKE_ENDPOINT\b", re
 _GRANT = re.compile(r"^\s*(GRANT|REVOKE)\s+INVOKE\s+(SAGEMAKER|COMPREHEND)\s+ON\s+\*\s*\.\s*\*\s+(TO|FROM)\s+(.+?)"
                     r"\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
-_DROP = re.compile(rf"^\s*DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?({_IDENT}(?:\s*\.\s*{_IDENT})?)\s*;?\s*$",
-                   re.IGNORECASE)
-_DROP_SCHEMA = re.compile(rf"^\s*DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?({_IDENT})\s*;?\s*$", re.IGNORECASE)
+# Spaces and comments before the first word (not /*! ... */, which the server executes).
+_LEAD = r"^(?:\s+|/\*(?!!).*?\*/|--\s[^\n]*|#[^\n]*)*"
+_DROP = re.compile(rf"{_LEAD}DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?({_IDENT}(?:\s*\.\s*{_IDENT})?)\s*;?\s*$",
+                   re.IGNORECASE | re.DOTALL)
+_DROP_SCHEMA = re.compile(rf"{_LEAD}DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?({_IDENT})\s*;?\s*$",
+                         re.IGNORECASE | re.DOTALL)
 _ROLE = {"SAGEMAKER": "AWS_SAGEMAKER_ACCESS", "COMPREHEND": "AWS_COMPREHEND_ACCESS"}
 
 
