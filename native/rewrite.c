@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MYSQL_AUDIT_PARSE_PREPARSE 1
 #define MYSQL_AUDIT_QUERY_STATUS_END (1 << 2)
@@ -47,8 +48,9 @@ struct mysql_event_parse { /* plugin_audit.h */
 };
 
 /* What makes a statement worth handing to Python: an immutable snapshot swapped
- * atomically when the registry changes (rarely: Aurora DDL); old snapshots are kept,
- * never freed, since a statement may still be scanning one.
+ * atomically when the registry changes (Aurora DDL). A scan holds a snapshot for one
+ * pass over one statement (well under a millisecond); a replaced snapshot is freed
+ * RETIRE_AFTER_S seconds later, so repeated DDL cannot grow memory without bound.
  *
  * A statement qualifies when it contains, as a whole identifier (ASCII case-insensitive):
  *   - a fixed word: an identifier starting with aws_ or sqlml_ (the native functions),
@@ -73,6 +75,39 @@ struct words {
 };
 
 static struct words *words;
+
+#define RETIRE_AFTER_S 10
+struct retired {
+  struct words *w;
+  time_t at;
+  struct retired *next;
+};
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct retired *retired;
+
+/* Keeps `old` for RETIRE_AFTER_S seconds (a scan may still read it) and frees the
+ * snapshots retired longer ago than that. */
+static void retire(struct words *old)
+{
+  time_t now = time(NULL);
+  struct retired *r = old ? malloc(sizeof *r) : NULL;
+  pthread_mutex_lock(&retired_lock);
+  for (struct retired **p = &retired; *p;) {
+    if (now - (*p)->at > RETIRE_AFTER_S) {
+      struct retired *gone = *p;
+      *p = gone->next;
+      free(gone->w);
+      free(gone);
+    } else {
+      p = &(*p)->next;
+    }
+  }
+  if (r) {
+    *r = (struct retired){old, now, retired};
+    retired = r;
+  }
+  pthread_mutex_unlock(&retired_lock);
+}
 
 static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
@@ -110,7 +145,7 @@ void rewrite_set_names(const char *const *schemas, const char *const *names, int
     w->name_len[e->name_len] = 1;
     w->first[(unsigned char)e->name[0]] = 1;
   }
-  __atomic_store_n(&words, w, __ATOMIC_RELEASE);
+  retire(__atomic_exchange_n(&words, w, __ATOMIC_ACQ_REL));
 }
 
 static bool same_word(const unsigned char *s, size_t n, const char *word)
@@ -443,9 +478,7 @@ int rewrite_query_end(void *thd, const void *event)
 
 /* ---- diagnostics: the filter's cost, for bench/bench_rewrite.py ---------------------------- */
 
-#include "server_api.h"
 #include "udf_abi.h"
-#include <time.h>
 
 #define SQLML_EXPORT __attribute__((visibility("default")))
 /* Bounds on the benchmark helper, which the benchmark creates and drops itself (it is not
@@ -498,7 +531,8 @@ SQLML_EXPORT double sqlml_rewrite_filter_ns(UDF_INIT *initid, UDF_ARGS *args, ch
       return 0;
     }
     sc.db_state = 0;
-    hits += mentions(&sc, w);
+    /* One snapshot per pass, as the hook does (snapshots are freed seconds after). */
+    hits += mentions(&sc, __atomic_load_n(&words, __ATOMIC_ACQUIRE));
   }
   clock_gettime(CLOCK_MONOTONIC, &b);
   return ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (double)n;
