@@ -120,6 +120,17 @@ static PyObject *native_killed(PyObject *self, PyObject *unused)
   return PyBool_FromLong(server_killed(server_current_thd()));
 }
 
+/* _sqlml_native.is_native_function(name): 1, 0, or -1 (the server does not say). */
+static PyObject *native_is_native_function(PyObject *self, PyObject *arg)
+{
+  (void)self;
+  Py_ssize_t len = 0;
+  const char *name = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (!name)
+    return NULL;
+  return PyLong_FromLong(server_is_native_function(name, (size_t)len));
+}
+
 static PyObject *native_has_grant(PyObject *self, PyObject *args)
 {
   const char *privilege;
@@ -234,6 +245,7 @@ static PyMethodDef native_methods[] = {
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
     {"killed", native_killed, METH_NOARGS, "Whether the calling connection was killed (KILL QUERY)."},
+    {"is_native_function", native_is_native_function, METH_O, "1|0|-1: is name a native function?"},
     {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},
     {"settings_generation", native_settings_generation, METH_NOARGS, "Changes when a variable does."},
     {"settings", native_settings, METH_NOARGS, "(generation, ((name, value, is_set), ...))."},

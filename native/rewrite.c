@@ -57,12 +57,14 @@ struct mysql_event_parse { /* plugin_audit.h */
  *     or alias, invoke, outfile (Aurora's DDL, GRANT INVOKE, INTO OUTFILE S3);
  *   - a call of a registered function: its name followed by '(' and qualified by its
  *     schema (`s`.`f`(, s.f() or, unqualified, with the session's current database
- *     being that schema;
+ *     being that schema and the name not a native function's (CONCAT( is always the
+ *     server's own, whatever stored function shares its name);
  *   - in a statement starting with DROP: a registered function's name or schema (DROP
  *     FUNCTION, DROP DATABASE, which the registry must follow).
  * Names are never matched inside longer identifiers: `f` does not match `ref` or `f1`. */
 struct entry {
   unsigned char name_len, schema_len;
+  bool native; /* a native function's name: an unqualified call means the native one */
   char name[SQLML_IDENT_MAX + 1];   /* lower case */
   char schema[SQLML_IDENT_MAX + 1]; /* as the server stores it */
 };
@@ -142,6 +144,7 @@ void rewrite_set_names(const char *const *schemas, const char *const *names, int
     for (int k = 0; k < e->name_len; k++)
       e->name[k] = (char)lower((unsigned char)names[i][k]);
     memcpy(e->schema, schemas[i], e->schema_len);
+    e->native = server_is_native_function(e->name, e->name_len) != 0; /* unknown: as native */
     w->name_len[e->name_len] = 1;
     w->first[(unsigned char)e->name[0]] = 1;
   }
@@ -276,7 +279,7 @@ static bool registered(struct scan *sc, const struct words *w, size_t at, size_t
     if (qualified) {
       if (same_schema(e->schema, e->schema_len, schema, schema_len))
         return true;
-    } else {
+    } else if (!e->native) {
       const char *db = current_db(sc);
       if (db && same_schema(e->schema, e->schema_len, (const unsigned char *)db, strlen(db)))
         return true;

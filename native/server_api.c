@@ -58,6 +58,14 @@ struct mysql_string_converter {
 static struct mysql_thd_attributes *thd_attributes;
 static struct mysql_string_factory *string_factory;
 static struct mysql_string_converter *string_converter;
+/* MySQL: whether a name is one of the server's native functions (as MySQL asks when it
+ * warns that a stored function shares a native function's name). */
+struct lex_string_arg {
+  const char *str;
+  size_t length;
+};
+static void *(*find_native_function_builder)(const struct lex_string_arg *name);
+static bool (*is_lex_native_function)(const struct lex_string_arg *name);
 /* Both servers: the C function plugins use to see KILL QUERY / KILL (nonzero: killed). */
 static int (*thd_killed_fn)(const void *thd);
 /* MariaDB: the server's own routine privilege check and its current THD. */
@@ -94,6 +102,10 @@ static void lookup(void)
     return;
   }
   current_thd = (current_thd_fn)find(NULL, "_Z19thd_get_current_thdv");
+  find_native_function_builder = (void *(*)(const struct lex_string_arg *))find(
+      NULL, "_Z28find_native_function_builderRK16MYSQL_LEX_STRING");
+  is_lex_native_function = (bool (*)(const struct lex_string_arg *))find(
+      NULL, "_Z22is_lex_native_functionPK16MYSQL_LEX_STRING");
   push_warning_printf = (push_warning_printf_fn)find(
       NULL, "_Z19push_warning_printfP3THDN13Sql_condition19enum_severity_levelEjPKcz");
   void *(*registry_acquire)(void) = (void *(*)(void))find("mysql_plugin_registry_acquire",
@@ -178,6 +190,20 @@ int server_current_db(void *thd, char *buf, size_t len)
   }
   buf[len - 1] = '\0';
   return (int)strlen(buf);
+}
+
+int server_is_native_function(const char *name, size_t len)
+{
+  if (!find_native_function_builder || !is_lex_native_function)
+    return -1;
+  char lower[256];
+  if (len >= sizeof lower)
+    return 0; /* no native function has so long a name */
+  for (size_t i = 0; i < len; i++)
+    lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+  lower[len] = '\0';
+  struct lex_string_arg lex = {lower, len};
+  return find_native_function_builder(&lex) != NULL || is_lex_native_function(&lex);
 }
 
 bool server_killed(void *thd)

@@ -43,6 +43,11 @@ char *server_thd_strmake(void *thd, const char *str, size_t length);
  * is none, -1 when the server does not say (MariaDB, or the services are missing). */
 int server_current_db(void *thd, char *buf, size_t len);
 
+/* MySQL: 1 if name (any letter case) is a native function of the server, which an
+ * unqualified call always means whatever stored functions share the name; 0 if not; -1
+ * when the server does not say (MariaDB, or the symbols are missing). */
+int server_is_native_function(const char *name, size_t len);
+
 /* Whether thd was killed (KILL QUERY or KILL): loops over user-sized work ask this and
  * stop. False where the server does not say. */
 bool server_killed(void *thd);

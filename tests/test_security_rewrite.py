@@ -150,6 +150,23 @@ def test_a_same_named_function_in_another_schema_never_receives_the_victims_valu
     assert fake.stats(log=False)["requests"] == 0  # the victim's function is plain SQL
 
 
+def test_a_function_named_like_a_native_one_never_receives_the_natives_arguments(world, fake):
+    """Unqualified INET_ATON( is always the server's own function, even in a schema that
+    holds an ML function named inet_aton: its arguments must not go to that endpoint,
+    whoever runs it (here a user with SHOW_ROUTINE, who can see that function's body)."""
+    with connect(world, "sec_owner", ATTACKER_DB) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE FUNCTION inet_aton(ip VARCHAR(20)) RETURNS REAL {ALIAS} 'attacker-ep'")
+        cur.execute("CREATE TABLE ips (ip VARCHAR(20))")
+        cur.execute("INSERT INTO ips VALUES ('10.0.0.1'), ('192.168.1.7')")
+    assert registered(world, "inet_aton")
+    world.query(f"GRANT SELECT ON {ATTACKER_DB}.ips TO 'sec_victim'@'%'")
+    world.query("GRANT SHOW_ROUTINE ON *.* TO 'sec_victim'@'%'")
+    fake.reset()
+    got = run_as_victim(world, "SELECT inet_aton(ip) FROM ips ORDER BY 1", ATTACKER_DB)
+    assert got == [167772161, 3232235783]
+    assert "attacker-ep" not in endpoints_requested(fake)
+
+
 def test_a_stale_entry_never_chooses_where_values_go(world, fake):
     """A function made with Aurora's DDL, dropped while the registry does not look
     (sqlml_rewrite OFF: the hook does nothing) and recreated as plain SQL: its entry is

@@ -57,6 +57,12 @@ def has_grant(privilege: str) -> tuple[int, str]:
     return _native.has_grant(privilege)
 
 
+def is_native_function(name: str) -> bool:
+    """Whether an unqualified call of `name` means one of the server's native functions
+    (MySQL; True when the server does not say, False outside a server)."""
+    return _native.is_native_function(name) != 0 if _native is not None else False
+
+
 def killed() -> bool:
     """Whether the calling connection got KILL QUERY (or KILL): a loop over user-sized work
     inside one call asks this between steps and stops (False outside a server)."""
