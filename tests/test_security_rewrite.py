@@ -54,8 +54,8 @@ def endpoints_requested(fake) -> list[str]:
 def world(db, fake):
     """sec_t: the victim's schema, with a plain stored function score(x) = 2x and a
     table r; the victim may read it and holds the SageMaker role (so a warm-up would be
-    allowed to send their values); the attacker has USAGE only, or (attacker_owner) all
-    rights on their own schema sec_a."""
+    allowed to send their values); sec_attacker has USAGE only; sec_owner has all rights
+    on its own schema sec_a (and may call SageMaker) and none on sec_t."""
     with db.connect() as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL sqlml_rewrite = ON")
         for name in ("sec_victim", "sec_attacker", "sec_owner"):
