@@ -454,6 +454,8 @@ static int mysql_notify(void *thd, int event_class, const void *event)
 {
   if (event_class == MYSQL_AUDIT_PARSE_CLASS)
     return rewrite_preparse(thd, event);
+  if (event_class == MYSQL_AUDIT_QUERY_CLASS)
+    return rewrite_query_end(thd, event);
   return 0;
 }
 
@@ -464,10 +466,12 @@ static struct maria_audit maria_audit = {MARIA_AUDIT_INTERFACE_VERSION, NULL, ma
 static struct mysql_audit mysql_audit = {
     MYSQL_AUDIT_INTERFACE_VERSION, NULL, mysql_notify,
     {[MYSQL_AUDIT_SERVER_SHUTDOWN_CLASS] = MYSQL_AUDIT_SERVER_SHUTDOWN_SHUTDOWN}};
-/* The sqlml plugin also sees each statement before it is parsed (rewrite.c). */
+/* The sqlml plugin also sees each statement before it is parsed, and its end status
+ * (rewrite.c: registry changes wait for the statement's success). */
 static struct mysql_audit mysql_audit_rewrite = {
     MYSQL_AUDIT_INTERFACE_VERSION, NULL, mysql_notify,
     {[MYSQL_AUDIT_PARSE_CLASS] = MYSQL_AUDIT_PARSE_PREPARSE_MASK,
+     [MYSQL_AUDIT_QUERY_CLASS] = MYSQL_AUDIT_QUERY_STATUS_END_MASK,
      [MYSQL_AUDIT_SERVER_SHUTDOWN_CLASS] = MYSQL_AUDIT_SERVER_SHUTDOWN_SHUTDOWN}};
 
 #define AUTHOR "sqlml"

@@ -27,13 +27,16 @@
   X(13, "Sqlml_service_time_us")                                                                   \
   X(14, "Sqlml_access_denied_cnt")                                                                 \
   X(15, "Sqlml_rewritten_cnt")                                                                     \
-  X(16, "Sqlml_memo_hit_cnt")
-#define SQLML_COUNTER_COUNT 17
+  X(16, "Sqlml_memo_hit_cnt")                                                                     \
+  X(17, "Sqlml_rewrite_analysed_cnt")
+#define SQLML_COUNTER_COUNT 18
 #define SQLML_COUNTER_LOGICAL_REQUEST 0
 #define SQLML_COUNTER_LOGICAL_RESPONSE 1
 #define SQLML_COUNTER_CACHE_HIT 4
 #define SQLML_COUNTER_REWRITTEN 15
 #define SQLML_COUNTER_MEMO_HIT 16
+/* MySQL: statements the pre-parse filter handed to Python (rewritten or not). */
+#define SQLML_COUNTER_REWRITE_ANALYSED 17
 
 void plugin_count(int i, long n);
 void plugin_count_max(int i, long v); /* raises counter i to v if lower */

@@ -118,6 +118,8 @@ struct maria_plugin {
 #define MYSQL_AUDIT_PARSE_CLASS 2
 #define MYSQL_AUDIT_PARSE_PREPARSE_MASK 1
 #define MYSQL_AUDIT_SERVER_SHUTDOWN_CLASS 7
+#define MYSQL_AUDIT_QUERY_CLASS 9
+#define MYSQL_AUDIT_QUERY_STATUS_END_MASK (1 << 2)
 #define MYSQL_AUDIT_SERVER_SHUTDOWN_SHUTDOWN 1
 /* MYSQL_AUDIT_CLASS_MASK_SIZE is 11 in 8.0 and grew since: the server reads only as
  * many entries as it knows, so a longer, zero-filled array is safe on every version. */

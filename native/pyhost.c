@@ -111,6 +111,26 @@ static PyObject *native_counters(PyObject *self, PyObject *unused)
 
 /* _sqlml_native.has_grant(privilege) -> (1 | 0 | -1, why): does the calling statement's
  * security context hold it (roles as active)? -1: this server cannot tell. */
+/* _sqlml_native.killed(): whether the calling connection got KILL QUERY or KILL, for
+ * loops over user-sized work that run inside one call (they stop and raise). */
+static PyObject *native_killed(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyBool_FromLong(server_killed(server_current_thd()));
+}
+
+/* _sqlml_native.is_native_function(name): 1, 0, or -1 (the server does not say). */
+static PyObject *native_is_native_function(PyObject *self, PyObject *arg)
+{
+  (void)self;
+  Py_ssize_t len = 0;
+  const char *name = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (!name)
+    return NULL;
+  return PyLong_FromLong(server_is_native_function(name, (size_t)len));
+}
+
 static PyObject *native_has_grant(PyObject *self, PyObject *args)
 {
   const char *privilege;
@@ -171,28 +191,34 @@ static PyObject *native_settings(PyObject *self, PyObject *unused)
   return out;
 }
 
-/* _sqlml_native.set_rewrite_names(names): the function names the pre-parse filter looks for. */
+/* _sqlml_native.set_rewrite_names(((schema, name), ...)): the registered functions the
+ * pre-parse filter looks for. */
 static PyObject *native_set_rewrite_names(PyObject *self, PyObject *arg)
 {
   (void)self;
-  PyObject *seq = PySequence_Fast(arg, "names must be a sequence of str");
+  PyObject *seq = PySequence_Fast(arg, "names must be a sequence of (schema, name) pairs");
   if (!seq)
     return NULL;
   Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  const char **schemas = PyMem_Calloc(n ? (size_t)n : 1, sizeof *schemas);
   const char **names = PyMem_Calloc(n ? (size_t)n : 1, sizeof *names);
-  if (!names) {
+  if (!schemas || !names) {
+    PyMem_Free(schemas);
+    PyMem_Free(names);
     Py_DECREF(seq);
     return PyErr_NoMemory();
   }
   for (Py_ssize_t i = 0; i < n; i++) {
-    names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-    if (!names[i]) {
+    /* Borrowed UTF-8 buffers: the pairs stay alive in seq until rewrite_set_names copied them. */
+    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ss", &schemas[i], &names[i])) {
+      PyMem_Free(schemas);
       PyMem_Free(names);
       Py_DECREF(seq);
       return NULL;
     }
   }
-  rewrite_set_names(names, (int)n);
+  rewrite_set_names(schemas, names, (int)n);
+  PyMem_Free(schemas);
   PyMem_Free(names);
   Py_DECREF(seq);
   Py_RETURN_NONE;
@@ -218,6 +244,8 @@ static PyMethodDef native_methods[] = {
     {"memo_invalidate", native_memo_invalidate, METH_NOARGS, "Retire every statement memo (cache cleared)."},
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
+    {"killed", native_killed, METH_NOARGS, "Whether the calling connection was killed (KILL QUERY)."},
+    {"is_native_function", native_is_native_function, METH_O, "1|0|-1: is name a native function?"},
     {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},
     {"settings_generation", native_settings_generation, METH_NOARGS, "Changes when a variable does."},
     {"settings", native_settings, METH_NOARGS, "(generation, ((name, value, is_set), ...))."},
@@ -522,34 +550,43 @@ int pyhost_check_setting(const char *name, const char *str, long long num, int i
   return rc;
 }
 
-int pyhost_rewrite(const char *query, size_t len, int prepared, void *(*alloc)(unsigned int, size_t, int),
-                   char **out, size_t *out_len)
+int pyhost_rewrite(const char *query, size_t len, int prepared, const char *db, unsigned long long connection,
+                   void *(*alloc)(unsigned int, size_t, int), struct pyhost_rewritten *out)
 {
   char err[SQLML_ERRMSG_SIZE];
-  *out = NULL;
+  out->text = NULL;
+  out->len = 0;
+  out->awaits_end = false;
   if (pyhost_boot(err, sizeof err) != 0)
     return -1;
   int rc = -1;
   pyhost_enter();
   PyObject *module = PyImport_ImportModule("sqlml.rewrite");
   PyObject *text = PyUnicode_DecodeUTF8(query, (Py_ssize_t)len, "surrogateescape");
-  PyObject *r = module && text ? PyObject_CallMethod(module, "rewrite", "Oi", text, prepared) : NULL;
-  if (r && PyUnicode_Check(r)) {
-    PyObject *bytes = PyUnicode_AsEncodedString(r, "utf-8", "surrogateescape");
-    if (bytes) {
-      size_t n = (size_t)PyBytes_GET_SIZE(bytes);
-      char *copy = alloc(0, n + 1, 0);
-      if (copy) {
-        memcpy(copy, PyBytes_AS_STRING(bytes), n);
-        copy[n] = '\0';
-        *out = copy;
-        *out_len = n;
-        rc = 0;
-      }
-      Py_DECREF(bytes);
-    }
-  } else if (r == Py_None) {
+  /* sqlml.rewrite.Outcome(text: str | None, awaits_end: bool) */
+  PyObject *r = module && text ? PyObject_CallMethod(module, "rewrite", "OizK", text, prepared, db, connection)
+                               : NULL;
+  PyObject *new_text = NULL;
+  int awaits_end = 0;
+  if (r && PyArg_ParseTuple(r, "Op", &new_text, &awaits_end)) {
+    out->awaits_end = awaits_end != 0;
     rc = 0;
+    if (PyUnicode_Check(new_text)) {
+      rc = -1;
+      PyObject *bytes = PyUnicode_AsEncodedString(new_text, "utf-8", "surrogateescape");
+      if (bytes) {
+        size_t n = (size_t)PyBytes_GET_SIZE(bytes);
+        char *copy = alloc(0, n + 1, 0);
+        if (copy) {
+          memcpy(copy, PyBytes_AS_STRING(bytes), n);
+          copy[n] = '\0';
+          out->text = copy;
+          out->len = n;
+          rc = 0;
+        }
+        Py_DECREF(bytes);
+      }
+    }
   }
   if (PyErr_Occurred()) {
     /* A bug in the rewriter: the statement runs as written; the traceback goes to the log. */
@@ -562,4 +599,25 @@ int pyhost_rewrite(const char *query, size_t len, int prepared, void *(*alloc)(u
   Py_XDECREF(module);
   pyhost_leave();
   return rc;
+}
+
+void pyhost_statement_ended(unsigned long long connection, int status, const char *query, size_t len)
+{
+  char err[SQLML_ERRMSG_SIZE];
+  if (pyhost_boot(err, sizeof err) != 0)
+    return;
+  pyhost_enter();
+  PyObject *module = PyImport_ImportModule("sqlml.rewrite");
+  PyObject *text = query ? PyUnicode_DecodeUTF8(query, (Py_ssize_t)len, "surrogateescape") : Py_NewRef(Py_None);
+  PyObject *r = module && text ? PyObject_CallMethod(module, "statement_ended", "KiO", connection, status, text)
+                               : NULL;
+  if (!r) {
+    /* The change is dropped (the registry stays as it was); the traceback goes to the log. */
+    fprintf(stderr, "sqlml: could not apply a function registry change:\n");
+    PyErr_Print();
+  }
+  Py_XDECREF(r);
+  Py_XDECREF(text);
+  Py_XDECREF(module);
+  pyhost_leave();
 }

@@ -12,6 +12,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Boots Python and imports sqlml.bridge once per process. Returns 0 when Python is
@@ -40,10 +41,22 @@ unsigned pyhost_take_error(char *buf, size_t buflen);
 int pyhost_check_setting(const char *name, const char *str, long long num, int is_num, char *err,
                          size_t errlen);
 
-/* Asks sqlml.rewrite.rewrite(query, prepared) for a new statement text. On success
- * returns 0 with *out NULL (leave it as written) or a NUL-terminated copy made with
- * alloc (the server's my_malloc). -1 on any failure (the statement runs as written). */
-int pyhost_rewrite(const char *query, size_t len, int prepared, void *(*alloc)(unsigned int, size_t, int),
-                   char **out, size_t *out_len);
+/* What sqlml.rewrite.rewrite said about a statement: a new text (NUL-terminated, made
+ * with the server's my_malloc, which the server frees) or NULL to leave it as written,
+ * and whether a registry change now waits for this statement's end. */
+struct pyhost_rewritten {
+  char *text;
+  size_t len;
+  bool awaits_end;
+};
+
+/* Asks sqlml.rewrite.rewrite(query, prepared, db, connection). 0 on success; -1 on any
+ * failure (the statement runs as written). db: the current database or NULL. */
+int pyhost_rewrite(const char *query, size_t len, int prepared, const char *db, unsigned long long connection,
+                   void *(*alloc)(unsigned int, size_t, int), struct pyhost_rewritten *out);
+
+/* Tells sqlml.rewrite.statement_ended(connection, status, query) that the connection's
+ * statement ended with status (0: success, else the error number). */
+void pyhost_statement_ended(unsigned long long connection, int status, const char *query, size_t len);
 
 #endif

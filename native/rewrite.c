@@ -2,12 +2,16 @@
  * The pre-parse statement rewrite on MySQL (the audit API's parse class, as MySQL's own
  * query-rewrite plugins use it). For each statement a client sends, before it is parsed:
  *
- *   1. if sqlml_rewrite is OFF, or the text mentions none of the words that can matter
- *      (aws_, sqlml_, alias, invoke, outfile, and the names of the SageMaker functions
- *      made with Aurora's DDL), leave it alone: this scan is all a statement without ML
- *      calls ever pays;
- *   2. otherwise ask sqlml.rewrite.rewrite(text, prepared) (Python) for a new text, and
- *      hand that to the server (allocated with the server's my_malloc, as it frees it).
+ *   1. if sqlml_rewrite is OFF, or the text names nothing that can matter (the fixed
+ *      words aws_*, sqlml_*, alias, invoke, outfile, or a call of a function registered
+ *      with Aurora's DDL, as a whole identifier and in its own schema: see struct
+ *      words), leave it alone: this scan is all a statement without ML calls pays;
+ *   2. otherwise ask sqlml.rewrite.rewrite(text, prepared, current database, connection)
+ *      (Python) for a new text, and hand that to the server (allocated with the
+ *      server's my_malloc, as it frees it);
+ *   3. a change to the registry of Aurora-DDL functions (CREATE/DROP FUNCTION, DROP
+ *      DATABASE) waits for the statement's end (the query class's STATUS_END event) and
+ *      is applied only if the server ran the statement without error for that user.
  *
  * What to rewrite, and how, is decided in python/sqlml/rewrite; any failure there
  * leaves the statement exactly as written. MariaDB has no such hook.
@@ -16,13 +20,18 @@
 #include "rewrite.h"
 #include "plugin.h"
 #include "pyhost.h"
+#include "server_api.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MYSQL_AUDIT_PARSE_PREPARSE 1
+#define MYSQL_AUDIT_QUERY_STATUS_END (1 << 2)
 #define REWRITE_FLAG_QUERY_REWRITTEN 1
 #define REWRITE_FLAG_IS_PREPARED_STATEMENT 2
 
@@ -38,96 +47,286 @@ struct mysql_event_parse { /* plugin_audit.h */
   struct lex_string *rewritten_query;
 };
 
-/* The trigger words, lower case: an immutable list swapped atomically when the set of
- * function names changes (rarely: Aurora DDL); old lists are kept, never freed. */
-struct words {
-  int count;
-  int short_words;          /* words under 4 bytes: checked byte by byte (rare) */
-  unsigned char first[256]; /* first[c]: some short word starts with byte c */
-  unsigned char seen[4096]; /* seen[hash of the 3 bytes at offset 0 or 1 of a word] */
-  const char *word[];
+/* What makes a statement worth handing to Python: an immutable snapshot swapped
+ * atomically when the registry changes (Aurora DDL). A scan holds a snapshot for one
+ * pass over one statement (well under a millisecond); a replaced snapshot is freed
+ * RETIRE_AFTER_S seconds later, so repeated DDL cannot grow memory without bound.
+ *
+ * A statement qualifies when it contains, as a whole identifier (ASCII case-insensitive):
+ *   - a fixed word: an identifier starting with aws_ or sqlml_ (the native functions),
+ *     or alias, invoke, outfile (Aurora's DDL, GRANT INVOKE, INTO OUTFILE S3);
+ *   - a call of a registered function: its name followed by '(' and qualified by its
+ *     schema (`s`.`f`(, s.f() or, unqualified, with the session's current database
+ *     being that schema and the name not a native function's (CONCAT( is always the
+ *     server's own, whatever stored function shares its name);
+ *   - in a statement starting with DROP: a registered function's name or schema (DROP
+ *     FUNCTION, DROP DATABASE, which the registry must follow).
+ * Names are never matched inside longer identifiers: `f` does not match `ref` or `f1`. */
+struct entry {
+  unsigned char name_len, schema_len;
+  bool native; /* a native function's name: an unqualified call means the native one */
+  char name[SQLML_IDENT_MAX + 1];   /* lower case */
+  char schema[SQLML_IDENT_MAX + 1]; /* as the server stores it */
 };
 
-/* The 3 bytes at s, with bit 5 set in each (A-Z become a-z; the rest changes
- * consistently, and a match is always verified), hashed to 12 bits. */
-static unsigned tri_hash(const unsigned char *s)
-{
-  unsigned v = ((unsigned)s[0] | (unsigned)s[1] << 8 | (unsigned)s[2] << 16) | 0x202020u;
-  return (v * 0x9E3779B1u) >> 20;
-}
+struct words {
+  int count;
+  unsigned char name_len[SQLML_IDENT_MAX + 1]; /* some entry's name has this length */
+  unsigned char first[256];                    /* some entry's name starts with this byte */
+  struct entry entry[];
+};
 
-static const char *const fixed_words[] = {"aws_", "sqlml_", "alias", "invoke", "outfile"};
-#define FIXED_WORDS ((int)(sizeof fixed_words / sizeof fixed_words[0]))
 static struct words *words;
+
+#define RETIRE_AFTER_S 10
+struct retired {
+  struct words *w;
+  time_t at;
+  struct retired *next;
+};
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct retired *retired;
+
+/* Keeps `old` for RETIRE_AFTER_S seconds (a scan may still read it) and frees the
+ * snapshots retired longer ago than that. */
+static void retire(struct words *old)
+{
+  time_t now = time(NULL);
+  struct retired *r = old ? malloc(sizeof *r) : NULL;
+  pthread_mutex_lock(&retired_lock);
+  for (struct retired **p = &retired; *p;) {
+    if (now - (*p)->at > RETIRE_AFTER_S) {
+      struct retired *gone = *p;
+      *p = gone->next;
+      free(gone->w);
+      free(gone);
+    } else {
+      p = &(*p)->next;
+    }
+  }
+  if (r) {
+    *r = (struct retired){old, now, retired};
+    retired = r;
+  }
+  pthread_mutex_unlock(&retired_lock);
+}
 
 static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
-void rewrite_set_names(const char *const *names, int n)
+/* Bytes of an unquoted identifier (MySQL also allows any byte of a multi-byte character):
+ * a table, since the scan asks this of every byte of every statement. */
+static const unsigned char ident_table[256] = {
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['_'] = 1, ['$'] = 1, [0x80 ... 0xff] = 1};
+
+static inline bool ident_byte(unsigned char c) { return ident_table[c]; }
+
+bool rewrite_valid_identifier(const char *s)
 {
-  size_t size = sizeof(struct words) + (size_t)(FIXED_WORDS + n) * sizeof(char *);
-  struct words *w = calloc(1, size);
-  if (!w)
-    return;
-  for (int i = 0; i < FIXED_WORDS + n; i++) {
-    const char *src = i < FIXED_WORDS ? fixed_words[i] : names[i - FIXED_WORDS];
-    char *copy = strdup(src);
-    if (!copy || !*copy) {
-      free(copy);
-      continue;
-    }
-    for (char *p = copy; *p; p++)
-      *p = (char)lower((unsigned char)*p);
-    w->word[w->count++] = copy;
-    if (strlen(copy) < 4) {
-      w->short_words++;
-      w->first[(unsigned char)copy[0]] = 1;
-    } else {
-      /* A word of 4 bytes or more always has its offset-0 or offset-1 trigram at an
-       * even position of the text: the scan looks at every other position only. */
-      w->seen[tri_hash((const unsigned char *)copy)] = 1;
-      w->seen[tri_hash((const unsigned char *)copy + 1)] = 1;
-    }
-  }
-  __atomic_store_n(&words, w, __ATOMIC_RELEASE);
+  size_t n = 0;
+  for (; s[n]; n++)
+    if (n >= SQLML_IDENT_MAX || !(ident_byte((unsigned char)s[n]) && (unsigned char)s[n] < 0x80))
+      return false;
+  return n > 0;
 }
 
-static bool word_at(const unsigned char *s, size_t left, const struct words *w)
+void rewrite_set_names(const char *const *schemas, const char *const *names, int n)
 {
+  struct words *w = calloc(1, sizeof(struct words) + (size_t)(n > 0 ? n : 0) * sizeof(struct entry));
+  if (!w)
+    return;
+  for (int i = 0; i < n; i++) {
+    /* The registry writes only plain identifiers; anything else is not looked for. */
+    if (!rewrite_valid_identifier(names[i]) || !rewrite_valid_identifier(schemas[i]))
+      continue;
+    struct entry *e = &w->entry[w->count++];
+    e->name_len = (unsigned char)strlen(names[i]);
+    e->schema_len = (unsigned char)strlen(schemas[i]);
+    for (int k = 0; k < e->name_len; k++)
+      e->name[k] = (char)lower((unsigned char)names[i][k]);
+    memcpy(e->schema, schemas[i], e->schema_len);
+    e->native = server_is_native_function(e->name, e->name_len) != 0; /* unknown: as native */
+    w->name_len[e->name_len] = 1;
+    w->first[(unsigned char)e->name[0]] = 1;
+  }
+  retire(__atomic_exchange_n(&words, w, __ATOMIC_ACQ_REL));
+}
+
+static bool same_word(const unsigned char *s, size_t n, const char *word)
+{
+  size_t k = 0;
+  for (; k < n && word[k]; k++)
+    if (lower(s[k]) != (unsigned char)word[k])
+      return false;
+  return k == n && !word[k];
+}
+
+static bool starts_with(const unsigned char *s, size_t n, const char *prefix)
+{
+  size_t k = 0;
+  for (; prefix[k]; k++)
+    if (k >= n || lower(s[k]) != (unsigned char)prefix[k])
+      return false;
+  return true;
+}
+
+static bool fixed_word(const unsigned char *s, size_t n)
+{
+  switch (lower(s[0])) {
+  case 'a':
+    return starts_with(s, n, "aws_") || same_word(s, n, "alias");
+  case 's':
+    return starts_with(s, n, "sqlml_");
+  case 'i':
+    return same_word(s, n, "invoke");
+  case 'o':
+    return same_word(s, n, "outfile");
+  default:
+    return false;
+  }
+}
+
+static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* The schema written before the identifier that starts at `at` (s.f, `s`.`f`, s . f):
+ * sets *schema and *len and returns true, or false when unqualified. */
+static bool qualifier(const unsigned char *text, size_t at, const unsigned char **schema, size_t *len)
+{
+  size_t i = at;
+  if (i > 0 && text[i - 1] == '`')
+    i--;
+  while (i > 0 && is_space(text[i - 1]))
+    i--;
+  if (i == 0 || text[i - 1] != '.')
+    return false;
+  i--;
+  while (i > 0 && is_space(text[i - 1]))
+    i--;
+  size_t end = i;
+  if (i > 0 && text[i - 1] == '`') {
+    end = --i;
+    while (i > 0 && text[i - 1] != '`')
+      i--;
+  } else {
+    while (i > 0 && ident_byte(text[i - 1]))
+      i--;
+  }
+  *schema = text + i;
+  *len = end - i;
+  return true;
+}
+
+/* Is the identifier at `at` (n bytes) followed by '(' (after an optional closing
+ * backquote and spaces)? */
+static bool called(const unsigned char *text, size_t len, size_t at, size_t n)
+{
+  size_t i = at + n;
+  if (i < len && text[i] == '`')
+    i++;
+  while (i < len && is_space(text[i]))
+    i++;
+  return i < len && text[i] == '(';
+}
+
+static bool same_schema(const char *schema, size_t schema_len, const unsigned char *s, size_t n)
+{
+  /* Case-insensitive: with lower_case_table_names=1 the server folds schema names; a
+   * false match here only costs a look from Python, which resolves names exactly. */
+  if (schema_len != n)
+    return false;
+  for (size_t k = 0; k < n; k++)
+    if (lower((unsigned char)schema[k]) != lower(s[k]))
+      return false;
+  return true;
+}
+
+struct scan {
+  const unsigned char *text;
+  size_t len;
+  void *thd;
+  int db_state; /* 0 not read yet, 1 read, -1 none */
+  char db[SQLML_IDENT_MAX * 4 + 1];
+};
+
+static const char *current_db(struct scan *sc)
+{
+  if (sc->db_state == 0)
+    sc->db_state = server_current_db(sc->thd, sc->db, sizeof sc->db) > 0 ? 1 : -1;
+  return sc->db_state > 0 ? sc->db : NULL;
+}
+
+/* Does the identifier at `at` (n bytes) name a registered function, called (or, in a
+ * DROP statement, dropped) as that function? */
+static bool registered(struct scan *sc, const struct words *w, size_t at, size_t n, bool drop)
+{
+  const unsigned char *s = sc->text + at;
+  if (n > SQLML_IDENT_MAX)
+    return false;
+  if (drop) {
+    for (int k = 0; k < w->count; k++)
+      if (same_word(s, n, w->entry[k].name) || same_schema(w->entry[k].schema, w->entry[k].schema_len, s, n))
+        return true;
+    return false;
+  }
+  if (!w->name_len[n] || !w->first[lower(s[0])] || !called(sc->text, sc->len, at, n))
+    return false;
+  const unsigned char *schema = NULL;
+  size_t schema_len = 0;
+  bool qualified = qualifier(sc->text, at, &schema, &schema_len);
   for (int k = 0; k < w->count; k++) {
-    const char *word = w->word[k];
-    size_t j = 0;
-    while (word[j] && j < left && lower(s[j]) == (unsigned char)word[j])
-      j++;
-    if (!word[j])
-      return true;
+    const struct entry *e = &w->entry[k];
+    if (e->name_len != n || !same_word(s, n, e->name))
+      continue;
+    if (qualified) {
+      if (same_schema(e->schema, e->schema_len, schema, schema_len))
+        return true;
+    } else if (!e->native) {
+      const char *db = current_db(sc);
+      if (db && same_schema(e->schema, e->schema_len, (const unsigned char *)db, strlen(db)))
+        return true;
+    }
   }
   return false;
 }
 
-/* Does text contain any trigger word (ASCII case-insensitive)? One multiply and one
- * table load per two bytes; words are compared only where one may start. */
-static bool mentions(const char *text, size_t len, const struct words *w)
+/* Where the statement's first word starts: after spaces and comments (C-style, "-- ", "#"). */
+static size_t skip_leading_comments(const unsigned char *s, size_t len)
 {
-  const unsigned char *s = (const unsigned char *)text;
-  for (size_t i = 0; i + 3 <= len; i += 2)
-    if (w->seen[tri_hash(s + i)] && (word_at(s + i, len - i, w) || (i > 0 && word_at(s + i - 1, len - i + 1, w))))
-      return true;
-  if (!w->short_words)
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = lower(s[i]);
-    if (!w->first[c])
-      continue;
-    for (int k = 0; k < w->count; k++) {
-      const char *word = w->word[k];
-      if ((unsigned char)word[0] != c)
-        continue;
-      size_t j = 1;
-      while (word[j] && i + j < len && lower(s[i + j]) == (unsigned char)word[j])
-        j++;
-      if (!word[j])
-        return true;
+  size_t i = 0;
+  for (;;) {
+    while (i < len && is_space(s[i]))
+      i++;
+    if (i + 1 < len && s[i] == '/' && s[i + 1] == '*' && !(i + 2 < len && s[i + 2] == '!')) {
+      const unsigned char *end = memmem(s + i + 2, len - i - 2, "*/", 2);
+      if (!end)
+        return len;
+      i = (size_t)(end - s) + 2;
+    } else if ((i + 2 < len && s[i] == '-' && s[i + 1] == '-' && is_space(s[i + 2])) || (i < len && s[i] == '#')) {
+      while (i < len && s[i] != '\n')
+        i++;
+    } else {
+      return i;
     }
+  }
+}
+
+/* Does the statement qualify (see struct words)? One table test per byte; identifiers
+ * are compared only where one starts. */
+static bool mentions(struct scan *sc, const struct words *w)
+{
+  const unsigned char *s = sc->text;
+  size_t len = sc->len, i = skip_leading_comments(s, len);
+  bool drop = w->count && len - i >= 5 && starts_with(s + i, 4, "drop") && !ident_byte(s[i + 4]);
+  while (i < len) {
+    if (!ident_byte(s[i])) {
+      i++;
+      continue;
+    }
+    size_t start = i;
+    while (i < len && ident_byte(s[i]))
+      i++;
+    size_t n = i - start;
+    if (fixed_word(s + start, n) || (w->count && registered(sc, w, start, n, drop)))
+      return true;
   }
   return false;
 }
@@ -150,32 +349,94 @@ const char *rewrite_functions_file(char *buf, size_t len)
 void rewrite_load_names(void)
 {
   char path[1024], line[4096];
-  const char *names[1024];
+  char *schemas[REWRITE_MAX_FUNCTIONS], *names[REWRITE_MAX_FUNCTIONS];
   int n = 0;
   FILE *f = rewrite_functions_file(path, sizeof path) ? fopen(path, "r") : NULL;
   if (f) {
-    while (n < 1024 && fgets(line, sizeof line, f)) {
-      if (line[0] == '#' || line[0] == '\n')
+    /* Lines are "schema TAB name TAB definition"; anything else is skipped. */
+    while (n < REWRITE_MAX_FUNCTIONS && fgets(line, sizeof line, f)) {
+      if (line[0] == '#')
         continue;
-      line[strcspn(line, "\t\r\n")] = '\0';
-      if (line[0] && (names[n] = strdup(line)))
+      char *name = strchr(line, '\t');
+      char *rest = name ? strchr(name + 1, '\t') : NULL;
+      if (!rest)
+        continue;
+      *name++ = '\0';
+      *rest = '\0';
+      if (!rewrite_valid_identifier(line) || !rewrite_valid_identifier(name))
+        continue;
+      schemas[n] = strdup(line);
+      names[n] = strdup(name);
+      if (schemas[n] && names[n])
         n++;
+      else {
+        free(schemas[n]);
+        free(names[n]);
+      }
     }
     fclose(f);
   }
-  rewrite_set_names(names, n);
-  for (int i = 0; i < n; i++)
-    free((void *)names[i]);
+  rewrite_set_names((const char *const *)schemas, (const char *const *)names, n);
+  for (int i = 0; i < n; i++) {
+    free(schemas[i]);
+    free(names[i]);
+  }
+}
+
+/* ---- registry changes wait for the statement's end ---------------------------------------
+ * Python records a change (CREATE/DROP FUNCTION, DROP DATABASE) when it sees the statement
+ * and applies it only when the server reports that statement ended without error. Here:
+ * the connections (THD) that have such a change waiting, so that a statement's end costs
+ * one load of `waiting` unless it is one of them. */
+#define WAITING_MAX 64
+static pthread_mutex_t waiting_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *waiting_thd[WAITING_MAX];
+static int waiting;
+
+/* Forgets thd's waiting change, if any; true if there was one. */
+static bool unwait(void *thd)
+{
+  if (!__atomic_load_n(&waiting, __ATOMIC_ACQUIRE))
+    return false;
+  bool found = false;
+  pthread_mutex_lock(&waiting_lock);
+  for (int i = 0; i < WAITING_MAX; i++)
+    if (waiting_thd[i] == thd) {
+      waiting_thd[i] = NULL;
+      __atomic_fetch_sub(&waiting, 1, __ATOMIC_RELEASE);
+      found = true;
+    }
+  pthread_mutex_unlock(&waiting_lock);
+  return found;
+}
+
+static bool await_end(void *thd)
+{
+  bool ok = false;
+  pthread_mutex_lock(&waiting_lock);
+  for (int i = 0; i < WAITING_MAX && !ok; i++)
+    if (!waiting_thd[i]) {
+      waiting_thd[i] = thd;
+      __atomic_fetch_add(&waiting, 1, __ATOMIC_RELEASE);
+      ok = true;
+    }
+  pthread_mutex_unlock(&waiting_lock);
+  return ok;
 }
 
 int rewrite_preparse(void *thd, const void *event)
 {
-  (void)thd;
   const struct mysql_event_parse *e = event;
-  if (e->event_subclass != MYSQL_AUDIT_PARSE_PREPARSE || !plugin_rewrite_enabled())
+  if (e->event_subclass != MYSQL_AUDIT_PARSE_PREPARSE)
+    return 0;
+  /* A change waits for the end of the statement that asked for it; a new statement on
+   * the same connection means it never ended (a parse error): Python drops it too. */
+  unwait(thd);
+  if (!plugin_rewrite_enabled())
     return 0;
   const struct words *w = __atomic_load_n(&words, __ATOMIC_ACQUIRE);
-  if (!w || !e->query.str || !mentions(e->query.str, e->query.length, w))
+  struct scan sc = {(const unsigned char *)e->query.str, e->query.length, thd, 0, ""};
+  if (!w || !e->query.str || !mentions(&sc, w))
     return 0;
   static void *(*server_malloc)(unsigned int, size_t, int);
   if (!server_malloc)
@@ -183,23 +444,51 @@ int rewrite_preparse(void *thd, const void *event)
   if (!server_malloc)
     return 0;
   int prepared = e->flags && (*e->flags & REWRITE_FLAG_IS_PREPARED_STATEMENT);
-  char *text = NULL;
-  size_t text_len = 0;
-  if (pyhost_rewrite(e->query.str, e->query.length, prepared, server_malloc, &text, &text_len) == 0 && text) {
-    e->rewritten_query->str = text;
-    e->rewritten_query->length = text_len;
+  const char *db = current_db(&sc);
+  struct pyhost_rewritten out = {NULL, 0, false};
+  plugin_count(SQLML_COUNTER_REWRITE_ANALYSED, 1);
+  if (pyhost_rewrite(e->query.str, e->query.length, prepared, db, (unsigned long long)(uintptr_t)thd,
+                     server_malloc, &out) != 0)
+    return 0;
+  if (out.awaits_end && !await_end(thd))
+    fprintf(stderr, "sqlml: more than %d registry changes waiting; one is dropped\n", WAITING_MAX);
+  if (out.text) {
+    e->rewritten_query->str = out.text;
+    e->rewritten_query->length = out.len;
     *e->flags |= REWRITE_FLAG_QUERY_REWRITTEN;
     plugin_count(SQLML_COUNTER_REWRITTEN, 1);
   }
   return 0;
 }
 
+struct mysql_event_query { /* plugin_audit.h */
+  int event_subclass;
+  int status;
+  unsigned long connection_id;
+  int sql_command_id;
+  struct lex_string query;
+  const void *query_charset;
+};
+
+int rewrite_query_end(void *thd, const void *event)
+{
+  const struct mysql_event_query *e = event;
+  if (e->event_subclass != MYSQL_AUDIT_QUERY_STATUS_END || !unwait(thd))
+    return 0;
+  pyhost_statement_ended((unsigned long long)(uintptr_t)thd, e->status, e->query.str, e->query.length);
+  return 0;
+}
+
 /* ---- diagnostics: the filter's cost, for bench/bench_rewrite.py ---------------------------- */
 
 #include "udf_abi.h"
-#include <time.h>
 
 #define SQLML_EXPORT __attribute__((visibility("default")))
+/* Bounds on the benchmark helper, which the benchmark creates and drops itself (it is not
+ * in install.sql): at most FILTER_NS_MAX_ITERATIONS passes over at most FILTER_NS_MAX_BYTES,
+ * and KILL QUERY is seen between passes (one pass is well under a millisecond). */
+#define FILTER_NS_MAX_ITERATIONS 1000000LL
+#define FILTER_NS_MAX_BYTES (1024 * 1024)
 
 /* sqlml_rewrite_filter_ns(statement_text, iterations): nanoseconds one pre-parse filter
  * pass over the text costs, averaged over the iterations (the statement is not run). */
@@ -221,18 +510,33 @@ SQLML_EXPORT void sqlml_rewrite_filter_ns_deinit(UDF_INIT *initid) { (void)initi
 SQLML_EXPORT double sqlml_rewrite_filter_ns(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)
 {
   (void)initid;
-  (void)error;
   const struct words *w = __atomic_load_n(&words, __ATOMIC_ACQUIRE);
   if (!w || !args->args[0] || !args->args[1] || *(long long *)args->args[1] <= 0) {
     *is_null = 1;
     return 0;
   }
   long long n = *(long long *)args->args[1];
+  if (n > FILTER_NS_MAX_ITERATIONS || args->lengths[0] > FILTER_NS_MAX_BYTES) {
+    server_error(1105, "sqlml_rewrite_filter_ns: at most 1,000,000 iterations over at most 1 MiB of text; "
+                       "use smaller arguments");
+    *error = 1;
+    return 0;
+  }
+  void *thd = server_current_thd();
+  struct scan sc = {(const unsigned char *)args->args[0], args->lengths[0], thd, 0, ""};
   volatile int hits = 0;
   struct timespec a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
-  for (long long i = 0; i < n; i++)
-    hits += mentions(args->args[0], args->lengths[0], w);
+  for (long long i = 0; i < n; i++) {
+    if ((i & 63) == 0 && server_killed(thd)) {
+      server_error(1317 /* ER_QUERY_INTERRUPTED */, "Query execution was interrupted");
+      *error = 1;
+      return 0;
+    }
+    sc.db_state = 0;
+    /* One snapshot per pass, as the hook does (snapshots are freed seconds after). */
+    hits += mentions(&sc, __atomic_load_n(&words, __ATOMIC_ACQUIRE));
+  }
   clock_gettime(CLOCK_MONOTONIC, &b);
   return ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (double)n;
 }

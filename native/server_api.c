@@ -41,6 +41,34 @@ static struct mysql_registry_service *registry;
 static struct mysql_global_grants_check *grants_check;
 static struct mysql_thd_security_context *security_context;
 static struct mysql_security_context_options *context_options;
+/* MySQL: the session's current database (thd attribute "schema", a String handle that
+ * the string services copy out and free). */
+struct mysql_thd_attributes {
+  int (*get)(void *thd, const char *name, void *inout_pvalue);
+  int (*set)(void *thd, const char *name, void *inout_pvalue);
+};
+struct mysql_string_factory {
+  int (*create)(void **out_string);
+  void (*destroy)(void *string);
+};
+struct mysql_string_converter {
+  int (*convert_from_buffer)(void **out_string, const char *in_buffer, unsigned long long length,
+                             const char *charset_name);
+  int (*convert_to_buffer)(void *in_string, char *out_buffer, unsigned long long length, const char *charset_name);
+};
+static struct mysql_thd_attributes *thd_attributes;
+static struct mysql_string_factory *string_factory;
+static struct mysql_string_converter *string_converter;
+/* MySQL: whether a name is one of the server's native functions (as MySQL asks when it
+ * warns that a stored function shares a native function's name). */
+struct lex_string_arg {
+  const char *str;
+  size_t length;
+};
+static void *(*find_native_function_builder)(const struct lex_string_arg *name);
+static bool (*is_lex_native_function)(const struct lex_string_arg *name);
+/* Both servers: the C function plugins use to see KILL QUERY / KILL (nonzero: killed). */
+static int (*thd_killed_fn)(const void *thd);
 /* MariaDB: the server's own routine privilege check and its current THD. */
 /* True when the caller holds NO routine-level privilege on db.name, through its own grant
  * or its active role's (global and database-level privileges do not count here). */
@@ -64,6 +92,7 @@ static void lookup(void)
   printf_error = (printf_error_fn)find("my_printf_error", "_Z15my_printf_errorjPKciz");
   thd_strmake = (char *(*)(void *, const char *, size_t))find("thd_strmake", "_Z11thd_strmakeP3THDPKcm");
   binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
+  thd_killed_fn = (int (*)(const void *))find("thd_killed", "_Z10thd_killedPK3THD");
   if (is_mariadb) {
     maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
     check_routine_level_acl = (bool (*)(void *, const char *, const char *, const void *))find(
@@ -74,6 +103,10 @@ static void lookup(void)
     return;
   }
   current_thd = (current_thd_fn)find(NULL, "_Z19thd_get_current_thdv");
+  find_native_function_builder = (void *(*)(const struct lex_string_arg *))find(
+      NULL, "_Z28find_native_function_builderRK16MYSQL_LEX_STRING");
+  is_lex_native_function = (bool (*)(const struct lex_string_arg *))find(
+      NULL, "_Z22is_lex_native_functionPK16MYSQL_LEX_STRING");
   push_warning_printf = (push_warning_printf_fn)find(
       NULL, "_Z19push_warning_printfP3THDN13Sql_condition19enum_severity_levelEjPKcz");
   void *(*registry_acquire)(void) = (void *(*)(void))find("mysql_plugin_registry_acquire",
@@ -89,6 +122,12 @@ static void lookup(void)
     security_context = service;
   if (registry && registry->acquire("mysql_security_context_options", &service) == 0)
     context_options = service;
+  if (registry && registry->acquire("mysql_thd_attributes", &service) == 0)
+    thd_attributes = service;
+  if (registry && registry->acquire("mysql_string_factory", &service) == 0)
+    string_factory = service;
+  if (registry && registry->acquire("mysql_string_converter", &service) == 0)
+    string_converter = service;
 }
 
 void server_api_init(void) { pthread_once(&once, lookup); }
@@ -137,6 +176,42 @@ char *server_thd_strmake(void *thd, const char *str, size_t length)
 void *server_current_thd(void)
 {
   return is_mariadb ? (maria_current_thd ? maria_current_thd() : NULL) : (current_thd ? current_thd() : NULL);
+}
+
+int server_current_db(void *thd, char *buf, size_t len)
+{
+  void *handle = NULL;
+  buf[0] = '\0';
+  if (!thd || !thd_attributes || !string_factory || !string_converter || len < 2 ||
+      thd_attributes->get(thd, "schema", &handle) != 0 || !handle)
+    return -1;
+  int ok = string_converter->convert_to_buffer(handle, buf, len, "utf8mb4") == 0;
+  string_factory->destroy(handle);
+  if (!ok) {
+    buf[0] = '\0';
+    return -1;
+  }
+  buf[len - 1] = '\0';
+  return (int)strlen(buf);
+}
+
+int server_is_native_function(const char *name, size_t len)
+{
+  if (!find_native_function_builder || !is_lex_native_function)
+    return -1;
+  char lower[256];
+  if (len >= sizeof lower)
+    return 0; /* no native function has so long a name */
+  for (size_t i = 0; i < len; i++)
+    lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+  lower[len] = '\0';
+  struct lex_string_arg lex = {lower, len};
+  return find_native_function_builder(&lex) != NULL || is_lex_native_function(&lex);
+}
+
+bool server_killed(void *thd)
+{
+  return thd && thd_killed_fn && thd_killed_fn(thd) != 0;
 }
 
 int server_binlog_format(void)

@@ -39,6 +39,19 @@ void *server_current_thd(void);
 /* Copies a string into the statement's memory (sysvar checks); NULL on failure. */
 char *server_thd_strmake(void *thd, const char *str, size_t length);
 
+/* MySQL: thd's current database (USE db), as utf8mb4 in buf: its length, 0 when there
+ * is none, -1 when the server does not say (MariaDB, or the services are missing). */
+int server_current_db(void *thd, char *buf, size_t len);
+
+/* MySQL: 1 if name (any letter case) is a native function of the server, which an
+ * unqualified call always means whatever stored functions share the name; 0 if not; -1
+ * when the server does not say (MariaDB, or the symbols are missing). */
+int server_is_native_function(const char *name, size_t len);
+
+/* Whether thd was killed (KILL QUERY or KILL): loops over user-sized work ask this and
+ * stop. False where the server does not say. */
+bool server_killed(void *thd);
+
 /* The calling session's binlog format if binary logging is on for it (0 MIXED,
  * 1 STATEMENT, 2 ROW), 3 if it is off, -1 if the server does not say. */
 int server_binlog_format(void);

@@ -93,9 +93,10 @@ PREPARE sqlml_stmt FROM @sqlml_sql;
 EXECUTE sqlml_stmt;
 DEALLOCATE PREPARE sqlml_stmt;
 
--- Diagnostics for bench/bench_rewrite.py: the cost of MySQL's pre-parse filter.
+-- No benchmark or diagnostic function is installed for everyone: bench/bench_rewrite.py
+-- creates sqlml_rewrite_filter_ns itself and drops it after. Earlier versions installed
+-- it: remove it.
 DROP FUNCTION IF EXISTS sqlml_rewrite_filter_ns;
-CREATE FUNCTION sqlml_rewrite_filter_ns RETURNS REAL SONAME 'sqlml.so';
 
 -- Training-data export to S3 (Aurora's SELECT INTO OUTFILE S3): an aggregate over a query.
 DROP FUNCTION IF EXISTS sqlml_export_s3;

@@ -12,7 +12,7 @@ FUNCTIONS = {
     "aws_sagemaker_invoke_endpoint_decimal", "aws_sagemaker_invoke_endpoint_string",
     "sqlml_version", "sqlml_status", "sqlml_echo_int", "sqlml_noop_int",
     "sqlml_warm_comprehend", "sqlml_warm_sagemaker", "sqlml_cache_clear",
-    "sqlml_export_s3", "sqlml_rewrite_filter_ns",
+    "sqlml_export_s3",
 }
 
 

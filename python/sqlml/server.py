@@ -57,6 +57,18 @@ def has_grant(privilege: str) -> tuple[int, str]:
     return _native.has_grant(privilege)
 
 
+def is_native_function(name: str) -> bool:
+    """Whether an unqualified call of `name` means one of the server's native functions
+    (MySQL; True when the server does not say, False outside a server)."""
+    return _native.is_native_function(name) != 0 if _native is not None else False
+
+
+def killed() -> bool:
+    """Whether the calling connection got KILL QUERY (or KILL): a loop over user-sized work
+    inside one call asks this between steps and stops (False outside a server)."""
+    return bool(_native.killed()) if _native is not None else False
+
+
 # The session's binlog format as the server reports it while binary logging is on.
 BINLOG_MIXED, BINLOG_STATEMENT, BINLOG_ROW, BINLOG_OFF = 0, 1, 2, 3
 

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Callable
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
+
+from .. import server
 
 COMPREHEND = ("aws_comprehend_detect_sentiment", "aws_comprehend_detect_sentiment_confidence")
 SAGEMAKER_PREFIX = "aws_sagemaker_invoke_endpoint_"
@@ -46,6 +49,10 @@ _UNSUPPORTED_TOP = {TokenType.LIMIT, TokenType.UNION, TokenType.INTERSECT, Token
 _NUMERIC_CASTS = {"REAL": "DOUBLE", "DOUBLE": "DOUBLE", "FLOAT": "DOUBLE", "INT": "SIGNED", "INTEGER": "SIGNED",
                   "BIGINT": "SIGNED", "SMALLINT": "SIGNED", "TINYINT": "SIGNED", "MEDIUMINT": "SIGNED"}
 _TEXT = {"CHAR", "VARCHAR", "TEXT", "TINYTEXT", "MEDIUMTEXT", "LONGTEXT"}
+# Longer statements run as written (unbatched): the analysis (sqlglot) grows with the text
+# and, in the parse hook, cannot see KILL QUERY. Measured: WHERE a = 1 OR a = 2 OR ...
+# (the slowest shape tried) takes about 0.6 s at 32 KiB; a 1,000-row INSERT ... VALUES is 30 KB.
+MAX_ANALYSED_CHARS = 32 * 1024
 
 
 class _Skip(Exception):
@@ -56,9 +63,66 @@ def _name(node: exp.Expression) -> str | None:
     return node.name.lower() if isinstance(node, exp.Anonymous) else None
 
 
-def _is_ml(node: exp.Expression, functions: dict) -> bool:
-    name = _name(node)
-    return bool(name) and (name in COMPREHEND or name.startswith(SAGEMAKER_PREFIX) or name in functions)
+def _schema(node: exp.Expression) -> str | None:
+    """The schema a call is qualified with (s.f(...)), or None."""
+    parent = node.parent
+    if isinstance(parent, exp.Dot) and parent.expression is node:
+        return parent.this.name
+    return None
+
+
+class Names:
+    """How this statement's calls resolve: the registry of Aurora-DDL functions, keyed by
+    (schema, name), and the session's current database for unqualified calls."""
+
+    def __init__(self, functions: dict, db: str | None):
+        self.functions = functions
+        self.db = db
+
+    def registered(self, node: exp.Expression):
+        """The registry entry `node` calls, resolved as the server resolves it, or None."""
+        name = _name(node)
+        if not name:
+            return None
+        schema = _schema(node)
+        if schema is None:
+            # Unqualified: the current database's function, unless the name is a native
+            # function's (then the call is the server's own, as in MySQL).
+            if not self.db or (self.db, name) not in self.functions or server.is_native_function(name):
+                return None
+            schema = self.db
+        return self.functions.get((schema, name))
+
+    def service(self, node: exp.Expression) -> str | None:
+        """'comprehend' or 'sagemaker' for a call this module batches, else None."""
+        name = _name(node)
+        if not name:
+            return None
+        if _schema(node) is None and name in COMPREHEND:
+            return "comprehend"
+        if (_schema(node) is None and name.startswith(SAGEMAKER_PREFIX)) or self.registered(node) is not None:
+            return "sagemaker"
+        return None
+
+
+def _is_ml(node: exp.Expression, names: Names) -> bool:
+    return names.service(node) is not None
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def definition_guard(fn) -> str:
+    """A condition true only while fn's stored function is exactly the one the registry
+    recorded (same schema, name and routine body, hence the same endpoint), checked when
+    the statement runs and as its caller. A caller who cannot see the definition gets
+    false: no warm-up, the rows' own calls run as written."""
+    schema, name = _sql_string(fn.schema), _sql_string(fn.name)
+    return (f"EXISTS (SELECT 1 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {schema} "
+            f"AND ROUTINE_NAME = {name} AND ROUTINE_TYPE = 'FUNCTION' "
+            f"AND CAST(ROUTINE_SCHEMA AS BINARY) = CAST({schema} AS BINARY) "
+            f"AND CAST(ROUTINE_DEFINITION AS BINARY) = CAST({_sql_string(fn.body)} AS BINARY))")
 
 
 def _arg_sql(node: exp.Expression) -> str:
@@ -84,26 +148,26 @@ def _cast(arg: str, sql_type: str) -> str:
     return arg
 
 
-def _warm_call(call: exp.Anonymous, functions: dict) -> str:
+def _warm_call(call: exp.Anonymous, names: Names) -> str:
     """The warm-up aggregate call that fills the cache for `call`'s inputs."""
     name = _name(call)
     args = call.expressions
-    if name in COMPREHEND:
+    fn = names.registered(call)
+    if fn is None and name in COMPREHEND:
         if len(args) not in (2, 3):
             raise _Skip("Comprehend call with an unexpected argument count")
         parts = [_arg_sql(args[0]), _arg_sql(args[1])] + ([_literal(args[2]).sql(dialect="mysql")] if len(args) == 3 else [])
         return f"sqlml_warm_comprehend({', '.join(parts)})"
-    if name.startswith(SAGEMAKER_PREFIX):
+    if fn is None:
         if len(args) < 4:
             raise _Skip("SageMaker call with too few arguments")
         endpoint, mbs = _literal(args[0]), _literal(args[2])
         parts = [endpoint.sql(dialect="mysql"), mbs.sql(dialect="mysql")] + [_arg_sql(a) for a in args[3:]]
         return f"sqlml_warm_sagemaker({', '.join(parts)})"
-    fn = functions[name]
     if len(args) != len(fn.param_types):
         raise _Skip(f"{name} called with {len(args)} arguments, declared with {len(fn.param_types)}")
-    endpoint = "'" + fn.endpoint.replace("\\", "\\\\").replace("'", "''") + "'"
-    parts = [endpoint, str(fn.max_batch_size)] + [_cast(_arg_sql(a), t) for a, t in zip(args, fn.param_types)]
+    parts = [_sql_string(fn.endpoint), str(fn.max_batch_size)] + [_cast(_arg_sql(a), t)
+                                                                   for a, t in zip(args, fn.param_types)]
     return f"sqlml_warm_sagemaker({', '.join(parts)})"
 
 
@@ -198,14 +262,20 @@ def _end_of_statement(tokens) -> int:
     return 0
 
 
-def rewrite(text: str, prepared: bool, functions: dict) -> str | None:
+def rewrite(text: str, prepared: bool, functions: dict, db: str | None = None,
+            may_warm: Callable[[str], bool] = lambda service: True) -> str | None:
+    """The statement with warm-ups, or None to run it as written. functions: the registry
+    ((schema, name) -> MlFunction); db: the current database; may_warm(service): whether
+    the caller may run that service's warm-up (else the statement runs as written)."""
+    if len(text) > MAX_ANALYSED_CHARS:
+        return None
     try:
-        return _rewrite(text, prepared, functions)
+        return _rewrite(text, prepared, Names(functions, db), may_warm)
     except (_Skip, sqlglot.errors.SqlglotError, RecursionError):
         return None
 
 
-def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
+def _rewrite(text: str, prepared: bool, names: Names, may_warm: Callable[[str], bool]) -> str | None:
     # REPLACE is INSERT's syntax with another verb, which sqlglot does not parse: read it
     # as INSERT (same length, so every position still points into the original text).
     m = _REPLACE.match(text)
@@ -215,11 +285,13 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
         raise _Skip("not exactly one statement")
     tree = trees[0]
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Values):
-        return _warm_values(text, tree, functions)
+        return _warm_values(text, tree, names, may_warm)
     query, kind = _top_select(tree)
-    calls = [node for node in tree.find_all(exp.Anonymous) if _is_ml(node, functions)]
+    calls = [node for node in tree.find_all(exp.Anonymous) if _is_ml(node, names)]
     if not calls:
         return None
+    if not all(may_warm(names.service(c)) for c in calls):
+        raise _Skip("the caller may not run a warm-up")
     if kind == "update" and (query.args.get("joins") or query.args.get("from_") or query.args.get("from")):
         raise _Skip("multi-table UPDATE")
     for call in calls:
@@ -228,7 +300,10 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
             raise _Skip("an ML call inside a subquery, a join or FROM")
         if kind == "insert" and call.find_ancestor(exp.Select) is not query:
             raise _Skip("an ML call outside the INSERT's SELECT")
-    warm_calls = list(dict.fromkeys(_warm_call(c, functions) for c in calls))
+    warm_calls = list(dict.fromkeys(_warm_call(c, names) for c in calls))
+    # Each registry function's warm-up runs only while its definition is still the one
+    # recorded: a stale or foreign entry can never choose where a row is sent.
+    guards = list(dict.fromkeys(definition_guard(fn) for fn in map(names.registered, calls) if fn is not None))
     if tree.find(exp.Placeholder) is not None:
         # A statement being prepared (the client's COM_STMT_PREPARE or SQL PREPARE, which
         # the server does not always flag): copying a '?' would change the parameter count.
@@ -244,12 +319,12 @@ def _rewrite(text: str, prepared: bool, functions: dict) -> str | None:
     if where_start is not None:
         for conjunct in _conjuncts(analysed, tokens, where_start, where_end):
             node = _parse_condition(conjunct)
-            if any(_is_ml(n, functions) for n in node.find_all(exp.Anonymous)):
+            if any(_is_ml(n, names) for n in node.find_all(exp.Anonymous)):
                 ml.append(conjunct)
             else:
                 plain.append((conjunct, _cannot_fail(node)))
     safe = [c for c, ok in plain if ok]
-    warm_where = " AND ".join(f"({c})" for c in safe)
+    warm_where = " AND ".join(guards + [f"({c})" for c in safe])
     reorder = len(safe) == len(plain) and bool(ml) and bool(plain)
     total = " + ".join(f"COALESCE({w}, 0)" for w in warm_calls)
     if kind == "update":
@@ -349,41 +424,50 @@ def _literal_value(node: exp.Expression, sql_type: str | None):
     return KIND_DECIMAL, node.this.encode()
 
 
-def _warm_values(text: str, tree: exp.Insert, functions: dict) -> str | None:
+def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[str], bool]) -> str | None:
     """Sends the distinct literal inputs of the VALUES rows' ML calls in batches now,
     through the warm-up functions (with their access checks), and marks the statement.
-    The statement itself is unchanged: each row's call then reads its cached answer."""
+    The statement itself is unchanged: each row's call then reads its cached answer.
+
+    Registry functions are the exception: where their rows go must be checked against
+    the function's definition when the statement runs (definition_guard), so their
+    warm-up is SQL inside the statement (_guarded_values_warm_up), not a send from here."""
     from .. import bridge
     from ..engine import functions as sqlfunctions
     from ..types import KIND_INT, KIND_STRING
 
-    calls = [node for node in tree.expression.find_all(exp.Anonymous) if _is_ml(node, functions)]
+    calls = [node for node in tree.expression.find_all(exp.Anonymous) if _is_ml(node, names)]
     if len(calls) < 2:
         return None
+    if not all(may_warm(names.service(c)) for c in calls):
+        return None
     groups: dict[tuple, list[tuple]] = {}
+    registered: dict[tuple, list[exp.Anonymous]] = {}
     for call in calls:
         name, args = _name(call), call.expressions
+        fn = names.registered(call)
+        if fn is not None:
+            if len(args) != len(fn.param_types):
+                raise _Skip(f"{name} called with {len(args)} arguments")
+            registered.setdefault(fn.key, []).append(call)
+            continue
         if name in COMPREHEND:
             if len(args) not in (2, 3):
                 raise _Skip("Comprehend call with an unexpected argument count")
             mbs = [_literal_value(args[2], "INT")] if len(args) == 3 else []
             key = ("sqlml_warm_comprehend", tuple(mbs))
             row = [_literal_value(args[0], None), _literal_value(args[1], None)] + mbs
-        elif name.startswith(SAGEMAKER_PREFIX):
+        else:
             if len(args) < 4:
                 raise _Skip("SageMaker call with too few arguments")
             endpoint, mbs = _literal_value(args[0], None), _literal_value(args[2], "INT")
+            if endpoint[0] != KIND_STRING:
+                raise _Skip("SageMaker endpoint is not a string")
             key = ("sqlml_warm_sagemaker", (endpoint, mbs))
             row = [endpoint, mbs] + [_literal_value(a, None) for a in args[3:]]
-        else:
-            fn = functions[name]
-            if len(args) != len(fn.param_types):
-                raise _Skip(f"{name} called with {len(args)} arguments")
-            endpoint, mbs = (KIND_STRING, fn.endpoint.encode()), (KIND_INT, fn.max_batch_size)
-            key = ("sqlml_warm_sagemaker", (endpoint, mbs))
-            row = [endpoint, mbs] + [_literal_value(a, t) for a, t in zip(args, fn.param_types)]
         groups.setdefault((key[0], key[1], tuple(t for t, _ in row)), []).append(tuple(v for _, v in row))
-    engine = bridge.engine()
+    edits = [_guarded_values_warm_up(text, names.functions[key], found, names) for key, found in registered.items()]
+    engine = bridge.engine() if groups else None
     warmed = 0
     for (fname, _consts, types), rows in groups.items():
         consts = tuple(rows[0][i] if fname == "sqlml_warm_sagemaker" and i < 2 else None for i in range(len(types)))
@@ -397,4 +481,48 @@ def _warm_values(text: str, tree: exp.Insert, functions: dict) -> str | None:
             warmed += call() or 0
         except Exception:  # noqa: BLE001 - the rows' own calls raise the real error, per row
             continue
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
     return f"/* sqlml: {warmed} inputs of {len(calls)} calls sent in batches */ {text}"
+
+
+def _guarded_values_warm_up(text: str, fn, calls: list, names: Names) -> tuple[int, int, str]:
+    """An edit of `text` (start, end, replacement) that puts a guarded warm-up of fn's
+    distinct VALUES inputs into the first call's first argument, a literal L, as
+    IF(COALESCE((warm-up), 0) >= 0, L, L): the same value and type, and the server runs
+    the warm-up once (an uncorrelated subquery) before that first row's call."""
+    if not all(isinstance(a, (exp.Literal, exp.Null)) for call in calls for a in call.expressions):
+        raise _Skip("a VALUES argument is not a literal")
+    rows = list(dict.fromkeys(tuple(a.sql(dialect="mysql") for a in call.expressions) for call in calls))
+    columns = [f"c{i}" for i in range(len(fn.param_types))]
+    warm_args = [_cast(c, t) for c, t in zip(columns, fn.param_types)]
+    warm = (f"SELECT sqlml_warm_sagemaker({_sql_string(fn.endpoint)}, {fn.max_batch_size}, {', '.join(warm_args)}) "
+            f"FROM (VALUES {', '.join('ROW(' + ', '.join(r) + ')' for r in rows)}) AS sqlml_values "
+            f"({', '.join(columns)}) WHERE {definition_guard(fn)}")
+    start, end = _first_argument_span(text, fn, names)
+    literal = text[start:end]
+    return start, end, f"IF(COALESCE(({warm}), 0) >= 0, {literal}, {literal})"
+
+
+def _first_argument_span(text: str, fn, names: Names) -> tuple[int, int]:
+    """Where the first argument of the first call of fn is written: one literal token."""
+    tokens = _MYSQL.tokenize(text)
+    literal_types = {TokenType.NUMBER, TokenType.STRING, TokenType.NULL}
+    for i, t in enumerate(tokens[:-2]):
+        if t.text.lower() != fn.name or tokens[i + 1].token_type != TokenType.L_PAREN:
+            continue
+        qualified = i >= 2 and tokens[i - 1].token_type == TokenType.DOT
+        if not qualified and server.is_native_function(fn.name):
+            continue  # the server's own function of that name, not fn
+        schema = tokens[i - 2].text if qualified else names.db
+        if schema != fn.schema:
+            continue
+        arg, after = tokens[i + 2], tokens[i + 3] if i + 3 < len(tokens) else None
+        if arg.token_type not in literal_types or after is None or after.token_type not in (TokenType.COMMA,
+                                                                                             TokenType.R_PAREN):
+            raise _Skip("the first argument is not one literal token")
+        start, end = arg.start, arg.end + 1  # a STRING token's span includes its quotes
+        if arg.token_type == TokenType.STRING and text[start] not in "'\"":
+            raise _Skip("a string literal with an introducer or a prefix")
+        return start, end
+    raise _Skip(f"the first call of {fn.schema}.{fn.name} was not found")
