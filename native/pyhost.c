@@ -132,6 +132,14 @@ static PyObject *native_binlog_format(PyObject *self, PyObject *unused)
   return PyLong_FromLong(server_binlog_format());
 }
 
+/* _sqlml_native.killed() -> bool: has the calling connection's statement been killed? */
+static PyObject *native_killed(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyBool_FromLong(server_killed());
+}
+
 static PyObject *native_settings_generation(PyObject *self, PyObject *unused)
 {
   (void)self;
@@ -218,6 +226,7 @@ static PyMethodDef native_methods[] = {
     {"memo_invalidate", native_memo_invalidate, METH_NOARGS, "Retire every statement memo (cache cleared)."},
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
+    {"killed", native_killed, METH_NOARGS, "Has the calling statement been killed?"},
     {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},
     {"settings_generation", native_settings_generation, METH_NOARGS, "Changes when a variable does."},
     {"settings", native_settings, METH_NOARGS, "(generation, ((name, value, is_set), ...))."},

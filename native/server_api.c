@@ -33,6 +33,9 @@ static printf_error_fn printf_error;
 static current_thd_fn current_thd;
 static push_warning_printf_fn push_warning_printf;
 static struct mysql_udf_metadata *udf_metadata;
+/* Both servers export C thd_killed(); MariaDB's thd_kill_level() also sees KILL SOFT. */
+static int (*thd_killed_fn)(const void *thd);
+static int (*thd_kill_level_fn)(const void *thd);
 
 static char *(*thd_strmake)(void *thd, const char *str, size_t size);
 static int (*binlog_format)(const void *thd);
@@ -64,6 +67,8 @@ static void lookup(void)
   printf_error = (printf_error_fn)find("my_printf_error", "_Z15my_printf_errorjPKciz");
   thd_strmake = (char *(*)(void *, const char *, size_t))find("thd_strmake", "_Z11thd_strmakeP3THDPKcm");
   binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
+  thd_killed_fn = (int (*)(const void *))find("thd_killed", NULL);
+  thd_kill_level_fn = (int (*)(const void *))find("thd_kill_level", NULL);
   if (is_mariadb) {
     maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
     check_routine_access = (bool (*)(void *, unsigned long long, const lex_cstring *, const lex_cstring *,
@@ -134,6 +139,16 @@ char *server_thd_strmake(void *thd, const char *str, size_t length)
 void *server_current_thd(void)
 {
   return is_mariadb ? (maria_current_thd ? maria_current_thd() : NULL) : (current_thd ? current_thd() : NULL);
+}
+
+bool server_killed(void)
+{
+  void *thd = server_current_thd();
+  if (!thd)
+    return false;
+  if (is_mariadb && thd_kill_level_fn)
+    return thd_kill_level_fn(thd) != 0;
+  return thd_killed_fn ? thd_killed_fn(thd) != 0 : false;
 }
 
 int server_binlog_format(void)

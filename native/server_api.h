@@ -36,6 +36,11 @@ bool server_utf8mb4_result(UDF_INIT *initid);
 /* The calling connection's THD, or NULL where the server does not say. */
 void *server_current_thd(void);
 
+/* Whether the calling connection's statement has been killed (KILL QUERY, KILL
+ * CONNECTION, max_statement_time): long waits and loops poll this and stop. False on a
+ * thread the server does not know (an engine worker) or where the server does not say. */
+bool server_killed(void);
+
 /* Copies a string into the statement's memory (sysvar checks); NULL on failure. */
 char *server_thd_strmake(void *thd, const char *str, size_t length);
 

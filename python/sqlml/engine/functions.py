@@ -24,6 +24,7 @@ from ..services import comprehend, sagemaker
 from ..services.codecs import csv_field
 from . import Engine
 from .batch import WarmUp
+from .dispatch import QueryKilled
 from .cache import MISS
 from .tally import FLUSH_EVERY, Tally, flush_all
 
@@ -65,8 +66,9 @@ def _const_int(value: object, function: str, position: int, name: str) -> int:
 
 
 def _on_error(engine: Engine, exc: SqlmlError):
-    """Applies the per-row policy to a failed row: raise, or NULL plus a warning."""
-    if engine.settings.on_error == "null":
+    """Applies the per-row policy to a failed row: raise, or NULL plus a warning. A
+    killed statement is never a NULL."""
+    if engine.settings.on_error == "null" and not isinstance(exc, QueryKilled):
         server.warn(exc.sql_errno, exc.sql_message)
         return None
     raise exc
@@ -348,16 +350,25 @@ class WarmAggregate:
         self.rows, self.results = [], {}
 
     def __call__(self):
+        """The group's result: the inputs sent. A failed batch has raised already under
+        on_error = 'error'; under 'null' the warm-up still counts (so the README's
+        `WHERE (SELECT sqlml_warm_...) >= 0` keeps every row), warns once, and each row's
+        own read decides its NULL (engine/batch.py, failure rule)."""
         sent, error = 0, None
         for session in self.sessions.values():
             sent += session.finish()
             error = error or session.error
+            if session.stopped and session.error is not None and self.engine.settings.on_error == "null":
+                self.engine.fail_target(session.target, session.error, self)
         self.sessions = {}
         self.engine.counters.add("warmup_cnt")
         if error is not None:
-            return _on_error(self.engine, error) if self.engine.settings.on_error == "null" else _raise(error)
+            _on_error(self.engine, error)
         return sent
 
+    def close(self) -> None:
+        """Statement end (the shim's aggregate deinit): the statement's failed targets go."""
+        self.engine.forget_failures(self)
 
 def _ignore(*_row):
     return None
