@@ -271,3 +271,61 @@ def test_fault_matrix(db, clean, policy, fault, path):
             assert error is None, error
             assert rows == [(i, want[i - 1]) for i in ids], rows
             assert elapsed < TIMEOUT_S + MARGIN_S, elapsed
+
+
+# ---- a warm-up of many batches stops at the first failed one (issue 13.4) ---------------
+
+WIDE_ROWS = 100
+
+
+@pytest.mark.parametrize("path", ["warmup", pytest.param("rewritten", marks=pytest.mark.server("mysql"))])
+@pytest.mark.parametrize("fault", ["hang", "refused"])
+def test_a_failing_warm_up_of_many_batches_ends_within_twice_the_timeout(db, clean, policy, fault, path):
+    """Batch size 1 and 100 rows: 100 batches. The statement must not wait out each of
+    them (it took 10 s against a hung service, 132 s through MySQL's rewrite with the
+    service stopped): the first failed batch fails it, or under 'null' decides the rows
+    still unanswered as NULL at once."""
+    side = clean
+    ep = f"sum-wide-{fault}-{path}-{policy}"
+    with db.connect() as conn, conn.cursor() as cur:
+        for table in ("fm_wide", "fm_wide_copy"):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v INT, r DOUBLE) ENGINE=InnoDB")
+            cur.executemany(f"INSERT INTO {table} (id, v) VALUES (%s, %s)",
+                            [(i, 50000 + i) for i in range(1, WIDE_ROWS + 1)])
+    with rewriting(db, path == "rewritten"):
+        if path == "rewritten":
+            db.query("DROP FUNCTION IF EXISTS fm_wide_fn")
+            db.query(f"CREATE FUNCTION fm_wide_fn(value REAL) RETURNS REAL ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT "
+                     f"ENDPOINT NAME '{ep}' MAX_BATCH_SIZE 1")
+            select = "SELECT id, fm_wide_fn(v) FROM fm_wide ORDER BY id"
+            update = "UPDATE fm_wide SET r = fm_wide_fn(v)"
+        else:
+            call = f"aws_sagemaker_invoke_endpoint_real('{ep}', 'REAL', 1, v)"
+            warm = f"(SELECT sqlml_warm_sagemaker('{ep}', 1, v) FROM {{}}) >= 0"
+            select = f"SELECT id, {call} FROM fm_wide WHERE {warm.format('fm_wide')} ORDER BY id"
+            update = f"UPDATE fm_wide SET r = {call} WHERE {warm.format('fm_wide_copy')}"
+        bound = 2 * TIMEOUT_S + MARGIN_S
+        statements_run = [select] + ([update] if policy == "error" else [])
+        for sql in statements_run:
+            if side.fake._server is None:
+                side.restart()
+            side.fake.reset()
+            db.scalar("SELECT sqlml_cache_clear()")
+            if fault == "hang":
+                side.fake.hang_next(None, seconds=8, endpoint=ep)
+            else:
+                side._refuse()  # the service is down before the statement starts
+            sent_before = db.status()["aurora"]["actual_request_cnt"]
+            rows, warnings, error, elapsed = run(db, sql)
+            assert elapsed < bound, (elapsed, error)
+            sent = db.status()["aurora"]["actual_request_cnt"] - sent_before
+            assert sent <= 40, sent  # not every batch (at most max_in_flight were out at once)
+            if policy == "error":
+                assert error is not None and re.search(FAULTS[fault][1], error), error
+            else:
+                assert error is None, error
+                assert rows == [(i, None) for i in range(1, WIDE_ROWS + 1)]  # every row kept, each NULL
+                assert any(re.search(FAULTS[fault][1], w) for w in warnings), warnings
+        if policy == "error":
+            assert db.scalar("SELECT COUNT(*) FROM fm_wide WHERE r IS NOT NULL") == 0
