@@ -113,12 +113,14 @@ def test_a_cancelled_waiter_does_not_stop_the_next_call(pool):
         return [p * 2 for p in payloads]
 
     c = Coalescer(send, pool.submit)
-    abandoned = c.call(1, 1, 0.0)
+    abandoned = c.call(1, 100, 0.0)
     time.sleep(0.05)
-    assert abandoned.cancel() or abandoned.running()
+    queued = c.call(2, 100, 0.0)  # behind the first request; its caller gives up too
+    abandoned.cancel()
+    assert queued.cancel()
     release.set()
-    assert c.call(2, 1, 0.0).result(2) == 4
-    assert c.call(3, 1, 0.0).result(2) == 6
+    assert c.call(3, 100, 0.0).result(2) == 6
+    assert c.call(4, 100, 0.0).result(2) == 8
 
 
 def test_a_failed_request_whose_waiter_gave_up_does_not_stop_the_next_call(pool):
