@@ -329,3 +329,23 @@ def test_a_failing_warm_up_of_many_batches_ends_within_twice_the_timeout(db, cle
                 assert any(re.search(FAULTS[fault][1], w) for w in warnings), warnings
         if policy == "error":
             assert db.scalar("SELECT COUNT(*) FROM fm_wide WHERE r IS NOT NULL") == 0
+
+
+def test_a_failed_warm_up_is_forgotten_when_its_statement_ends(db, clean, policy):
+    """Under on_error = null a warm-up that found the service down lets its statement's
+    reads give NULL at once; the next statement on the same connection asks again."""
+    side = clean
+    ep = f"sum-forget-{policy}"
+    make_items(db, base=90000)
+    warm = f"SELECT id, aws_sagemaker_invoke_endpoint_real('{ep}', 'REAL', 10, v) FROM fm_items " \
+           f"WHERE (SELECT sqlml_warm_sagemaker('{ep}', 10, v) FROM fm_items) >= 0 ORDER BY id"
+    with db.connect() as conn, conn.cursor() as cur:
+        side.fake.hang_next(None, seconds=8, endpoint=ep)
+        try:
+            cur.execute(warm)
+            assert policy == "null" and [r[1] for r in cur.fetchall()] == [None] * ROWS
+        except Error as exc:
+            assert policy == "error" and "no answer" in exc.args[1], exc.args
+        side.fake.reset()
+        cur.execute(f"SELECT id, aws_sagemaker_invoke_endpoint_real('{ep}', 'REAL', 10, v) FROM fm_items ORDER BY id")
+        assert [r[1] for r in cur.fetchall()] == [90001.0, 90002.0, 90003.0]

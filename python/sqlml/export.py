@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import access
+from .engine.dispatch import wait_for
 from .errors import ArgumentError, ServiceTimeout, SqlmlError
 from .services import s3
 from .types import KIND_STRING
@@ -226,8 +227,8 @@ class Export:
 
     def _wait(self, future: concurrent.futures.Future):
         started = time.monotonic()
-        try:
-            return future.result(timeout=self.wait_s)
+        try:  # KILL QUERY ends the wait within a poll (engine/dispatch.py)
+            return wait_for(future, self.wait_s, f"{FUNCTION} writing {self.loc.uri()}")
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise ServiceTimeout(f"{FUNCTION}: S3 did not answer within {self.wait_s:g} s "

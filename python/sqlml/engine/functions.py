@@ -307,6 +307,9 @@ class WarmAggregate:
         # memory the cache already holds for them.
         self.rows: list = []
         self.results: dict[str, list] = {}  # per lane session: its answers in sending order
+        # Set where the server's deinit will call close() (bridge.prepare): only then may a
+        # failure be kept for the rest of the statement (Engine.fail_target).
+        self.closed_at_statement_end = False
 
     def lane(self, name: str, make: Callable[[], WarmUp]) -> WarmUp:
         """The memo lane's session for a target name: fed only by add_many, in order, so
@@ -358,7 +361,8 @@ class WarmAggregate:
         for session in self.sessions.values():
             sent += session.finish()
             error = error or session.error
-            if session.stopped and session.error is not None and self.engine.settings.on_error == "null":
+            if (session.stopped and session.error is not None and self.closed_at_statement_end
+                    and self.engine.settings.on_error == "null"):
                 self.engine.fail_target(session.target, session.error, self)
         self.sessions = {}
         self.engine.counters.add("warmup_cnt")
