@@ -31,16 +31,9 @@ import concurrent.futures
 from collections import deque
 from typing import Callable
 
-from ..errors import ServiceError, ServiceTimeout, SqlmlError
+from ..errors import ServiceTimeout, SqlmlError
 from .cache import MISS
-from .coalesce import CONTENT_FREE_CODES
-from .dispatch import QueryKilled, wait_for
-
-
-def is_service_failure(exc: SqlmlError) -> bool:
-    """The service is slow, down, throttling or failing: the same for every batch."""
-    return isinstance(exc, ServiceTimeout) or (isinstance(exc, ServiceError)
-                                               and (exc.code in CONTENT_FREE_CODES or exc.retryable))
+from .dispatch import QueryKilled, is_service_failure, wait_for
 
 
 class WarmUp:

@@ -37,14 +37,13 @@ from collections import deque
 from typing import Callable
 
 from ..errors import ServiceError
+from .dispatch import CONTENT_FREE_CODES, is_service_failure
 
 ADAPTIVE_LINGER_CAP_S = 0.02
 ADAPTIVE_LINGER_FLOOR_S = 0.005
 ARRIVAL_GAP_S = 0.002
 RECENT_CALLER_S = 0.1
 MAX_SENDERS_PER_TARGET = 4
-# Failures whose message the engine writes itself, naming no payload or answer.
-CONTENT_FREE_CODES = frozenset({"Timeout", "ConnectionError", "NoCredentials"})
 
 
 class Coalescer:
@@ -142,11 +141,14 @@ class Coalescer:
         """Sends one batch and settles each of its futures with its own result or error."""
         unique = list(dict.fromkeys(payload for payload, _, _ in batch))
         try:
-            by_payload = dict(zip(unique, self._send(unique)))
+            results = self._send(unique)
+            if len(results) != len(unique):  # never guess which answer is whose
+                raise RuntimeError(f"coalescer: sent {len(unique)} payloads, send returned {len(results)} results")
+            by_payload = dict(zip(unique, results))
         except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
             if len(unique) == 1:
                 by_payload = {unique[0]: exc}
-            elif _content_free(exc):
+            elif is_service_failure(exc):
                 shared = _without_service_text(exc)
                 by_payload = dict.fromkeys(unique, shared)
             else:
@@ -178,12 +180,6 @@ def _settle(future: concurrent.futures.Future, result) -> None:
         future.set_exception(result)
     else:
         future.set_result(result)
-
-
-def _content_free(exc: BaseException) -> bool:
-    """A failure that is the same for every payload of the request (the service is slow,
-    down, throttling or failing), rather than one about what the request held."""
-    return isinstance(exc, ServiceError) and (exc.code in CONTENT_FREE_CODES or exc.retryable)
 
 
 def _without_service_text(exc: BaseException) -> BaseException:

@@ -27,6 +27,8 @@ THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
 KILL_POLL_S = 0.1
+# Failures whose message the engine writes itself, naming no payload or answer.
+CONTENT_FREE_CODES = frozenset({"Timeout", "ConnectionError", "NoCredentials"})
 ER_QUERY_INTERRUPTED = 1317
 
 
@@ -34,6 +36,12 @@ class QueryKilled(SqlmlError):
     """The statement was killed while it waited: never turned into NULL by on_error."""
 
     sql_errno = ER_QUERY_INTERRUPTED
+
+
+def is_service_failure(exc: BaseException) -> bool:
+    """The service is slow, down, throttling or failing (after the retries): the same for
+    any request, rather than a failure about what one request held."""
+    return isinstance(exc, ServiceError) and (exc.code in CONTENT_FREE_CODES or exc.retryable)
 
 
 def wait_for(future: concurrent.futures.Future, timeout_s: float, where: str):
