@@ -24,8 +24,8 @@ from ..services import comprehend, sagemaker
 from ..services.codecs import csv_field
 from . import Engine
 from .batch import WarmUp
-from .dispatch import QueryKilled
 from .cache import MISS
+from .dispatch import QueryKilled
 from .tally import FLUSH_EVERY, Tally, flush_all
 
 _FLUSH_MASK = FLUSH_EVERY - 1  # FLUSH_EVERY is a power of two
@@ -374,6 +374,7 @@ class WarmAggregate:
         """Statement end (the shim's aggregate deinit): the statement's failed targets go."""
         self.engine.forget_failures(self)
 
+
 def _ignore(*_row):
     return None
 
@@ -393,10 +394,6 @@ def _sagemaker_memo_forms(values: list) -> list:
 def _comprehend_memo_forms(values: list) -> list:
     return [(value.label_bytes, value.confidence) if type(value) is comprehend.Sentiment else None
             for value in values]
-
-
-def _raise(exc):
-    raise exc
 
 
 def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
