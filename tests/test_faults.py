@@ -234,6 +234,10 @@ def test_fault_matrix(db, clean, policy, fault, path):
         arm_fault()
         for ids, (rows, warnings, error, elapsed) in run_path(db, path, select):
             assert elapsed < bound_s(path, policy), (elapsed, error)
+            others = [str(values[j]) if service == "sagemaker" else TEXTS[j]
+                      for j in range(ROWS) if j + 1 not in ids]
+            assert not any(o in (error or "") or any(o in w for w in warnings) for o in others), \
+                (error, warnings)  # a caller hears only of its own input (12.2)
             if policy == "error" and any(i - 1 in failing for i in ids):
                 assert error is not None and re.search(message, error), (error, rows)
                 assert "internal error" not in error
