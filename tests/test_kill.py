@@ -132,3 +132,13 @@ def test_a_window_warm_up_over_a_large_argument_is_refused_at_once(db, fake):
         db.query("SELECT n, sqlml_warm_comprehend(REPEAT('a', 1000000), 'en') OVER () FROM numbers WHERE n <= 300")
     assert err.value.args[0] == 1210
     assert time.monotonic() - started < 5
+
+
+def test_a_warm_up_read_again_by_having_is_refused_the_same_way(db, fake):
+    """HAVING reads an aggregate's result a second time, as a window does on its next row:
+    the two cannot be told apart, so both servers refuse it with the idiom to use."""
+    with pytest.raises(Error) as err:
+        db.query("SELECT sqlml_warm_sagemaker('sum-having', 10, n) AS sent FROM numbers WHERE n <= 5 "
+                 "HAVING sent >= 0")
+    code, message = err.value.args
+    assert code == 1210 and "scalar subquery" in message, message
