@@ -109,10 +109,8 @@ static PyObject *native_counters(PyObject *self, PyObject *unused)
   return out;
 }
 
-/* _sqlml_native.has_grant(privilege) -> (1 | 0 | -1, why): does the calling statement's
- * security context hold it (roles as active)? -1: this server cannot tell. */
-/* _sqlml_native.killed(): whether the calling connection got KILL QUERY or KILL, for
- * loops over user-sized work that run inside one call (they stop and raise). */
+/* _sqlml_native.killed() -> bool: has the calling connection's statement been killed
+ * (KILL QUERY, KILL)? Waits and loops over user-sized work inside one call poll it. */
 static PyObject *native_killed(PyObject *self, PyObject *unused)
 {
   (void)self;
@@ -131,6 +129,8 @@ static PyObject *native_is_native_function(PyObject *self, PyObject *arg)
   return PyLong_FromLong(server_is_native_function(name, (size_t)len));
 }
 
+/* _sqlml_native.has_grant(privilege) -> (1 | 0 | -1, why): does the calling statement's
+ * security context hold it (roles as active)? -1: this server cannot tell. */
 static PyObject *native_has_grant(PyObject *self, PyObject *args)
 {
   const char *privilege;
@@ -244,7 +244,7 @@ static PyMethodDef native_methods[] = {
     {"memo_invalidate", native_memo_invalidate, METH_NOARGS, "Retire every statement memo (cache cleared)."},
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
-    {"killed", native_killed, METH_NOARGS, "Whether the calling connection was killed (KILL QUERY)."},
+    {"killed", native_killed, METH_NOARGS, "Has the calling statement been killed?"},
     {"is_native_function", native_is_native_function, METH_O, "1|0|-1: is name a native function?"},
     {"binlog_format", native_binlog_format, METH_NOARGS, "The session's binlog format, -1 unknown."},
     {"settings_generation", native_settings_generation, METH_NOARGS, "Changes when a variable does."},

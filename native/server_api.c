@@ -33,6 +33,9 @@ static printf_error_fn printf_error;
 static current_thd_fn current_thd;
 static push_warning_printf_fn push_warning_printf;
 static struct mysql_udf_metadata *udf_metadata;
+/* Both servers export C thd_killed(); MariaDB's thd_kill_level() also sees KILL SOFT. */
+static int (*thd_killed_fn)(const void *thd);
+static int (*thd_kill_level_fn)(const void *thd);
 
 static char *(*thd_strmake)(void *thd, const char *str, size_t size);
 static int (*binlog_format)(const void *thd);
@@ -93,6 +96,7 @@ static void lookup(void)
   thd_strmake = (char *(*)(void *, const char *, size_t))find("thd_strmake", "_Z11thd_strmakeP3THDPKcm");
   binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
   thd_killed_fn = (int (*)(const void *))find("thd_killed", "_Z10thd_killedPK3THD");
+  thd_kill_level_fn = (int (*)(const void *))find("thd_kill_level", NULL);
   if (is_mariadb) {
     maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
     check_routine_level_acl = (bool (*)(void *, const char *, const char *, const void *))find(
@@ -211,7 +215,11 @@ int server_is_native_function(const char *name, size_t len)
 
 bool server_killed(void *thd)
 {
-  return thd && thd_killed_fn && thd_killed_fn(thd) != 0;
+  if (!thd)
+    return false;
+  if (is_mariadb && thd_kill_level_fn)
+    return thd_kill_level_fn(thd) != 0;
+  return thd_killed_fn ? thd_killed_fn(thd) != 0 : false;
 }
 
 int server_binlog_format(void)

@@ -48,8 +48,9 @@ int server_current_db(void *thd, char *buf, size_t len);
  * when the server does not say (MariaDB, or the symbols are missing). */
 int server_is_native_function(const char *name, size_t len);
 
-/* Whether thd was killed (KILL QUERY or KILL): loops over user-sized work ask this and
- * stop. False where the server does not say. */
+/* Whether thd's statement has been killed (KILL QUERY, KILL CONNECTION,
+ * max_statement_time): long waits and loops over user-sized work poll this and stop.
+ * False for a NULL thd (an engine worker) or where the server does not say. */
 bool server_killed(void *thd);
 
 /* The calling session's binlog format if binary logging is on for it (0 MIXED,

@@ -56,6 +56,10 @@ typedef struct sqlml_call {
   long *rows;
   size_t n_rows, rows_cap, n_flushed;
   bool memo_full;
+  /* Warm-ups: this group's result was given (window use if anything but clear follows),
+   * and the window refusal was raised already (raised once per statement). */
+  bool resulted;
+  bool refused;
 } sqlml_call;
 
 /* Rows a warm-up hands to Python per call. */
@@ -631,8 +635,53 @@ static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
 static void aggregate_clear(sqlml_call *state, char *error)
 {
   state->n_rows = state->n_flushed = 0; /* handed over and recorded at the last result */
+  state->resulted = false;
   call_step(state->clear, NULL, error);
 }
+
+/* MariaDB lets an aggregate UDF be a window function, f(...) OVER (...), and then asks
+ * for a result per row: add after a result without clear (a growing frame), a second
+ * result for the same group (a whole-partition frame), or remove (a sliding frame;
+ * warm-ups export xxx_remove so that MariaDB never rescans a frame per row, which would
+ * send the inputs again per row in quadratic time). A warm-up's result is a statement's
+ * one-time batch, not a per-row value, so window use is refused. MySQL refuses the
+ * syntax itself. A HAVING on the result also reads it twice: refused the same way (no
+ * way to tell it from a window over two rows). */
+static void refuse_window(sqlml_call *state, const char *name, char *error)
+{
+  *error = 1;
+  if (state->refused)
+    return;
+  state->refused = true;
+  char msg[SQLML_ERRMSG_SIZE];
+  snprintf(msg, sizeof msg,
+           "%s: a warm-up's result is read once per group, but as a window function (OVER ...) or in "
+           "HAVING the server reads it per row: call it once in a scalar subquery, e.g. "
+           "WHERE (SELECT %s(...) FROM <the same FROM and WHERE>) >= 0",
+           name, name);
+  server_error(1210, msg);
+}
+
+static void warm_step(sqlml_call *state, const char *name, UDF_ARGS *args, char *error)
+{
+  if (state->resulted || state->refused)
+    refuse_window(state, name, error);
+  else
+    warm_add(state, args, error);
+}
+
+static long long warm_group_result(UDF_INIT *initid, const char *name, char *is_null, char *error)
+{
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  if (state->resulted || state->refused) {
+    refuse_window(state, name, error);
+    return 0;
+  }
+  state->resulted = true;
+  return warm_result(initid, is_null, error);
+}
+
+static void aggregate_deinit(UDF_INIT *initid);
 
 /* One SQL function = three exported symbols that forward to the shared code. */
 #define SQLML_INIT_DEINIT_AS(name, kind, aggregate)                                                \
@@ -658,14 +707,34 @@ static void aggregate_clear(sqlml_call *state, char *error)
     warm_add((sqlml_call *)initid->ptr, args, error);                                              \
   }
 
-/* An INTEGER aggregate: the warm-ups of the batch path. */
+/* An INTEGER aggregate: the warm-ups of the batch path. Window use is refused
+ * (refuse_window); deinit lets the warm-up drop what it kept for its statement. */
 #define SQLML_INT_AGGREGATE(name)                                                                  \
-  SQLML_INIT_DEINIT_AS(name, RESULT_INT, true)                                                     \
-  SQLML_AGGREGATE_STEPS(name)                                                                      \
+  SQLML_EXPORT bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)                   \
+  {                                                                                                \
+    return call_init(#name, RESULT_INT, true, initid, args, message);                              \
+  }                                                                                                \
+  SQLML_EXPORT void name##_deinit(UDF_INIT *initid) { aggregate_deinit(initid); }                  \
+  SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
+  {                                                                                                \
+    (void)is_null;                                                                                 \
+    aggregate_clear((sqlml_call *)initid->ptr, error);                                             \
+  }                                                                                                \
+  SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
+  {                                                                                                \
+    (void)is_null;                                                                                 \
+    warm_step((sqlml_call *)initid->ptr, #name, args, error);                                      \
+  }                                                                                                \
+  SQLML_EXPORT void name##_remove(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)    \
+  {                                                                                                \
+    (void)args;                                                                                    \
+    (void)is_null;                                                                                 \
+    refuse_window((sqlml_call *)initid->ptr, #name, error);                                        \
+  }                                                                                                \
   SQLML_EXPORT long long name(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)        \
   {                                                                                                \
     (void)args;                                                                                    \
-    return warm_result(initid, is_null, error);                                                    \
+    return warm_group_result(initid, #name, is_null, error);                                       \
   }
 
 #define SQLML_REAL_FUNCTION(name)                                                                  \

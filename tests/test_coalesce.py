@@ -5,9 +5,11 @@ import concurrent.futures
 import threading
 import time
 
+import pymysql
 import pytest
 
 from sqlml.engine.coalesce import ADAPTIVE_LINGER_FLOOR_S, Coalescer
+from sqlml.errors import ServiceError
 
 
 class Recorder:
@@ -96,3 +98,132 @@ def test_identical_payloads_in_one_batch_are_sent_once(pool):
     futures = [c.call("y", 100, 0.0) for _ in range(5)]
     assert [f.result(5) for f in futures] == ["yy"] * 5
     assert send.batches == [["x"], ["y"]]
+
+
+# ---- faults: cancelled and failed waiters, and what each caller may see (issues 13.1, 12.2)
+
+
+def test_a_cancelled_waiter_does_not_stop_the_next_call(pool):
+    """The dispatcher cancels a caller's future when it stops waiting (timeout, KILL); the
+    answer that comes later must not break the sender: the next call is answered."""
+    release = threading.Event()
+
+    def send(payloads):
+        release.wait(5)
+        return [p * 2 for p in payloads]
+
+    c = Coalescer(send, pool.submit)
+    abandoned = c.call(1, 100, 0.0)
+    time.sleep(0.05)
+    queued = c.call(2, 100, 0.0)  # behind the first request; its caller gives up too
+    abandoned.cancel()
+    assert queued.cancel()
+    release.set()
+    assert c.call(3, 100, 0.0).result(2) == 6
+    assert c.call(4, 100, 0.0).result(2) == 8
+
+
+def test_a_failed_request_whose_waiter_gave_up_does_not_stop_the_next_call(pool):
+    release = threading.Event()
+    calls = []
+
+    def send(payloads):
+        calls.append(list(payloads))
+        if len(calls) == 1:
+            release.wait(5)
+            raise ServiceError("s failed: Timeout", code="Timeout")
+        return payloads
+
+    c = Coalescer(send, pool.submit)
+    first = c.call("a", 100, 0.0)
+    time.sleep(0.05)
+    queued = c.call("b", 100, 0.0)  # waits behind the first request, then gives up too
+    first.cancel()
+    assert queued.cancel()
+    release.set()
+    assert c.call("c", 100, 0.0).result(2) == "c"
+    assert ["b"] not in calls  # a caller that gave up is not sent
+
+
+def test_a_shared_request_that_fails_on_one_callers_input_is_resent_per_caller(pool):
+    """Like a model that cannot read one row: the request fails quoting that row. Each
+    caller gets its own answer, the bad row's caller its own error, and nobody a message
+    with another caller's input."""
+    gate = threading.Event()
+    sent = []
+
+    def send(payloads):
+        sent.append(list(payloads))
+        if len(sent) == 1:
+            gate.wait(5)  # hold the first request so that the others queue and share one
+        bad = [p for p in payloads if p.startswith("SECRET")]
+        if bad:
+            raise ServiceError(f"s failed: ModelError: could not convert string to float: {bad[0]!r}",
+                               code="ModelError")
+        return [float(p) for p in payloads]
+
+    c = Coalescer(send, pool.submit)
+    first = c.call("1", 100, 0.0)
+    futures = {p: c.call(p, 100, 0.0) for p in ("2", "SECRET-of-user-1", "3")}
+    gate.set()
+    assert first.result(2) == 1.0
+    assert futures["2"].result(2) == 2.0 and futures["3"].result(2) == 3.0
+    with pytest.raises(ServiceError, match="SECRET-of-user-1"):
+        futures["SECRET-of-user-1"].result(2)
+    assert ["2", "SECRET-of-user-1", "3"] in sent  # the shared request really happened
+
+
+def test_a_shared_service_failure_reaches_every_caller_without_the_services_text(pool):
+    gate = threading.Event()
+    sent = []
+
+    def send(payloads):
+        sent.append(list(payloads))
+        if len(sent) == 1:
+            gate.wait(5)
+            return payloads
+        raise ServiceError(f"SageMaker InvokeEndpoint (endpoint 'e') failed: InternalFailure: body {payloads}",
+                           code="InternalFailure", retryable=True)
+
+    c = Coalescer(send, pool.submit)
+    c.call("x", 100, 0.0)
+    futures = [c.call(p, 100, 0.0) for p in ("p1", "p2", "p3")]
+    gate.set()
+    for f in futures:
+        with pytest.raises(ServiceError) as err:
+            f.result(2)
+        assert "InternalFailure" in err.value.sql_message
+        assert not any(p in err.value.sql_message for p in ("p1", "p2", "p3")), err.value.sql_message
+    assert len(sent) == 2  # the service is failing: not asked again per caller
+
+
+def test_concurrent_callers_see_only_their_own_errors_through_the_server(db, fake):
+    """Issue 12.2 through real connections: one connection sends an input the model cannot
+    read while three others send numbers to the same endpoint; their calls share requests.
+    Every call of the others succeeds, and no message quotes the first one's input."""
+    fake.configure(latency_ms_by_endpoint={"sum-iso": 20})
+    secret = "SECRET-of-user-1"
+    seen: dict[int, list[str]] = {i: [] for i in range(4)}
+    start = threading.Barrier(4)
+
+    def user(i: int) -> int:
+        ok = 0
+        with db.connect() as conn:
+            start.wait()
+            for k in range(30):
+                arg = secret if i == 0 else str(7000 + 100 * i + k)
+                try:
+                    value = db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-iso', 'REAL', 100, %s)",
+                                      (arg,), conn=conn)
+                    assert value == float(arg)
+                    ok += 1
+                except pymysql.err.MySQLError as exc:
+                    seen[i].append(exc.args[1])
+        return ok
+
+    with concurrent.futures.ThreadPoolExecutor(4) as users:
+        answered = list(users.map(user, range(4)))
+    assert answered[1:] == [30, 30, 30], {i: seen[i][:2] for i in seen}
+    assert len(seen[0]) == 30 and all(secret in m for m in seen[0])
+    assert not any(secret in m for i in (1, 2, 3) for m in seen[i])
+    assert max(fake.stats()["items_by_endpoint"]["sum-iso"]) > 1  # calls did share requests

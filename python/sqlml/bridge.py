@@ -50,13 +50,16 @@ def prepare(name: str, kind: int, arg_types: tuple, constants: tuple, arg_names:
     if _engine is None:
         raise RuntimeError("sqlml.bridge.prepare called before boot")
     try:
-        return functions.prepare(_engine, name, kind, arg_types, constants, arg_names)
+        prepared = functions.prepare(_engine, name, kind, arg_types, constants, arg_names)
     except SqlmlError as exc:
         # The server prints "Can't initialize function 'name'; <at most 80 chars>":
         # drop our own "name: " prefix so the fix fits in those 80 characters.
         if exc.sql_message.startswith(name + ": "):
             exc.sql_message = exc.sql_message[len(name) + 2:]
         raise
+    if isinstance(prepared[0], functions.WarmAggregate):
+        prepared[0].closed_at_statement_end = True  # the shim's deinit calls its close()
+    return prepared
 
 
 def engine() -> Engine:

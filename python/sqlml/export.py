@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import access
+from .engine.dispatch import wait_for
 from .errors import ArgumentError, ServiceTimeout, SqlmlError
 from .services import s3
 from .types import KIND_STRING
@@ -221,13 +222,17 @@ class Export:
 
     # -- running S3 operations on worker threads, waiting here with the GIL released --
 
-    def _run(self, fn, *args):
-        return self._wait(self.engine.dispatcher.spawn(fn, *args))
+    def _run(self, fn, *args, killable: bool = True):
+        return self._wait(self.engine.dispatcher.spawn(fn, *args), killable)
 
-    def _wait(self, future: concurrent.futures.Future):
+    def _wait(self, future: concurrent.futures.Future, killable: bool = True):
+        """The future's value. KILL QUERY ends the wait within a poll (engine/dispatch.py),
+        except for the cleanup of a failed or killed export (abort), which must finish."""
         started = time.monotonic()
         try:
-            return future.result(timeout=self.wait_s)
+            if not killable:
+                return future.result(timeout=self.wait_s)
+            return wait_for(future, self.wait_s, f"{FUNCTION} writing {self.loc.uri()}")
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise ServiceTimeout(f"{FUNCTION}: S3 did not answer within {self.wait_s:g} s "
@@ -344,13 +349,13 @@ class Export:
         for f in self.files:
             try:
                 if f.upload_id is not None:
-                    self._run(self.bucket.abort_upload, f.key, f.upload_id)
+                    self._run(self.bucket.abort_upload, f.key, f.upload_id, killable=False)
                     f.upload_id = None
             except SqlmlError as exc:
                 _log_cleanup_failure(self.loc.uri(f.key), exc)
             try:
                 if f.committing:  # finished, or maybe: deleting a missing key is a no-op
-                    self._run(self.bucket.delete, f.key)
+                    self._run(self.bucket.delete, f.key, killable=False)
             except SqlmlError as exc:
                 _log_cleanup_failure(self.loc.uri(f.key), exc)
         self.files = []

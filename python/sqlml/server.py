@@ -77,6 +77,12 @@ def binlog_format() -> int:
     return _native.binlog_format() if _native else -1
 
 
+def killed() -> bool:
+    """Whether the calling connection's statement was killed (KILL QUERY, KILL CONNECTION,
+    max_statement_time). False on an engine worker thread and outside a server."""
+    return bool(_native.killed()) if _native else False
+
+
 def settings_generation() -> int:
     """Changes whenever a sqlml system variable does; 0 while the plugins are not installed."""
     return _native.settings_generation() if _native else 0

@@ -15,7 +15,7 @@ import threading
 
 from .. import config, server
 from ..config import Settings
-from ..errors import ServiceError
+from ..errors import ServiceError, SqlmlError
 from ..services import comprehend, sagemaker
 from ..services.aws import Clients
 from .cache import MISS, ResultCache
@@ -39,6 +39,9 @@ class Engine:
         self._coalescers_lock = threading.Lock()
         self._cnf_mtime = self._mtime()
         self._reload_lock = threading.Lock()
+        # Per server thread (so per connection and its running statement): targets whose
+        # warm-up this statement found failing, {target: (message, code, owner)}.
+        self._failures = threading.local()
 
     # ---- settings --------------------------------------------------------------
 
@@ -137,6 +140,27 @@ class Engine:
         else:
             self.counters.add("batched_row_cnt", rows)
 
+    # ---- a statement's failed targets (engine/batch.py, failure rule) -----------------
+
+    def fail_target(self, target: tuple[str, str], error: SqlmlError, owner: object) -> None:
+        """Until owner (a warm-up of the calling statement) ends, this thread's calls for
+        target that the cache cannot answer fail at once with error, without a request."""
+        failures = getattr(self._failures, "targets", None)
+        if failures is None:
+            failures = self._failures.targets = {}
+        failures[target] = (error.sql_message, getattr(error, "code", ""), owner)
+
+    def forget_failures(self, owner: object) -> None:
+        failures = getattr(self._failures, "targets", None)
+        if failures:
+            for target in [t for t, (_, _, o) in failures.items() if o is owner]:
+                del failures[target]
+
+    def statement_failure(self, target: tuple[str, str]) -> ServiceError | None:
+        failures = getattr(self._failures, "targets", None)
+        found = failures.get(target) if failures else None
+        return None if found is None else ServiceError(found[0], code=found[1])
+
     # ---- answers for one row (scalar calls) ------------------------------------------
 
     def _coalescer(self, target: tuple[str, str]) -> Coalescer:
@@ -155,6 +179,9 @@ class Engine:
         self.counters.add("logical_request_cnt")
         value = self.cache.get(key)
         if value is MISS:
+            failed = self.statement_failure(target)
+            if failed is not None:
+                raise failed
             deadline = self.dispatcher.deadline()
             if self.settings.coalesce:
                 future = self._coalescer(target).call(payload, max_batch_size,

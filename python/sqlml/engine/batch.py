@@ -13,6 +13,16 @@ input. Used as
 (README: "Batching"). Flush rule: a batch leaves when it holds max_batch_size distinct
 new inputs or would pass the byte limit; add() blocks only while max_in_flight batches
 are already out (back-pressure), so memory is bounded by the cache, not by the table.
+
+Failure rule: the first failed batch decides, not the last. Under on_error = 'error' it
+fails the statement at once (the add or result that notices it raises), whatever is
+still queued or in flight. Under on_error = 'null' a failure of the service itself (no
+answer in time, no connection, throttling or 5xx after their retries) stops the
+warm-up: nothing more is sent or waited for, and the statement's reads of this target
+that find no answer are decided at once as NULL with that warning instead of each
+waiting for a service that is down (Engine.statement_failure, kept until the statement
+ends). A failure about a batch's content (a model error, a miscounted answer) only
+sends that batch's rows back to single calls, each to its own answer or error.
 """
 
 from __future__ import annotations
@@ -21,8 +31,9 @@ import concurrent.futures
 from collections import deque
 from typing import Callable
 
-from ..errors import SqlmlError
+from ..errors import ServiceTimeout, SqlmlError
 from .cache import MISS
+from .dispatch import QueryKilled, is_service_failure, wait_for
 
 
 class WarmUp:
@@ -48,12 +59,15 @@ class WarmUp:
         self.in_flight: deque = deque()  # (inputs, future)
         self.sent = 0
         self.error: SqlmlError | None = None
+        self.stopped = False  # a failure of the service: nothing more is sent or awaited
         self._fresh = engine.cache.fresh
         # add_many's payloads' answers, in the order given (MISS where a batch failed),
         # when the owner sets a list here (WarmAggregate.lane).
         self.results: list | None = None
 
     def add(self, payload: str) -> None:
+        if self.stopped:
+            return
         if payload in self.pending or self._fresh((self.service, self.name, payload)):
             return
         self.pending.add(payload)
@@ -73,7 +87,7 @@ class WarmUp:
         dropped rows seen before in the statement, cache.unanswered() the cached ones), a
         slice at a time instead of a call each."""
         i, n = 0, len(payloads)
-        while i < n:
+        while i < n and not self.stopped:
             room = self.max_batch_size - len(self.batch)
             chunk = payloads[i:i + room]
             i += len(chunk)
@@ -91,29 +105,62 @@ class WarmUp:
         if not self.batch:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
+        if self.stopped:  # never sent: the rows' reads decide them
+            self._skipped(batch)
+            return
         self.in_flight.append((batch, self.engine.dispatcher.spawn(self.send, batch)))
         self.sent += len(batch)
-        while len(self.in_flight) >= self.engine.settings.max_in_flight:
+        self._poll()
+        while len(self.in_flight) >= self.engine.settings.max_in_flight and not self.stopped:
             self._reap()
+
+    def _skipped(self, batch: list[str]) -> None:
+        self.pending.difference_update(batch)
+        if self.results is not None:
+            self.results += [MISS] * len(batch)
+
+    def _poll(self) -> None:
+        """Takes the batches that are back, without waiting, so that a failure is acted
+        on when it happens rather than when its turn to be waited for comes."""
+        while self.in_flight and self.in_flight[0][1].done() and not self.stopped:
+            self._reap()
+        for _, future in self.in_flight:
+            if future.done() and not future.cancelled() and isinstance(future.exception(), SqlmlError):
+                self._failed(future.exception())
+
+    def _failed(self, exc: SqlmlError) -> None:
+        """Applies the failure rule (module docstring) to a failed batch."""
+        self.error = self.error or exc
+        if self.engine.settings.on_error != "null":
+            self.stopped = True
+            raise exc
+        if is_service_failure(exc):
+            self.stopped = True
 
     def _reap(self) -> None:
         batch, future = self.in_flight.popleft()
         answers = None
+        timeout_s = self.engine.settings.timeout_s * 2
         try:
-            answers = future.result(timeout=self.engine.settings.timeout_s * 2)
+            answers = wait_for(future, timeout_s, f"warm-up for {self.target[0]} '{self.target[1]}'")
+        except QueryKilled:
+            raise
         except concurrent.futures.TimeoutError:
-            self.error = self.error or SqlmlError(f"warm-up for {self.target[0]} '{self.target[1]}': no answer "
-                                                  f"within {self.engine.settings.timeout_s * 2:g} s")
+            self._failed(ServiceTimeout(f"warm-up for {self.target[0]} '{self.target[1]}': no answer within "
+                                        f"{timeout_s:g} s"))
         except SqlmlError as exc:  # the whole batch failed: its rows fall back to single calls
-            self.error = self.error or exc
+            self._failed(exc)
         finally:
             self.pending.difference_update(batch)
             if self.results is not None:
                 self.results += answers if answers is not None and len(answers) == len(batch) else [MISS] * len(batch)
 
     def finish(self) -> int:
-        """Sends what is left and waits for every batch; returns the inputs sent."""
+        """Sends what is left and waits for every batch (none once stopped); returns the
+        inputs sent."""
         self.flush()
-        while self.in_flight:
+        while self.in_flight and not self.stopped:
             self._reap()
+        while self.in_flight:  # abandoned: their answers still reach the cache if they come
+            self._skipped(self.in_flight.popleft()[0])
         return self.sent

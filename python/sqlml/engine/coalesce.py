@@ -18,7 +18,14 @@ for them the same way, for up to ADAPTIVE_LINGER_FLOOR_S. A lone connection is t
 caller awaited, so its next call leaves on arrival.
 `linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
 request. Identical payloads in one batch are sent once. Every waiter gets its answer
-or its error.
+or its error, and only its own: a shared request that fails in a way that may quote
+its payloads or answers (a model's error, a malformed or miscounted answer) is resent
+one payload per request, so each caller hears of its own input alone; a failure that
+says nothing of the payloads (no answer in time, no connection, throttling and 5xx
+after their retries, told without the service's text) reaches every caller at once.
+A caller that stopped waiting (timed out or killed: its future is cancelled) is
+skipped, and nothing a waiter does can stop a sender: the sender count is given back
+however a drain ends, so the next call always finds or starts one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import threading
 import time
 from collections import deque
 from typing import Callable
+
+from ..errors import ServiceError
+from .dispatch import CONTENT_FREE_CODES, is_service_failure
 
 ADAPTIVE_LINGER_CAP_S = 0.02
 ADAPTIVE_LINGER_FLOOR_S = 0.005
@@ -77,15 +87,19 @@ class Coalescer:
                     self._cond.wait(min(ARRIVAL_GAP_S, remaining) if queued else remaining)
                     if len(self._queue) == queued:
                         break
-            if not self._queue:
+            batch: list = []
+            while self._queue and not batch:  # again if every caller taken had given up
+                limit = self._queue[0][1]
+                seen: set = set()
+                while self._queue and len(seen) < limit:
+                    item = self._queue.popleft()
+                    # A future set running can no longer be cancelled by its waiter, so
+                    # settling it below cannot fail; a cancelled one is dropped.
+                    if item[2].set_running_or_notify_cancel():
+                        batch.append(item)
+                        seen.add(item[0])
+            if not batch:
                 self._senders -= 1
-                return []
-            limit = self._queue[0][1]
-            batch, seen = [], set()
-            while self._queue and len(seen) < limit:
-                item = self._queue.popleft()
-                batch.append(item)
-                seen.add(item[0])
             return batch
 
     def _active_callers(self) -> int:
@@ -96,31 +110,87 @@ class Coalescer:
             return len(self._callers)
 
     def _drain(self, linger_s: float) -> None:
-        if linger_s > 0:
-            time.sleep(linger_s)
-        # A sender that starts while other callers are active (they are about to call
-        # again) waits for them as after a request; a lone caller's leaves at once.
-        expected = self._active_callers()
-        adaptive_s = ADAPTIVE_LINGER_FLOOR_S if expected > 1 else 0.0
-        while True:
-            batch = self._take(expected, adaptive_s)
-            if not batch:
-                return
-            started = time.monotonic()
-            unique = list(dict.fromkeys(payload for payload, _, _ in batch))
-            try:
-                results = self._send(unique)
-                by_payload = dict(zip(unique, results))
-            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
-                for _, _, future in batch:
-                    future.set_exception(exc)
-                continue
-            finally:
+        finished = False  # _take gave the sender count back on an empty queue
+        try:
+            if linger_s > 0:
+                time.sleep(linger_s)
+            # A sender that starts while other callers are active (they are about to call
+            # again) waits for them as after a request; a lone caller's leaves at once.
+            expected = self._active_callers()
+            adaptive_s = ADAPTIVE_LINGER_FLOOR_S if expected > 1 else 0.0
+            while True:
+                batch = self._take(expected, adaptive_s)
+                if not batch:
+                    finished = True
+                    return
+                started = time.monotonic()
+                self._answer(batch)
                 expected = max(len(batch), self._active_callers())
                 adaptive_s = min(ADAPTIVE_LINGER_CAP_S, max(ADAPTIVE_LINGER_FLOOR_S, time.monotonic() - started))
-            for payload, _, future in batch:
-                result = by_payload[payload]
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        finally:
+            if not finished:  # an unexpected error: the queue must not be left without a sender
+                with self._cond:
+                    self._senders -= 1
+                    restart = bool(self._queue) and self._senders == 0
+                    if restart:
+                        self._senders += 1
+                if restart:
+                    self._submit(lambda: self._drain(0.0))
+
+    def _answer(self, batch: list) -> None:
+        """Sends one batch and settles each of its futures with its own result or error."""
+        unique = list(dict.fromkeys(payload for payload, _, _ in batch))
+        try:
+            results = self._send(unique)
+            if len(results) != len(unique):  # never guess which answer is whose
+                raise RuntimeError(f"coalescer: sent {len(unique)} payloads, send returned {len(results)} results")
+            by_payload = dict(zip(unique, results))
+        except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+            if len(unique) == 1:
+                by_payload = {unique[0]: exc}
+            elif is_service_failure(exc):
+                shared = _without_service_text(exc)
+                by_payload = dict.fromkeys(unique, shared)
+            else:
+                self._resend_each(batch, unique)
+                return
+        for payload, _, future in batch:
+            _settle(future, by_payload[payload])
+
+    def _resend_each(self, batch: list, unique: list) -> None:
+        """A failed shared request again, one payload per request: each caller then gets
+        an answer or an error about its own input only. Futures are settled as their
+        own answers arrive."""
+        waiters: dict = {}
+        for payload, _, future in batch:
+            waiters.setdefault(payload, []).append(future)
+        for payload in unique:
+            try:
+                result = self._send([payload])[0]
+            except BaseException as exc:  # noqa: BLE001
+                result = exc
+            for future in waiters[payload]:
+                _settle(future, result)
+
+
+def _settle(future: concurrent.futures.Future, result) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _without_service_text(exc: BaseException) -> BaseException:
+    """The error as every caller of a shared request may see it: a service's own message
+    ("<where> failed: <code>: <message>") could quote what the request held, so only
+    "<where> failed: <code>" is kept."""
+    if not isinstance(exc, ServiceError) or exc.code in CONTENT_FREE_CODES:
+        return exc
+    head, sep, _ = exc.sql_message.partition(f" failed: {exc.code}")
+    if not sep:
+        return ServiceError("the service request failed (shared with other connections' calls)", code=exc.code,
+                            retryable=exc.retryable)
+    return ServiceError(f"{head}{sep} (after retries; the service's message is not shown to every caller of "
+                        "a shared request)", code=exc.code, retryable=exc.retryable)

@@ -3,8 +3,10 @@
 Server threads have 292 KB stacks and must not do network I/O themselves: a request
 runs on one of `max_in_flight` worker threads while the calling server thread waits
 on its future with the GIL released. Every wait has a deadline (timeout_s covers all
-attempts and their backoff); throttling, 5xx and connection failures are retried
-with exponential backoff and jitter, at most max_attempts times in all.
+attempts and their backoff) and is cut in KILL_POLL_S slices, between which the
+server's kill flag is read: KILL QUERY ends a waiting statement within a slice, not at
+its deadline (wait_for). Throttling, 5xx and connection failures are retried with
+exponential backoff and jitter, at most max_attempts times in all.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import random
 import time
 from typing import Callable, TypeVar
 
+from .. import server
 from ..config import Settings
-from ..errors import ServiceError, ServiceTimeout
+from ..errors import ServiceError, ServiceTimeout, SqlmlError
 from .counters import Counters
 
 T = TypeVar("T")
@@ -23,6 +26,39 @@ THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "
                             "ProvisionedThroughputExceededException"})
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
+KILL_POLL_S = 0.1
+# Failures whose message the engine writes itself, naming no payload or answer.
+CONTENT_FREE_CODES = frozenset({"Timeout", "ConnectionError", "NoCredentials"})
+ER_QUERY_INTERRUPTED = 1317
+
+
+class QueryKilled(SqlmlError):
+    """The statement was killed while it waited: never turned into NULL by on_error."""
+
+    sql_errno = ER_QUERY_INTERRUPTED
+
+
+def is_service_failure(exc: BaseException) -> bool:
+    """The service is slow, down, throttling or failing (after the retries): the same for
+    any request, rather than a failure about what one request held."""
+    return isinstance(exc, ServiceError) and (exc.code in CONTENT_FREE_CODES or exc.retryable)
+
+
+def wait_for(future: concurrent.futures.Future, timeout_s: float, where: str):
+    """future.result(timeout_s), read in KILL_POLL_S slices (the GIL released while it
+    waits), raising QueryKilled as soon as the calling statement is killed. Raises
+    concurrent.futures.TimeoutError when timeout_s passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return future.result(timeout=max(0.0, min(KILL_POLL_S, remaining)))
+        except concurrent.futures.TimeoutError:
+            if server.killed():
+                future.cancel()
+                raise QueryKilled(f"{where}: query killed while waiting for the service") from None
+            if remaining <= KILL_POLL_S:
+                raise
 
 
 class Dispatcher:
@@ -55,7 +91,7 @@ class Dispatcher:
     def wait(self, future: concurrent.futures.Future, deadline: float, target: tuple[str, str], where: str):
         """The future's value, or ServiceTimeout once the deadline passes."""
         try:
-            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+            return wait_for(future, deadline - time.monotonic(), where)
         except concurrent.futures.TimeoutError:
             future.cancel()
             self._counters.request_done(target, 0, 0.0, timed_out=True)

@@ -25,6 +25,7 @@ from ..services.codecs import csv_field
 from . import Engine
 from .batch import WarmUp
 from .cache import MISS
+from .dispatch import QueryKilled
 from .tally import FLUSH_EVERY, Tally, flush_all
 
 _FLUSH_MASK = FLUSH_EVERY - 1  # FLUSH_EVERY is a power of two
@@ -65,8 +66,9 @@ def _const_int(value: object, function: str, position: int, name: str) -> int:
 
 
 def _on_error(engine: Engine, exc: SqlmlError):
-    """Applies the per-row policy to a failed row: raise, or NULL plus a warning."""
-    if engine.settings.on_error == "null":
+    """Applies the per-row policy to a failed row: raise, or NULL plus a warning. A
+    killed statement is never a NULL."""
+    if engine.settings.on_error == "null" and not isinstance(exc, QueryKilled):
         server.warn(exc.sql_errno, exc.sql_message)
         return None
     raise exc
@@ -305,6 +307,9 @@ class WarmAggregate:
         # memory the cache already holds for them.
         self.rows: list = []
         self.results: dict[str, list] = {}  # per lane session: its answers in sending order
+        # Set where the server's deinit will call close() (bridge.prepare): only then may a
+        # failure be kept for the rest of the statement (Engine.fail_target).
+        self.closed_at_statement_end = False
 
     def lane(self, name: str, make: Callable[[], WarmUp]) -> WarmUp:
         """The memo lane's session for a target name: fed only by add_many, in order, so
@@ -348,15 +353,26 @@ class WarmAggregate:
         self.rows, self.results = [], {}
 
     def __call__(self):
+        """The group's result: the inputs sent. A failed batch has raised already under
+        on_error = 'error'; under 'null' the warm-up still counts (so the README's
+        `WHERE (SELECT sqlml_warm_...) >= 0` keeps every row), warns once, and each row's
+        own read decides its NULL (engine/batch.py, failure rule)."""
         sent, error = 0, None
         for session in self.sessions.values():
             sent += session.finish()
             error = error or session.error
+            if (session.stopped and session.error is not None and self.closed_at_statement_end
+                    and self.engine.settings.on_error == "null"):
+                self.engine.fail_target(session.target, session.error, self)
         self.sessions = {}
         self.engine.counters.add("warmup_cnt")
         if error is not None:
-            return _on_error(self.engine, error) if self.engine.settings.on_error == "null" else _raise(error)
+            _on_error(self.engine, error)
         return sent
+
+    def close(self) -> None:
+        """Statement end (the shim's aggregate deinit): the statement's failed targets go."""
+        self.engine.forget_failures(self)
 
 
 def _ignore(*_row):
@@ -378,10 +394,6 @@ def _sagemaker_memo_forms(values: list) -> list:
 def _comprehend_memo_forms(values: list) -> list:
     return [(value.label_bytes, value.confidence) if type(value) is comprehend.Sentiment else None
             for value in values]
-
-
-def _raise(exc):
-    raise exc
 
 
 def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
