@@ -13,7 +13,7 @@ PORT ?= 3307
 RUN_DIR ?= $(CURDIR)/.run
 APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make
 PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu \
-               testcontainers sqlglot
+               testcontainers sqlglot hypothesis
 
 .PHONY: deps venv build test demo up down bench clean
 
@@ -30,7 +30,7 @@ $(VENV)/.deps-ok: Makefile | deps
 	@if [ -f $@ ] && [ "$$(cat $@)" = "$(PY_PACKAGES)" ]; then touch $@; exit 0; fi; \
 	$(PYTHON_BASE) -m venv $(VENV) && \
 	{ $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES) 2>&1 | grep -v "is ignored" || true; } && \
-	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core, testcontainers, sqlglot" && \
+	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core, testcontainers, sqlglot, hypothesis" && \
 	echo "$(PY_PACKAGES)" > $@
 
 venv: deps $(VENV)/.deps-ok
