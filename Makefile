@@ -4,6 +4,8 @@
 #   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
 #   make bench   the benchmarks: a printed table and JSON under bench/results/
 #                (BENCH="crossing batching local_service" picks some)
+#   make fuzz    the SQL-level fuzz at full size: 100,000 calls per server
+#                (SQLML_FUZZ_CALLS, SQLML_FUZZ_SEED; `make test` runs a short pass)
 SHELL := /bin/bash
 PYTHON_BASE ?= /usr/bin/python3.11
 VENV ?= $(CURDIR)/.venv
@@ -15,7 +17,7 @@ APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpyth
 PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu \
                testcontainers sqlglot hypothesis
 
-.PHONY: deps venv build test demo up down bench clean
+.PHONY: deps venv build test demo up down bench fuzz clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -57,6 +59,9 @@ down:
 
 bench: build
 	$(PY) -m bench $(BENCH)
+
+fuzz: build
+	SQLML_FUZZ_CALLS=$(or $(SQLML_FUZZ_CALLS),100000) $(PY) -m pytest tests/test_fuzz.py -s
 
 clean:
 	rm -rf build $(RUN_DIR)
