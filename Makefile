@@ -4,6 +4,8 @@
 #   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
 #   make bench   the benchmarks: a printed table and JSON under bench/results/
 #                (BENCH="crossing batching local_service" picks some)
+#   make fuzz    the SQL-level fuzz at full size: 100,000 calls per server
+#                (SQLML_FUZZ_CALLS, SQLML_FUZZ_SEED; `make test` runs a short pass)
 SHELL := /bin/bash
 PYTHON_BASE ?= /usr/bin/python3.11
 VENV ?= $(CURDIR)/.venv
@@ -13,9 +15,9 @@ PORT ?= 3307
 RUN_DIR ?= $(CURDIR)/.run
 APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make
 PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu \
-               testcontainers sqlglot
+               testcontainers sqlglot hypothesis
 
-.PHONY: deps venv build test demo up down bench clean
+.PHONY: deps venv build test demo up down bench fuzz clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,7 +32,7 @@ $(VENV)/.deps-ok: Makefile | deps
 	@if [ -f $@ ] && [ "$$(cat $@)" = "$(PY_PACKAGES)" ]; then touch $@; exit 0; fi; \
 	$(PYTHON_BASE) -m venv $(VENV) && \
 	{ $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES) 2>&1 | grep -v "is ignored" || true; } && \
-	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core, testcontainers, sqlglot" && \
+	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core, testcontainers, sqlglot, hypothesis" && \
 	echo "$(PY_PACKAGES)" > $@
 
 venv: deps $(VENV)/.deps-ok
@@ -57,6 +59,9 @@ down:
 
 bench: build
 	$(PY) -m bench $(BENCH)
+
+fuzz: build
+	SQLML_FUZZ_CALLS=$(or $(SQLML_FUZZ_CALLS),100000) $(PY) -m pytest tests/test_fuzz.py -s
 
 clean:
 	rm -rf build $(RUN_DIR)
