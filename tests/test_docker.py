@@ -2,8 +2,8 @@
 
 docker/install-sqlml.sh is everything the images do to install sqlml: `files` at build
 time, `sql` at first start through the entrypoint hook docker/initdb.d/50-sqlml.sh.
-Here that script and that hook run against private MariaDB 10.11 and MySQL 9.7
-servers configured the way a container is (settings only in the server's environment,
+Here that script and that hook run against private servers of every leg (MariaDB
+10.11 and 11.8, MySQL 9.7) configured the way a container is (settings only in the server's environment,
 sqlml.cnf naming nothing but the python), wired to the local inference service; then
 the seed script (demo/seed.py) runs through the server's own command-line client and
 its answers are checked against the service's own. The last test builds each image
@@ -17,7 +17,6 @@ import configparser
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from demo.seed import seed_sql
 from sqlml import __version__, installer
 from sqlml.local import demo_taxi_events, demo_taxi_series, serve
 from tests.conftest import KINDS
-from tests.servers import ServerUnavailable, free_port, loader_command, mysql_root, start_server
+from tests.servers import ServerUnavailable, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "docker" / "install-sqlml.sh"
@@ -50,12 +49,7 @@ def run_script(*args: str, env: dict | None = None, stdin: bytes | None = None) 
 
 
 def client_argv(server) -> list[str]:
-    """The server's own command-line client, as root over the unix socket."""
-    if server.kind == "mariadb":
-        return [shutil.which("mariadb") or "/usr/bin/mariadb", "--no-defaults", "-uroot", f"--socket={server.socket}"]
-    root = mysql_root(fetch=False)
-    return [*loader_command(root), str(root / "usr/bin/mysql"), "--no-defaults", "-uroot",
-            f"--socket={server.socket}", f"--character-sets-dir={root / 'usr/share/mysql/charsets'}"]
+    return server.client_argv()
 
 
 @pytest.fixture(scope="module")
