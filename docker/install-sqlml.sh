@@ -153,7 +153,11 @@ sqlml_install_sql() {
 	py="$(sqlml_python)"
 	sql="$("$py" -c 'from sqlml import installer; print(installer.package_file("sql", "install.sql"))')" || return 1
 	expected="$("$py" -c 'import sqlml; print(sqlml.__version__)')" || return 1
-	"$@" < "$sql" || sqlml_fail "running $sql failed" || return 1
+	if ! "$@" < "$sql"; then
+		# A plugin that refused to initialise says why through sqlml_version(), if that exists by now.
+		reported="$("$@" -N -B -e 'SELECT CONVERT(sqlml_version() USING utf8mb4)' 2>/dev/null)" || reported=""
+		sqlml_fail "running $sql failed${reported:+; the loaded library says: $reported}" || return 1
+	fi
 	# The first call boots Python inside the server: a broken environment fails here, loudly.
 	reported="$("$@" -N -B -e 'SELECT CONVERT(sqlml_version() USING utf8mb4)')" \
 		|| sqlml_fail "sqlml_version() failed after install.sql" || return 1

@@ -106,7 +106,7 @@ static void lookup(void)
   const char *version = hidden("server_version") ? NULL : dlsym(RTLD_DEFAULT, "server_version");
   version_string = version ? version : "";
   is_mariadb = version && strstr(version, "MariaDB") != NULL;
-  require(version, "server_version");
+  require((void *)version, "server_version");
   printf_error = (printf_error_fn)require(find("my_printf_error", "_Z15my_printf_errorjPKciz"), "my_printf_error");
   thd_strmake = (char *(*)(void *, const char *, size_t))require(
       find("thd_strmake", "_Z11thd_strmakeP3THDPKcm"), "thd_strmake");

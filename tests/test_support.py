@@ -15,6 +15,11 @@ named ones as absent, as it would on such a build.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pymysql
 import pytest
 
@@ -92,3 +97,19 @@ def test_a_missing_server_symbol_fails_closed_and_names_it(db, fake, private_ser
     with server.connect() as conn:
         assert scalar(conn, "SELECT 1") == 1  # the server is still up
     assert f"refusing to initialise the sqlml plugin: {problem}" in server.error_log_tail(200)
+
+
+def test_the_images_first_start_fails_on_a_server_sqlml_refuses_and_says_why(db, private_server):
+    symbol, name = NEEDED_SYMBOL[db.flavor]
+    server = private_server(env={"SQLML_TEST_HIDE_SYMBOLS": symbol})
+    script = Path(__file__).resolve().parent.parent / "docker" / "install-sqlml.sh"
+
+    def step(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "SQLML_VENV": str(Path(sys.executable).parent.parent)})
+
+    files = step("files", str(server.plugin_dir))  # as the image build does
+    assert files.returncode == 0, files.stderr
+    result = step("sql", *server.client_argv(), "--database=mysql")  # as the first start does
+    assert result.returncode != 0
+    assert f"ABI MISMATCH: no symbol {name}" in result.stderr, result.stderr

@@ -143,7 +143,8 @@ def _file_lock(path: Path):
 def archive_uri() -> str:
     """The archive URI of the machine's own main Debian entry (read at run time,
     because CI machines may point at a different mirror or proxy)."""
-    override = os.environ.get("SQLML_SID_MIRROR")
+    # SQLML_SID_MIRROR is the older name, from when sid was the only suite fetched.
+    override = os.environ.get("SQLML_DEBIAN_MIRROR") or os.environ.get("SQLML_SID_MIRROR")
     if override:
         return override
     codename = _os_codename()
@@ -172,7 +173,7 @@ def archive_uri() -> str:
                 candidates.append((0 if m.group(2) == codename else 1, m.group(1)))
     if not candidates:
         raise ServerUnavailable("no Debian archive URI found in /etc/apt/sources.list.d/debian.sources "
-                                "or /etc/apt/sources.list (set SQLML_SID_MIRROR)")
+                                "or /etc/apt/sources.list (set SQLML_DEBIAN_MIRROR)")
     return sorted(candidates, key=lambda c: c[0])[0][1]
 
 
