@@ -299,7 +299,6 @@ class _Software:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self.flavor = FLAVORS[kind]
         self.install_db = None
         if kind == "mariadb":
             tools = mariadb_pkg.mariadb_binaries()
