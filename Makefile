@@ -1,7 +1,8 @@
 # sqlml developer interface. Every target installs what it needs on a fresh Debian 12.
-#   make test    the whole suite (MariaDB 10.11 always, Oracle MySQL 9.7 when it can be fetched)
+#   make test    the whole suite (MariaDB 10.11 always; MariaDB 11.8 and Oracle MySQL 9.7 when they can be fetched)
 #   make demo    the seed queries on a private server with sqlml and the local services
 #   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
+#                (SERVER=mariadb|mariadb118|mysql for make up and make demo; default mariadb)
 #   make bench   the benchmarks: a printed table and JSON under bench/results/
 #                (BENCH="crossing batching local_service" picks some)
 #   make fuzz    the SQL-level fuzz at full size: 100,000 calls per server

@@ -19,7 +19,7 @@ from demo.queries import (ANOMALY_DDL, ANOMALY_SQL, BATCHED_ANOMALY_SQL, BATCHED
 from demo.stack import rcf_config_for, start_stack
 from sqlml.local import demo_taxi_events, demo_taxi_series
 from sqlml.translate import translate
-from tests.servers import free_port
+from tests.servers import KINDS, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def load(cur, taxi: list[tuple[str, float]]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="demo")
-    p.add_argument("--server", choices=("mariadb", "mysql"), default="mariadb")
+    p.add_argument("--server", choices=KINDS, default="mariadb")
     p.add_argument("--data", help="NAB nyc_taxi.csv to use instead of the generated series")
     p.add_argument("--dir", type=Path, help="where the server and the service live (default .run/demo-SERVER)")
     a = p.parse_args(argv)

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 from demo.stack import start_stack, stop_stack
+from tests.servers import KINDS
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="demo.up")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
-    up.add_argument("--server", choices=("mariadb", "mysql"), default="mariadb")
+    up.add_argument("--server", choices=KINDS, default="mariadb")
     up.add_argument("--port", type=int, default=3307)
     up.add_argument("--dir", type=Path, required=True)
     down = sub.add_parser("down")

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # install-sqlml.sh: how sqlml gets into a server, in two steps. The Docker images run
 # exactly this script, and tests/test_docker.py runs it against the project's private
-# MariaDB 10.11 and MySQL 9.7 servers, so what the images do is what the tests prove.
+# MariaDB 10.11 and 11.8 and MySQL 9.7 servers, so what the images do is what the tests prove.
+#
+#   install-sqlml.sh python-packages
+#       In the build stage, after building the venv: record in $SQLML_VENV/python-packages
+#       the exact system packages (name and version) of the interpreter the venv runs,
+#       of its standard library and of the libpython sqlml.so is linked against, and in
+#       $SQLML_VENV/python-version that interpreter's sys.version.
+#   install-sqlml.sh python-runtime
+#       In the runtime stage, with the venv copied in: install exactly those packages
+#       (apt-get or microdnf), then fail unless the venv's python reports the recorded
+#       version and sqlml.so resolves every library it needs.
 #
 #   install-sqlml.sh files [PLUGIN_DIR]
 #       As root, once (the image build): copy sqlml.so into the server's plugin dir and
@@ -59,6 +69,62 @@ sqlml_check_loads() {
 	fi
 }
 
+# The packages owning the venv's interpreter, its standard library and sqlml.so's
+# libpython, one `name=version` (dpkg) or NEVRA (rpm) a line.
+sqlml_python_packages() {
+	local py lib paths path
+	py="$(sqlml_python)"
+	[ -x "$py" ] || sqlml_fail "$py not found: set SQLML_VENV to the venv that holds sqlml" || return 1
+	lib="$("$py" -c 'from sqlml import installer; print(installer.library_file())')" || return 1
+	paths="$(readlink -f "$py")"$'\n'
+	paths+="$("$py" -c 'import os, json, ssl; print(os.__file__); print(json.__file__); print(ssl.__file__)')" || return 1
+	path="$(ldd "$lib" | awk '/libpython/ { print $3; exit }')"
+	[ -n "$path" ] || sqlml_fail "$lib is not linked against a libpython ldd can resolve" || return 1
+	paths+=$'\n'"$(readlink -f "$path")"
+	while IFS= read -r path; do
+		if command -v dpkg-query >/dev/null 2>&1; then
+			dpkg-query -W -f='${Package}=${Version}\n' "$(dpkg -S "$path" | head -n1 | cut -d: -f1)"
+		else
+			rpm -qf --qf '%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\n' "$path"
+		fi || sqlml_fail "no system package owns $path" || return 1
+	done <<<"$paths" | sort -u
+}
+
+sqlml_record_python() {
+	local venv="${SQLML_VENV:-/opt/sqlml}" packages
+	packages="$(sqlml_python_packages)" || return 1
+	printf '%s\n' "$packages" >"$venv/python-packages"
+	"$(sqlml_python)" -c 'import sys; print(sys.version)' >"$venv/python-version" || return 1
+	echo "install-sqlml.sh: the venv's Python comes from:"$'\n'"$packages"
+}
+
+sqlml_install_python_runtime() {
+	local venv="${SQLML_VENV:-/opt/sqlml}" py lib want got
+	py="$(sqlml_python)"
+	[ -s "$venv/python-packages" ] || sqlml_fail "$venv/python-packages missing: run python-packages in the build stage" || return 1
+	mapfile -t want <"$venv/python-packages"
+	if command -v apt-get >/dev/null 2>&1; then
+		# Already there at exactly these versions (e.g. on a host): nothing to fetch.
+		if [ "$(dpkg-query -W -f='${Package}=${Version}\n' "${want[@]%%=*}" 2>/dev/null | sort -u)" \
+			!= "$(printf '%s\n' "${want[@]}" | sort -u)" ]; then
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+				"${want[@]}" && rm -rf /var/lib/apt/lists/* \
+				|| sqlml_fail "could not install the build stage's Python packages: ${want[*]}" || return 1
+		fi
+	elif command -v microdnf >/dev/null 2>&1; then
+		rpm -q "${want[@]}" >/dev/null 2>&1 || { microdnf install -y "${want[@]}" && microdnf clean all; } \
+			|| sqlml_fail "could not install the build stage's Python packages: ${want[*]}" || return 1
+	else
+		sqlml_fail "neither apt-get nor microdnf here: install ${want[*]} yourself" || return 1
+	fi
+	got="$("$py" -c 'import sys; print(sys.version)')" || sqlml_fail "$py does not run" || return 1
+	[ "$got" = "$(cat "$venv/python-version")" ] \
+		|| sqlml_fail "sqlml was built against Python $(cat "$venv/python-version"), this image runs $got" || return 1
+	lib="$("$py" -c 'from sqlml import installer; print(installer.library_file())')" || return 1
+	sqlml_check_loads "$lib" "$py" || return 1
+	echo "install-sqlml.sh: Python $got, as in the build stage"
+}
+
 sqlml_install_files() {
 	local plugin_dir="${1:-}" py
 	py="$(sqlml_python)"
@@ -87,11 +153,17 @@ sqlml_install_sql() {
 	py="$(sqlml_python)"
 	sql="$("$py" -c 'from sqlml import installer; print(installer.package_file("sql", "install.sql"))')" || return 1
 	expected="$("$py" -c 'import sqlml; print(sqlml.__version__)')" || return 1
-	"$@" < "$sql" || sqlml_fail "running $sql failed" || return 1
+	if ! "$@" < "$sql"; then
+		# A plugin that refused to initialise says why through sqlml_version(), if that exists by now.
+		reported="$("$@" -N -B -e 'SELECT CONVERT(sqlml_version() USING utf8mb4)' 2>/dev/null)" || reported=""
+		sqlml_fail "running $sql failed${reported:+; the loaded library says: $reported}" || return 1
+	fi
 	# The first call boots Python inside the server: a broken environment fails here, loudly.
 	reported="$("$@" -N -B -e 'SELECT CONVERT(sqlml_version() USING utf8mb4)')" \
 		|| sqlml_fail "sqlml_version() failed after install.sql" || return 1
 	case "$reported" in
+		*"ABI MISMATCH"*) sqlml_fail "sqlml refuses this server: $reported" || return 1 ;;
+		*"library $expected"*"untested"*) echo "install-sqlml.sh: warning: $reported" ;;
 		*"library $expected"*) echo "install-sqlml.sh: $reported" ;;
 		*) sqlml_fail "the server reports '$reported', expected library $expected" || return 1 ;;
 	esac
@@ -104,8 +176,10 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	case "$step" in
 		files) sqlml_install_files "$@" ;;
 		sql) sqlml_install_sql "$@" ;;
+		python-packages) sqlml_record_python ;;
+		python-runtime) sqlml_install_python_runtime ;;
 		*)
-			echo "usage: install-sqlml.sh files [PLUGIN_DIR] | sql CLIENT [ARG ...]" >&2
+			echo "usage: install-sqlml.sh files [PLUGIN_DIR] | sql CLIENT [ARG ...] | python-packages | python-runtime" >&2
 			exit 2
 			;;
 	esac

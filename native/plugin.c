@@ -404,10 +404,24 @@ static void mark_ready(int bit, bool ready)
   pthread_mutex_unlock(&settings_lock);
 }
 
+/* Fails a plugin's init, with the reason in the error log, when this server's ABI is not
+ * the one sqlml.so was built for (server_api.h): the server then unloads the plugin
+ * instead of running code that would misread its structures. */
+static bool abi_refused(const char *plugin)
+{
+  server_api_init();
+  const char *problem = server_abi_problem();
+  if (problem)
+    fprintf(stderr, "sqlml: refusing to initialise the %s plugin: %s (sqlml_version() says which "
+                    "servers sqlml supports)\n", plugin, problem);
+  return problem != NULL;
+}
+
 static int sqlml_plugin_init(void *p)
 {
   (void)p;
-  server_api_init();
+  if (abi_refused("sqlml"))
+    return 1;
   if (!server_is_mariadb()) {
     if (server_register_privileges() != 0)
       fprintf(stderr, "sqlml: could not register the SQLML_* dynamic privileges: the ML functions will "
@@ -430,6 +444,8 @@ static int sqlml_plugin_deinit(void *p)
   static int name##_plugin_init(void *p)                                                           \
   {                                                                                                \
     (void)p;                                                                                       \
+    if (abi_refused(#name))                                                                        \
+      return 1;                                                                                    \
     mark_ready(bit, true);                                                                         \
     return 0;                                                                                      \
   }                                                                                                \

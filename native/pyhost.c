@@ -54,6 +54,23 @@ static PyObject *native_server_flavor(PyObject *self, PyObject *unused)
   return PyUnicode_FromString(server_is_mariadb() ? "mariadb" : "mysql");
 }
 
+static PyObject *native_server_version(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  return PyUnicode_DecodeUTF8(server_version_string(), (Py_ssize_t)strlen(server_version_string()), "replace");
+}
+
+static PyObject *native_abi_problem(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  const char *problem = server_abi_problem();
+  if (!problem)
+    Py_RETURN_NONE;
+  return PyUnicode_FromString(problem);
+}
+
 static PyObject *native_library_version(PyObject *self, PyObject *unused)
 {
   (void)self;
@@ -251,6 +268,8 @@ static PyMethodDef native_methods[] = {
     {"settings", native_settings, METH_NOARGS, "(generation, ((name, value, is_set), ...))."},
     {"warn", native_warn, METH_VARARGS, "Push a warning onto the calling statement."},
     {"server_flavor", native_server_flavor, METH_NOARGS, "'mariadb' or 'mysql'."},
+    {"server_version", native_server_version, METH_NOARGS, "The server's version string."},
+    {"abi_problem", native_abi_problem, METH_NOARGS, "None, or the ABI mismatch sqlml found."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef native_module = {PyModuleDef_HEAD_INIT, "_sqlml_native",

@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ME_WARNING_MARIADB 2048
@@ -70,51 +71,110 @@ struct lex_string_arg {
 };
 static void *(*find_native_function_builder)(const struct lex_string_arg *name);
 static bool (*is_lex_native_function)(const struct lex_string_arg *name);
-/* Both servers: the C function plugins use to see KILL QUERY / KILL (nonzero: killed). */
-static int (*thd_killed_fn)(const void *thd);
-/* MariaDB: the server's own routine privilege check and its current THD. */
-/* True when the caller holds NO routine-level privilege on db.name, through its own grant
+/* MariaDB: the server's own routine privilege check and its current THD.
+ * True when the caller holds NO routine-level privilege on db.name, through its own grant
  * or its active role's (global and database-level privileges do not count here). */
-static bool (*check_routine_level_acl)(void *thd, const char *db, const char *name, const void *sp_handler);
+static bool (*check_routine_level_acl_10)(void *thd, const char *db, const char *name, const void *sp_handler);
+static bool (*check_routine_level_acl_11)(void *thd, unsigned long long want, const char *db, const char *name,
+                                          const void *sp_handler);
+#define MARIA_EXECUTE_ACL (1ULL << 18)
 static const void *sp_handler_procedure;
 /* False when the caller holds every privilege in want globally (no_errors: no SQL error). */
 static bool (*check_global_access)(void *thd, unsigned long long want, bool no_errors);
 #define MARIA_SUPER_ACL (1ULL << 15)
 static void *(*maria_current_thd)(void);
 
+static const char *version_string = "";
+/* The first ABI mismatch lookup() found ("" if none): sqlml then fails closed. */
+static char abi_problem[256];
+
+/* SQLML_TEST_HIDE_SYMBOLS=a,b makes find() treat those names as absent: the tests'
+ * only way to show what sqlml does on a server build that lacks one. */
+static bool hidden(const char *name)
+{
+  const char *list = getenv("SQLML_TEST_HIDE_SYMBOLS");
+  size_t n = strlen(name);
+  for (const char *p = list ? strstr(list, name) : NULL; p; p = strstr(p + 1, name))
+    if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+      return true;
+  return false;
+}
+
 static void *find(const char *c_name, const char *mangled)
 {
-  void *p = c_name ? dlsym(RTLD_DEFAULT, c_name) : NULL;
-  return p ? p : (mangled ? dlsym(RTLD_DEFAULT, mangled) : NULL);
+  void *p = c_name && !hidden(c_name) ? dlsym(RTLD_DEFAULT, c_name) : NULL;
+  return p ? p : (mangled && !hidden(mangled) ? dlsym(RTLD_DEFAULT, mangled) : NULL);
+}
+
+/* Records the first symbol sqlml needs that this server does not export. */
+static void *require(void *p, const char *name)
+{
+  if (!p && !abi_problem[0])
+    snprintf(abi_problem, sizeof abi_problem, "no symbol %s", name);
+  return p;
+}
+
+/* Both servers export their built-in binlog plugin's descriptor size and interface
+ * version: a size other than the struct sqlml declares (plugin_abi.h), or another
+ * major interface version, means its plugin declarations would be misread. */
+static void check_plugin_struct(const char *size_symbol, const char *version_symbol, size_t ours,
+                                int our_version, const char *what)
+{
+  const int *size = require(find(size_symbol, NULL), size_symbol);
+  const int *version = require(find(version_symbol, NULL), version_symbol);
+  if (!size || !version || abi_problem[0])
+    return;
+  if ((size_t)*size != ours)
+    snprintf(abi_problem, sizeof abi_problem, "the server's %s is %d bytes, sqlml.so declares %zu", what,
+             *size, ours);
+  else if ((*version >> 8) != (our_version >> 8))
+    snprintf(abi_problem, sizeof abi_problem,
+             "the server's plugin interface version is 0x%04x, sqlml.so declares 0x%04x", *version,
+             our_version);
 }
 
 static void lookup(void)
 {
-  const char *version = dlsym(RTLD_DEFAULT, "server_version");
+  const char *version = hidden("server_version") ? NULL : dlsym(RTLD_DEFAULT, "server_version");
+  version_string = version ? version : "";
   is_mariadb = version && strstr(version, "MariaDB") != NULL;
-  printf_error = (printf_error_fn)find("my_printf_error", "_Z15my_printf_errorjPKciz");
-  thd_strmake = (char *(*)(void *, const char *, size_t))find("thd_strmake", "_Z11thd_strmakeP3THDPKcm");
-  binlog_format = (int (*)(const void *))find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD");
-  thd_killed_fn = (int (*)(const void *))find("thd_killed", "_Z10thd_killedPK3THD");
-  thd_kill_level_fn = (int (*)(const void *))find("thd_kill_level", NULL);
+  require((void *)version, "server_version");
+  printf_error = (printf_error_fn)require(find("my_printf_error", "_Z15my_printf_errorjPKciz"), "my_printf_error");
+  thd_strmake = (char *(*)(void *, const char *, size_t))require(
+      find("thd_strmake", "_Z11thd_strmakeP3THDPKcm"), "thd_strmake");
+  binlog_format = (int (*)(const void *))require(find("thd_binlog_format", "_Z17thd_binlog_formatPK3THD"),
+                                                 "thd_binlog_format");
+  thd_killed_fn = (int (*)(const void *))require(find("thd_killed", "_Z10thd_killedPK3THD"), "thd_killed");
   if (is_mariadb) {
-    maria_current_thd = (void *(*)(void))find("_current_thd", NULL);
-    check_routine_level_acl = (bool (*)(void *, const char *, const char *, const void *))find(
+    thd_kill_level_fn = (int (*)(const void *))require(find("thd_kill_level", NULL), "thd_kill_level");
+    maria_current_thd = (void *(*)(void))require(find("_current_thd", NULL), "_current_thd");
+    /* 10.x: (thd, db, name, sp_handler), any routine privilege; 11.x adds the wanted ones. */
+    check_routine_level_acl_10 = (bool (*)(void *, const char *, const char *, const void *))find(
         NULL, "_Z23check_routine_level_aclP3THDPKcS2_PK10Sp_handler");
-    sp_handler_procedure = find("sp_handler_procedure", NULL);
-    check_global_access = (bool (*)(void *, unsigned long long, bool))find(
-        NULL, "_Z19check_global_accessP3THD11privilege_tb");
+    check_routine_level_acl_11 = (bool (*)(void *, unsigned long long, const char *, const char *, const void *))find(
+        NULL, "_Z23check_routine_level_aclP3THD11privilege_tPKcS3_PK10Sp_handler");
+    require(check_routine_level_acl_10 ? (void *)check_routine_level_acl_10 : (void *)check_routine_level_acl_11,
+            "check_routine_level_acl");
+    sp_handler_procedure = require(find("sp_handler_procedure", NULL), "sp_handler_procedure");
+    check_global_access = (bool (*)(void *, unsigned long long, bool))require(
+        find(NULL, "_Z19check_global_accessP3THD11privilege_tb"), "check_global_access");
+    check_plugin_struct("builtin_maria_binlog_sizeof_struct_st_plugin",
+                        "builtin_maria_binlog_plugin_interface_version", sizeof(struct maria_plugin),
+                        MARIA_PLUGIN_INTERFACE_VERSION, "st_maria_plugin");
     return;
   }
-  current_thd = (current_thd_fn)find(NULL, "_Z19thd_get_current_thdv");
+  current_thd = (current_thd_fn)require(find(NULL, "_Z19thd_get_current_thdv"), "thd_get_current_thd");
   find_native_function_builder = (void *(*)(const struct lex_string_arg *))find(
       NULL, "_Z28find_native_function_builderRK16MYSQL_LEX_STRING");
   is_lex_native_function = (bool (*)(const struct lex_string_arg *))find(
       NULL, "_Z22is_lex_native_functionPK16MYSQL_LEX_STRING");
-  push_warning_printf = (push_warning_printf_fn)find(
-      NULL, "_Z19push_warning_printfP3THDN13Sql_condition19enum_severity_levelEjPKcz");
-  void *(*registry_acquire)(void) = (void *(*)(void))find("mysql_plugin_registry_acquire",
-                                               "_Z29mysql_plugin_registry_acquirev");
+  push_warning_printf = (push_warning_printf_fn)require(
+      find(NULL, "_Z19push_warning_printfP3THDN13Sql_condition19enum_severity_levelEjPKcz"),
+      "push_warning_printf");
+  void *(*registry_acquire)(void) = (void *(*)(void))require(
+      find("mysql_plugin_registry_acquire", "_Z29mysql_plugin_registry_acquirev"), "mysql_plugin_registry_acquire");
+  check_plugin_struct("builtin_binlog_sizeof_struct_st_plugin", "builtin_binlog_plugin_interface_version",
+                      sizeof(struct mysql_plugin), MYSQL_PLUGIN_INTERFACE_VERSION, "st_mysql_plugin");
   registry = registry_acquire ? (struct mysql_registry_service *)registry_acquire() : NULL;
   void *service = NULL;
   /* Kept for the process's life: the registry outlives every UDF call. */
@@ -137,6 +197,10 @@ static void lookup(void)
 void server_api_init(void) { pthread_once(&once, lookup); }
 
 bool server_is_mariadb(void) { return is_mariadb; }
+
+const char *server_version_string(void) { return version_string; }
+
+const char *server_abi_problem(void) { return abi_problem[0] ? abi_problem : NULL; }
 
 void server_error(unsigned code, const char *msg)
 {
@@ -255,7 +319,7 @@ int server_has_grant(const char *privilege, char *why, size_t why_len)
   }
   if (is_mariadb) {
     void *thd = maria_current_thd ? maria_current_thd() : NULL;
-    if (!thd || !check_routine_level_acl || !sp_handler_procedure) {
+    if (!thd || !(check_routine_level_acl_10 || check_routine_level_acl_11) || !sp_handler_procedure) {
       snprintf(why, why_len,
                "this MariaDB build does not export check_routine_level_acl, so sqlml cannot check the "
                "caller's roles; it refuses to run ML functions");
@@ -272,7 +336,10 @@ int server_has_grant(const char *privilege, char *why, size_t why_len)
     for (; bare[n] && n < sizeof routine - 1; n++)
       routine[n] = (char)(bare[n] >= 'A' && bare[n] <= 'Z' ? bare[n] - 'A' + 'a' : bare[n]);
     routine[n] = '\0';
-    return check_routine_level_acl(thd, "sqlml", routine, sp_handler_procedure) ? 0 : 1;
+    bool none = check_routine_level_acl_11
+                    ? check_routine_level_acl_11(thd, MARIA_EXECUTE_ACL, "sqlml", routine, sp_handler_procedure)
+                    : check_routine_level_acl_10(thd, "sqlml", routine, sp_handler_procedure);
+    return none ? 0 : 1;
   }
   if (!plugin_sqlml_ready()) {
     snprintf(why, why_len,

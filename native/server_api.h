@@ -22,6 +22,14 @@ void server_api_init(void);
 
 bool server_is_mariadb(void);
 
+/* The server's version string (its exported server_version), "" if it has none. */
+const char *server_version_string(void);
+
+/* NULL, or what of the ABI sqlml.so was built for this server lacks (a symbol it does
+ * not export, a plugin struct of another size): sqlml then refuses to run anything
+ * but sqlml_version(), which says why. */
+const char *server_abi_problem(void);
+
 /* Raises a SQL error in the calling statement. */
 void server_error(unsigned code, const char *msg);
 

@@ -1,8 +1,9 @@
 """Session fixtures: the fake AWS service and a real server with sqlml installed.
 
-Every server-facing test runs once per server kind: MariaDB 10.11 always, Oracle
-MySQL 9.7 when it can be fetched (else that leg is reported as not run, with the
-reason). SQLML_TEST_SERVERS=mariadb (or mysql) narrows the run. Nothing in the
+Every server-facing test runs once per server kind (tests.servers.KINDS): MariaDB
+10.11 always ("mariadb"), MariaDB 11.8 LTS ("mariadb118") and Oracle MySQL 9.7
+("mysql") when they can be fetched (else that leg is reported as not run, with the
+reason). SQLML_TEST_SERVERS=mariadb118 (or any comma list of kinds) narrows the run. Nothing in the
 database path is mocked: tests talk to a private mysqld through PyMySQL, and the
 server's sqlml.so talks to the fake over HTTP on 127.0.0.1.
 """
@@ -21,11 +22,14 @@ import pytest
 
 from sqlml import config, installer
 from tests.fakeaws import FakeAWS
-from tests.servers import ServerUnavailable, free_port, start_server
+from tests.servers import FLAVORS, KINDS as ALL_KINDS, ServerUnavailable, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("SQLML_TEST_DIR", ROOT / ".run" / "test"))
-KINDS = [k.strip() for k in os.environ.get("SQLML_TEST_SERVERS", "mariadb,mysql").split(",") if k.strip()]
+KINDS = [k.strip() for k in os.environ.get("SQLML_TEST_SERVERS", ",".join(ALL_KINDS)).split(",") if k.strip()]
+if set(KINDS) - set(ALL_KINDS):
+    raise pytest.UsageError(f"SQLML_TEST_SERVERS names unknown kinds {sorted(set(KINDS) - set(ALL_KINDS))}; "
+                            f"the kinds are {', '.join(ALL_KINDS)}")
 # The server never sees real credentials or the instance metadata service.
 SERVER_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
@@ -39,14 +43,16 @@ DATABASE = "sqlml_test"
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test marked server("mysql") tests a feature only that server has (the pre-parse
-    rewrite, activate_all_roles_on_login): it is not collected for the other leg at
-    all, rather than reported as skipped there."""
+    """A test marked server("mysql") tests a feature only that server family has (the
+    pre-parse rewrite, activate_all_roles_on_login): it is not collected for the other
+    family's legs at all, rather than reported as skipped there. The marker names a
+    flavor ("mariadb" covers both MariaDB legs) or a kind."""
     keep, drop = [], []
     for item in items:
         marker = item.get_closest_marker("server")
         kind = item.callspec.params.get("db") if hasattr(item, "callspec") else None
-        (drop if marker and kind and kind not in marker.args else keep).append(item)
+        wanted = marker and kind and kind not in marker.args and FLAVORS.get(kind) not in marker.args
+        (drop if wanted else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -65,6 +71,7 @@ class Db:
         self.server = server
         self.fake = fake
         self.kind = server.kind
+        self.flavor = server.flavor
         self.cnf_path = Path(server.plugin_dir) / installer.CNF
         self.base_settings = {
             "comprehend_endpoint_url": fake.url,

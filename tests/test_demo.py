@@ -1,4 +1,4 @@
-"""`make demo`: the Makefile's own command (from `make -n demo`), on MariaDB, in a temp dir.
+"""`make demo`: the Makefile's own command (from `make -n demo`), on each MariaDB leg, in a temp dir.
 
 It must print the seed queries' results, the batched variant, and the Aurora_ml
 counters that variant produced, and stop everything it started. With the generated
@@ -18,17 +18,23 @@ import pytest
 from demo.data import read_taxi_csv
 from sqlml.local import demo_taxi_series
 from tests.conftest import KINDS
+from tests.servers import FLAVORS
 from tests.test_up import ROOT, processes_of
 
 NAB = ROOT.parent / "shared" / "data" / "nab" / "nyc_taxi.csv"
 if not NAB.exists():
     NAB = Path("/work/shared/data/nab/nyc_taxi.csv")
 
-pytestmark = pytest.mark.skipif("mariadb" not in KINDS, reason="the demo runs on MariaDB; SQLML_TEST_SERVERS excludes it")
+# The demo is written for MariaDB (make demo's default): it runs on every MariaDB leg.
+MARIADB_KINDS = [kind for kind in KINDS if FLAVORS[kind] == "mariadb"]
+pytestmark = [
+    pytest.mark.skipif(not MARIADB_KINDS, reason="the demo runs on MariaDB; SQLML_TEST_SERVERS excludes it"),
+    pytest.mark.parametrize("server", MARIADB_KINDS or ["mariadb"]),
+]
 
 
-def run_demo(tmp_path: Path, data: Path | None = None) -> str:
-    variables = ["SERVER=mariadb"] + ([f"DATA={data}"] if data else [])
+def run_demo(tmp_path: Path, server: str, data: Path | None = None) -> str:
+    variables = [f"SERVER={server}"] + ([f"DATA={data}"] if data else [])
     dry = subprocess.run(["make", "-n", "demo", *variables], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=True)
     [command] = [line for line in dry.stdout.splitlines() if "-m demo " in line]
@@ -57,8 +63,8 @@ def sentiment_rows(output: str, title: str) -> list[str]:
     return re.findall(r"^\d+\s+-?\d\.\d{5}\s+\d+\s*$", block.split("rows,", 1)[0], re.M)
 
 
-def test_make_demo_prints_the_seed_queries_the_batched_variant_and_its_counters(tmp_path):
-    out = run_demo(tmp_path)
+def test_make_demo_prints_the_seed_queries_the_batched_variant_and_its_counters(tmp_path, server):
+    out = run_demo(tmp_path, server)
     scalar = sentiment_rows(out, "seed query 1: average sentiment per product, confident assessments only")
     assert len(scalar) == 3 and scalar == sentiment_rows(out, "seed query 1, batched")
     assert "known anomalies of the generated series found: 5 of 5" in out
@@ -71,8 +77,8 @@ def test_make_demo_prints_the_seed_queries_the_batched_variant_and_its_counters(
 
 
 @pytest.mark.skipif(not NAB.exists(), reason=f"NAB's nyc_taxi.csv is not on this machine ({NAB})")
-def test_make_demo_runs_the_anomaly_query_on_the_real_nab_series(tmp_path):
-    out = run_demo(tmp_path, NAB)
+def test_make_demo_runs_the_anomaly_query_on_the_real_nab_series(tmp_path, server):
+    out = run_demo(tmp_path, server, NAB)
     assert "-- seed query 2: anomalies over 10,320 taxi readings (NAB nyc_taxi)" in out
     scalar, batched = (re.search(r"-- readings above the cutoff%s\n.*?\n\((\d+) rows" % suffix, out, re.S).group(1)
                        for suffix in ("", ", batched"))

@@ -2,8 +2,8 @@
 
 docker/install-sqlml.sh is everything the images do to install sqlml: `files` at build
 time, `sql` at first start through the entrypoint hook docker/initdb.d/50-sqlml.sh.
-Here that script and that hook run against private MariaDB 10.11 and MySQL 9.7
-servers configured the way a container is (settings only in the server's environment,
+Here that script and that hook run against private servers of every leg (MariaDB
+10.11 and 11.8, MySQL 9.7) configured the way a container is (settings only in the server's environment,
 sqlml.cnf naming nothing but the python), wired to the local inference service; then
 the seed script (demo/seed.py) runs through the server's own command-line client and
 its answers are checked against the service's own. The last test builds each image
@@ -17,7 +17,6 @@ import configparser
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -32,14 +31,15 @@ from demo.seed import seed_sql
 from sqlml import __version__, installer
 from sqlml.local import demo_taxi_events, demo_taxi_series, serve
 from tests.conftest import KINDS
-from tests.servers import ServerUnavailable, free_port, loader_command, mysql_root, start_server
+from tests.servers import ServerUnavailable, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "docker" / "install-sqlml.sh"
 HOOK = ROOT / "docker" / "initdb.d" / "50-sqlml.sh"
 VENV = Path(sys.executable).parent.parent  # the venv holding this build of sqlml
 DOCKERFILES = {"mysql": ROOT / "docker" / "mysql.Dockerfile", "mariadb": ROOT / "docker" / "mariadb.Dockerfile"}
-BASE_IMAGES = {"mysql": "mysql:8.4", "mariadb": "mariadb:11.8"}
+# The series `make test` runs on (sqlml.support.TESTED); MySQL 8.4 stays a build argument.
+BASE_IMAGES = {"mysql": "mysql:9.7", "mariadb": "mariadb:11.8"}
 FUNCTIONS = {"aws_comprehend_detect_sentiment", "aws_sagemaker_invoke_endpoint_real", "sqlml_version",
              "sqlml_status", "sqlml_warm_sagemaker", "sqlml_warm_comprehend"}
 
@@ -50,12 +50,7 @@ def run_script(*args: str, env: dict | None = None, stdin: bytes | None = None) 
 
 
 def client_argv(server) -> list[str]:
-    """The server's own command-line client, as root over the unix socket."""
-    if server.kind == "mariadb":
-        return [shutil.which("mariadb") or "/usr/bin/mariadb", "--no-defaults", "-uroot", f"--socket={server.socket}"]
-    root = mysql_root(fetch=False)
-    return [*loader_command(root), str(root / "usr/bin/mysql"), "--no-defaults", "-uroot",
-            f"--socket={server.socket}", f"--character-sets-dir={root / 'usr/share/mysql/charsets'}"]
+    return server.client_argv()
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +124,40 @@ def test_files_step_refuses_a_library_that_cannot_load_here(tmp_path):
     good = subprocess.run(["/bin/bash", "-c", f". {SCRIPT}; sqlml_check_loads {installer.library_file()} "
                            f"{VENV}/bin/python"], capture_output=True, text=True, timeout=60)
     assert good.returncode == 0, good.stderr
+
+
+def venv_view(tmp_path: Path) -> Path:
+    """A venv that is this one (same python, same site-packages) but whose directory is
+    tmp_path, so the python-* steps can write their records there."""
+    for name in ("bin", "lib", "pyvenv.cfg"):
+        (tmp_path / name).symlink_to(VENV / name)
+    return tmp_path
+
+
+def test_python_runtime_step_accepts_exactly_the_python_the_build_step_recorded(tmp_path):
+    venv = venv_view(tmp_path)
+    recorded = run_script("python-packages", env={"SQLML_VENV": str(venv)})
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    packages = (venv / "python-packages").read_text().split()
+    # The interpreter, its stdlib and the libpython sqlml.so links, each with its version.
+    assert packages and all("=" in p or re.search(r"-\d", p) for p in packages), packages
+    assert any("libpython" in p for p in packages), packages
+    assert (venv / "python-version").read_text().strip() == sys.version
+    runtime = run_script("python-runtime", env={"SQLML_VENV": str(venv)})
+    assert runtime.returncode == 0, runtime.stderr.decode()
+    assert f"Python {sys.version}, as in the build stage" in runtime.stdout.decode()
+
+
+def test_python_runtime_step_fails_on_another_interpreter_than_the_build_stage_linked(tmp_path):
+    venv = venv_view(tmp_path)
+    assert run_script("python-packages", env={"SQLML_VENV": str(venv)}).returncode == 0
+    (venv / "python-version").write_text("3.11.0 (built elsewhere)\n")
+    runtime = run_script("python-runtime", env={"SQLML_VENV": str(venv)})
+    assert runtime.returncode != 0
+    assert b"sqlml was built against Python 3.11.0 (built elsewhere), this image runs" in runtime.stderr
+    (venv / "python-packages").unlink()
+    missing = run_script("python-runtime", env={"SQLML_VENV": str(venv)})
+    assert missing.returncode != 0 and b"run python-packages in the build stage" in missing.stderr
 
 
 def test_files_step_finds_the_plugin_dir_of_the_server_on_path():
@@ -266,6 +295,14 @@ def test_dockerfile_installs_with_the_tested_script_on_the_official_image(kind):
     assert "COPY docker/initdb.d/50-sqlml.sh /docker-entrypoint-initdb.d/50-sqlml.sh" in text
     assert "chmod 0644 /docker-entrypoint-initdb.d/50-sqlml.sh" in text  # sourced, not executed
     assert "install-sqlml.sh files" in text
+    if kind == "mysql":
+        assert "--build-arg MYSQL_IMAGE=mysql:8.4" in text  # the other LTS, documented
+    # The runtime stage's Python is exactly the build stage's: recorded there, installed
+    # here from that record and checked, and installed no other way.
+    build, runtime = text.split(f"FROM ${{{base_arg.group(1)}}}\n")
+    assert "install-sqlml.sh python-packages" in build.split("pip install")[-1]
+    assert runtime.index("install-sqlml.sh python-runtime") < runtime.index("install-sqlml.sh files")
+    assert "python3" not in runtime.replace("install-sqlml.sh python-runtime", "")
     assert "COPY --from=build /opt/sqlml /opt/sqlml" in lines
     for line in lines:  # every path the build copies from the repository exists
         if line.startswith("COPY ") and "--from=" not in line:

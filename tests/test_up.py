@@ -19,7 +19,7 @@ import pymysql
 import pytest
 
 from tests.conftest import KINDS
-from tests.servers import ServerUnavailable, free_port, mariadb_binaries, mysql_root
+from tests.servers import FLAVORS, ServerUnavailable, ensure_software, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def processes_of(run_dir: Path) -> list[str]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_make_up_serves_root_without_password_with_sqlml_and_make_down_stops_everything(kind, tmp_path):
     try:
-        mariadb_binaries() if kind == "mariadb" else mysql_root()
+        ensure_software(kind)
     except ServerUnavailable as exc:
         pytest.skip(f"the {kind} leg was not run: {exc}")
     run_dir, port = tmp_path / "run", free_port()
@@ -68,7 +68,7 @@ def test_make_up_serves_root_without_password_with_sqlml_and_make_down_stops_eve
             with conn.cursor() as cur:
                 cur.execute("SELECT CONVERT(sqlml_version() USING utf8mb4), CONVERT(sqlml_status() USING utf8mb4)")
                 version, status = cur.fetchone()
-                assert f"server {kind}" in version
+                assert f"server {FLAVORS[kind]}" in version
                 settings = json.loads(status)["settings"]
                 assert settings["comprehend_endpoint_url"] == stack["service_url"]
                 assert settings["sagemaker_endpoint_url"] == stack["service_url"]

@@ -92,7 +92,11 @@ def install(conn, settings: dict[str, str], plugin_dir: str | None = None, pytho
     log(f"copied {LIBRARY} and wrote {CNF} in {target} (server {version})")
     with conn.cursor() as cur:
         for statement in sql_statements("install.sql"):
-            cur.execute(statement)
+            try:
+                cur.execute(statement)
+            except pymysql.MySQLError as exc:
+                raise SystemExit(f"sqlml: install.sql failed ({exc.args[-1]}) at: {statement[:120]}"
+                                 f"{_loaded_version_note(cur)}") from None
         states = plugin_states(conn)
         waiting = [name for name in PLUGINS if states.get(name) != "ACTIVE"]
         if waiting:
@@ -110,6 +114,17 @@ def install(conn, settings: dict[str, str], plugin_dir: str | None = None, pytho
         log(f"note: the server still runs an older sqlml.so; restart it to load {__version__} "
             f"(a loaded library stays mapped until the server exits)")
     return reported
+
+
+def _loaded_version_note(cur) -> str:
+    """What sqlml_version() says, if install.sql got as far as creating it: on a server
+    whose ABI sqlml refuses, that names the mismatch the plugin init failed on."""
+    try:
+        cur.execute("SELECT sqlml_version()")
+        (text,) = cur.fetchone()
+    except pymysql.MySQLError:
+        return ""
+    return "\nthe loaded library says: " + (text.decode() if isinstance(text, bytes) else text)
 
 
 def plugin_states(conn) -> dict[str, str]:

@@ -26,6 +26,16 @@ def flavor() -> str:
     return _native.server_flavor() if _native else "none"
 
 
+def version() -> str:
+    """The server's version string ("" outside a server or if it exports none)."""
+    return _native.server_version() if _native else ""
+
+
+def abi_problem() -> str | None:
+    """None, or the ABI mismatch the library found in this server (native/server_api.h)."""
+    return _native.abi_problem() if _native else None
+
+
 def library_version() -> str:
     return _native.library_version() if _native else "not loaded"
 

@@ -7,19 +7,20 @@
         cur.execute("SELECT VERSION()")
     srv.stop()
 
-MariaDB comes from the system (apt-installed if missing); MySQL 9.7 from Debian
-sid packages unpacked privately and run through sid's loader (see mysql_sid).
+MariaDB 10.11 comes from the system (apt-installed if missing); MariaDB 11.8 from
+Debian trixie and MySQL 9.7 from Debian sid, both unpacked privately and run
+through their suite's loader (see debian_unpacked).
 `ServerUnavailable` means the server software cannot be had on this machine
 (tests may skip on it); `ServerStartError` means it is there but failed, which
-is a real failure. The CLI is `python -m tests.servers up|down|fetch-mysql`.
+is a real failure. The CLI is `python -m tests.servers up|down|fetch KIND`.
 """
 
 from .errors import ServerStartError, ServerUnavailable
 from .mariadb_pkg import mariadb_binaries
-from .mysql_sid import loader_command, mysql_root
-from .server import KINDS, Server, free_port, start_server, stop_dir
+from .debian_unpacked import loader_command, mariadb118_root, mysql_root
+from .server import FLAVORS, KINDS, Server, ensure_software, free_port, start_server, stop_dir
 
 __all__ = [
-    "KINDS", "Server", "ServerStartError", "ServerUnavailable", "free_port", "loader_command",
-    "mariadb_binaries", "mysql_root", "start_server", "stop_dir",
+    "FLAVORS", "KINDS", "Server", "ServerStartError", "ServerUnavailable", "ensure_software", "free_port", "loader_command",
+    "mariadb118_root", "mariadb_binaries", "mysql_root", "start_server", "stop_dir",
 ]

@@ -6,7 +6,7 @@
         line describing it (if one already runs in DIR, just describe that one)
     python -m tests.servers down --dir DIR       stop the server started in DIR
     python -m tests.servers status --dir DIR     print its JSON line, exit 1 if not running
-    python -m tests.servers fetch-mysql          fetch/unpack MySQL 9.7, print its root
+    python -m tests.servers fetch mysql|mariadb118  fetch/unpack that server, print its root
 
 Exit status: 0 ok, 1 the server failed (message on stderr), 2 the server
 software is unavailable on this machine (reason on stderr).
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import KINDS, Server, ServerStartError, ServerUnavailable, mysql_root, start_server, stop_dir
+from . import KINDS, Server, ServerStartError, ServerUnavailable, mariadb118_root, mysql_root, start_server, stop_dir
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -73,8 +73,11 @@ def cmd_status(a) -> int:
     return 0
 
 
-def cmd_fetch_mysql(a) -> int:
-    print(mysql_root(log=lambda msg: print(msg, file=sys.stderr, flush=True)))
+FETCHERS = {"mysql": mysql_root, "mariadb118": mariadb118_root}
+
+
+def cmd_fetch(a) -> int:
+    print(FETCHERS[a.kind](log=lambda msg: print(msg, file=sys.stderr, flush=True)))
     return 0
 
 
@@ -104,8 +107,11 @@ def main(argv=None) -> int:
     status.add_argument("--dir", required=True)
     status.set_defaults(func=cmd_status)
 
-    fetch = sub.add_parser("fetch-mysql", help="fetch and unpack MySQL 9.7 from Debian sid")
-    fetch.set_defaults(func=cmd_fetch_mysql)
+    fetch = sub.add_parser("fetch", help="fetch and unpack MySQL 9.7 (sid) or MariaDB 11.8 (trixie)")
+    fetch.add_argument("kind", choices=sorted(FETCHERS))
+    fetch.set_defaults(func=cmd_fetch)
+    fetch_mysql = sub.add_parser("fetch-mysql", help="the same as: fetch mysql")
+    fetch_mysql.set_defaults(func=cmd_fetch, kind="mysql")
 
     a = p.parse_args(argv)
     try:

@@ -34,10 +34,16 @@ from pathlib import Path
 
 import pymysql
 
-from . import mariadb_pkg, mysql_sid
+from . import debian_unpacked, mariadb_pkg
 from .errors import ServerStartError
 
-KINDS = ("mariadb", "mysql")
+# kind -> flavor. A kind is one leg (a server version and where its binaries come from);
+# the flavor is the server family whose SQL, plugin ABI and client it has.
+#   mariadb     MariaDB 10.11 from the system (bookworm)
+#   mariadb118  MariaDB 11.8 LTS from Debian trixie, unpacked (debian_unpacked)
+#   mysql       Oracle MySQL 9.7 from Debian sid, unpacked (debian_unpacked)
+FLAVORS = {"mariadb": "mariadb", "mariadb118": "mariadb", "mysql": "mysql"}
+KINDS = tuple(FLAVORS)
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 # sun_path is 108 bytes; pytest tmp dirs can exceed it, so fall back to /tmp.
@@ -69,6 +75,11 @@ class Server:
     log_bin: bool = dataclasses.field(default=False, repr=False)
     _proc: subprocess.Popen | None = dataclasses.field(default=None, repr=False)
 
+    @property
+    def flavor(self) -> str:
+        """'mariadb' or 'mysql': the family, whatever the version (see FLAVORS)."""
+        return FLAVORS[self.kind]
+
     # ------------------------------------------------------------------ client
 
     def connect(self, **kw) -> pymysql.connections.Connection:
@@ -77,6 +88,17 @@ class Server:
                     charset="utf8mb4", autocommit=True, connect_timeout=10)
         args.update(kw)
         return pymysql.connect(**args)
+
+    def client_argv(self) -> list[str]:
+        """The server's own command-line client, as root over the unix socket."""
+        if self.kind == "mariadb":
+            client = shutil.which("mariadb") or "/usr/bin/mariadb"
+            return [client, "--no-defaults", "-uroot", f"--socket={self.socket}"]
+        root = debian_unpacked.mysql_root(fetch=False) if self.kind == "mysql" \
+            else debian_unpacked.mariadb118_root(fetch=False)
+        name, share = ("mysql", "mysql") if self.kind == "mysql" else ("mariadb", "mariadb")
+        return [*debian_unpacked.loader_command(root), str(root / "usr/bin" / name), "--no-defaults", "-uroot",
+                f"--socket={self.socket}", f"--character-sets-dir={root / 'usr/share' / share / 'charsets'}"]
 
     # ------------------------------------------------------------------ state
 
@@ -176,7 +198,7 @@ class Server:
 def start_server(kind: str, base_dir, port: int, plugin_dir, env: dict | None = None,
                  extra_args=(), log_bin: bool = False, fresh: bool = False,
                  timeout: float = READY_TIMEOUT, stop_at_exit: bool = True) -> Server:
-    """Start a private server of `kind` ('mariadb' or 'mysql') in base_dir.
+    """Start a private server of `kind` (one of KINDS) in base_dir.
 
     The datadir is initialised on first use and reused afterwards (fresh=True
     wipes it). `env` is merged into the server's environment (the sqlml library
@@ -266,28 +288,65 @@ def _initialised(paths: _Paths, kind: str, datadir: Path) -> bool:
     return True
 
 
+def ensure_software(kind: str) -> None:
+    """Make sure `kind`'s binaries are here (installing or fetching them);
+    raises ServerUnavailable with the reason when they cannot be had."""
+    _Software(kind)
+
+
 class _Software:
     """Where a kind's binaries are, and the options that depend on that."""
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.install_db = None
         if kind == "mariadb":
             tools = mariadb_pkg.mariadb_binaries()
             self.server_cmd = [tools["mariadbd"]]
             self.install_db = tools["install_db"]
             self.path_args = []
+        elif kind == "mariadb118":
+            root = debian_unpacked.mariadb118_root()
+            self.server_cmd = debian_unpacked.loader_command(root) + [str(root / "usr/sbin/mariadbd")]
+            self.share = root / "usr/share/mariadb"
+            # The compiled-in defaults point at /usr, where bookworm's 10.11 lives.
+            self.path_args = [f"--basedir={root / 'usr'}", f"--lc-messages-dir={self.share}",
+                              f"--character-sets-dir={self.share / 'charsets'}/"]
         else:
-            root = mysql_sid.mysql_root()
-            self.server_cmd = mysql_sid.loader_command(root) + [str(root / "usr/sbin/mysqld")]
+            root = debian_unpacked.mysql_root()
+            self.server_cmd = debian_unpacked.loader_command(root) + [str(root / "usr/sbin/mysqld")]
             share = root / "usr/share/mysql"
             # mysqld's compiled-in defaults point at /usr, not at our private root.
             self.path_args = [f"--basedir={root / 'usr'}", f"--lc-messages-dir={share}",
                               f"--character-sets-dir={share / 'charsets'}/"]
 
 
+# What trixie's mariadb-install-db pipes into `mariadbd --bootstrap`, in its order
+# (the test database left out, as --skip-test-db does).
+MARIADB_BOOTSTRAP_SQL = ("mariadb_system_tables.sql", "mariadb_performance_tables.sql",
+                         "mariadb_system_tables_data.sql", "fill_help_tables.sql",
+                         "maria_add_gis_sp_bootstrap.sql", "mariadb_sys_schema.sql")
+
+
+def _bootstrap_sql(share: Path) -> str:
+    """mariadb-install-db's script, for an unpacked MariaDB. The script itself cannot
+    be used: it runs mariadbd and my_print_defaults directly, and those need the
+    unpacked suite's loader."""
+    head = "create database if not exists mysql;\nuse mysql;\nSET @auth_root_socket=NULL;\n"
+    return head + "".join((share / name).read_text() for name in MARIADB_BOOTSTRAP_SQL)
+
+
 def _init_datadir(software: _Software, paths: _Paths, datadir: Path) -> None:
     t0 = time.monotonic()
-    if software.kind == "mariadb":
+    stdin_text = None
+    if software.kind == "mariadb118":
+        datadir.mkdir(parents=True, exist_ok=True)
+        argv = software.server_cmd + ["--no-defaults", "--bootstrap", "--user=root", f"--datadir={datadir}",
+                                      f"--log-error={paths.error_log}", "--log-warnings=0",
+                                      "--enforce-storage-engine=", "--max-allowed-packet=8M",
+                                      "--net-buffer-length=16K", *software.path_args]
+        stdin_text = _bootstrap_sql(software.share)
+    elif software.kind == "mariadb":
         argv = [software.install_db, "--no-defaults", "--user=root", f"--datadir={datadir}",
                 "--auth-root-authentication-method=normal", "--skip-test-db"]
     else:
@@ -296,7 +355,8 @@ def _init_datadir(software: _Software, paths: _Paths, datadir: Path) -> None:
                                       f"--datadir={datadir}", f"--log-error={paths.error_log}",
                                       f"--secure-file-priv={paths.base_dir}", *software.path_args]
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=300, input=stdin_text,
+                           stdin=subprocess.DEVNULL if stdin_text is None else None)
     except subprocess.TimeoutExpired:
         raise ServerStartError(f"initialising the {software.kind} datadir timed out") from None
     if p.returncode != 0:

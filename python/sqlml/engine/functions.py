@@ -17,7 +17,7 @@ import platform
 from itertools import compress
 from typing import Callable
 
-from .. import __version__, access, export, server
+from .. import __version__, access, export, server, support
 from .. import types as sqltypes
 from ..errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ..services import comprehend, sagemaker
@@ -524,7 +524,8 @@ def version_text() -> str:
     import boto3
 
     return (f"sqlml {__version__} (library {server.library_version()}, engine {__version__}, "
-            f"Python {platform.python_version()}, boto3 {boto3.__version__}, server {server.flavor()})")
+            f"Python {platform.python_version()}, boto3 {boto3.__version__}, "
+            f"{support.server_note(server.flavor(), server.version(), server.abi_problem())})")
 
 
 def prepare_version(engine, name, kind, types, consts):
@@ -593,6 +594,9 @@ NAMED_REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
 
 
 def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, names: tuple = ()) -> Prepared:
+    abi_problem = server.abi_problem()
+    if abi_problem is not None and name != "sqlml_version":  # fail closed; the version says why
+        raise ArgumentError(support.abi_refusal(name, abi_problem))
     if name in NAMED_REGISTRY:
         expected_kind, factory = NAMED_REGISTRY[name]
         if expected_kind != kind:

@@ -1,21 +1,24 @@
-"""Oracle MySQL 9.7 from Debian sid, unpacked into a private directory.
+"""Server binaries from a newer Debian suite, unpacked into a private directory.
 
-No MySQL 8.x/9.x exists for bookworm in the registries we can reach, but sid
-carries Oracle MySQL 9.7. Its binaries need a newer glibc than bookworm's, so
-they are never installed into the system: the .debs are fetched with a private
-apt configuration (own sources, lists, cache and an empty dpkg status, so the
-host's apt state is neither read nor touched), unpacked with `dpkg -x`, and run
-through sid's own dynamic loader (see `loader_command`).
+Two legs need binaries bookworm does not carry: Oracle MySQL 9.7 (Debian sid) and
+MariaDB 11.8 LTS (Debian trixie). Both need a newer glibc than bookworm's, so they
+are never installed into the system: the .debs are fetched with a private apt
+configuration (own sources, lists, cache and an empty dpkg status, so the host's
+apt state is neither read nor touched), unpacked with `dpkg -x`, and run through
+the suite's own dynamic loader (see `loader_command`). One fetcher serves both;
+an `Unpacked` record says which suite and which packages.
 
-The unpacked root is cached (default ~/.cache/sqlml/mysql-sid, override with
-SQLML_MYSQL_ROOT) and reused; a marker file is written only once everything is
-unpacked, so an interrupted fetch is redone rather than half-used. sid moves, so
-packages are resolved by name on every fetch and file names are never pinned.
+Each unpacked root is cached (default ~/.cache/sqlml/<name>, override with the
+record's env variable) and reused; a marker file is written only once everything
+is unpacked, so an interrupted fetch is redone rather than half-used. The suites
+move, so packages are resolved by name on every fetch and file names are never
+pinned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -27,57 +30,83 @@ from pathlib import Path
 
 from .errors import ServerUnavailable
 
-# Packages whose dependency closure is the MySQL server + client binaries.
-TOP_PACKAGES = ("mysql-server-core", "mysql-client-core")
+
+
+@dataclasses.dataclass(frozen=True)
+class Unpacked:
+    """One server's binaries from one Debian suite."""
+
+    name: str                  # cache dir name under ~/.cache/sqlml
+    suite: str                 # Debian suite the sources line names
+    top_packages: tuple[str, ...]  # their dependency closure is the server + client
+    server_binary: str         # relative to the root; its presence proves the unpack
+    root_env: str              # environment variable that overrides the cache dir
+    label: str                 # for messages
+
+
+MYSQL_SID = Unpacked("mysql-sid", "sid", ("mysql-server-core", "mysql-client-core"), "usr/sbin/mysqld",
+                     "SQLML_MYSQL_ROOT", "Oracle MySQL 9.7 (Debian sid)")
+MARIADB_TRIXIE = Unpacked("mariadb-trixie", "trixie", ("mariadb-server-core", "mariadb-client-core"),
+                          "usr/sbin/mariadbd", "SQLML_MARIADB118_ROOT", "MariaDB 11.8 (Debian trixie)")
+
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 MARKER = ".sqlml-complete"
 MULTIARCH = "x86_64-linux-gnu"
 LOADER = f"usr/lib/{MULTIARCH}/ld-linux-x86-64.so.2"
-# The host's own library dirs go AFTER sid's: sid's newer glibc/OpenSSL must win,
-# but the sqlml library loaded into mysqld links bookworm's libpython3.11, which
-# sid does not ship, so it (and its deps) must still be findable.
+# The host's own library dirs go AFTER the suite's: its newer glibc/OpenSSL must win,
+# but the sqlml library loaded into the server links bookworm's libpython3.11, which
+# the newer suite does not ship, so it (and its deps) must still be findable.
 SYSTEM_LIB_DIRS = (f"/usr/lib/{MULTIARCH}", f"/lib/{MULTIARCH}")
-# Generous: the first fetch downloads ~55 MB; apt has its own per-connection timeouts.
+# Generous: the first fetch downloads ~55 MB (MySQL); apt has its own per-connection timeouts.
 APT_TIMEOUT = 900
 
 
-def default_root() -> Path:
-    env = os.environ.get("SQLML_MYSQL_ROOT")
+def default_root(spec: Unpacked) -> Path:
+    env = os.environ.get(spec.root_env)
     if env:
         return Path(env).expanduser().resolve()
-    return Path.home() / ".cache" / "sqlml" / "mysql-sid"
+    return Path.home() / ".cache" / "sqlml" / spec.name
 
 
-def is_complete(root: Path) -> bool:
-    return (root / MARKER).is_file() and (root / "usr/sbin/mysqld").is_file()
+def is_complete(spec: Unpacked, root: Path) -> bool:
+    return (root / MARKER).is_file() and (root / spec.server_binary).is_file()
 
 
-def mysql_root(fetch: bool = True, log=None) -> Path:
-    """Return the unpacked MySQL root, fetching it first if needed.
+def unpacked_root(spec: Unpacked, fetch: bool = True, log=None) -> Path:
+    """Return the unpacked root of `spec`, fetching it first if needed.
 
     Raises ServerUnavailable with the precise reason when it cannot be had.
-    `log`, if given, is called with progress strings (the fetch takes ~15 s).
+    `log`, if given, is called with progress strings (a fetch takes ~15 s).
     """
-    root = default_root()
-    if is_complete(root):
+    root = default_root(spec)
+    if is_complete(spec, root):
         return root
     if not fetch:
-        raise ServerUnavailable(f"MySQL is not unpacked in {root} (run: python -m tests.servers fetch-mysql)")
+        raise ServerUnavailable(f"{spec.label} is not unpacked in {root} "
+                                f"(run: python -m tests.servers fetch {spec.name})")
     root.parent.mkdir(parents=True, exist_ok=True)
-    # Parallel test workers may all want MySQL at once: one fetches, the others wait.
+    # Parallel test workers may all want it at once: one fetches, the others wait.
     with _file_lock(root.parent / (root.name + ".lock")):
-        if is_complete(root):
+        if is_complete(spec, root):
             return root
-        _fetch_into(root, log or (lambda msg: None))
+        _fetch_into(spec, root, log or (lambda msg: None))
     return root
 
 
-def library_dirs(root: Path) -> list[str]:
-    """sid's library dirs first, then the host's (see SYSTEM_LIB_DIRS).
+def mysql_root(fetch: bool = True, log=None) -> Path:
+    return unpacked_root(MYSQL_SID, fetch, log)
 
-    Only the multiarch dirs: sid is fully usr-merged and mysqld's whole closure
-    (ICU, OpenSSL, protobuf, tcmalloc, ...) lives there. Plugin dirs such as gconv/
-    or ossl-modules/ are deliberately not listed: they are not library dirs.
+
+def mariadb118_root(fetch: bool = True, log=None) -> Path:
+    return unpacked_root(MARIADB_TRIXIE, fetch, log)
+
+
+def library_dirs(root: Path) -> list[str]:
+    """The suite's library dirs first, then the host's (see SYSTEM_LIB_DIRS).
+
+    Only the multiarch dirs: sid and trixie are fully usr-merged and the server's
+    whole closure (ICU, OpenSSL, protobuf, ...) lives there. Plugin dirs such as
+    gconv/ or ossl-modules/ are deliberately not listed: they are not library dirs.
     """
     dirs = [str(d) for d in (root / f"usr/lib/{MULTIARCH}", root / f"lib/{MULTIARCH}")
             if d.is_dir() and not d.is_symlink()]
@@ -85,7 +114,7 @@ def library_dirs(root: Path) -> list[str]:
 
 
 def loader_command(root: Path | str) -> list[str]:
-    """argv prefix that runs a sid binary through sid's loader and libraries.
+    """argv prefix that runs an unpacked binary through its suite's loader and libraries.
 
     Usage: loader_command(root) + [str(root / "usr/sbin/mysqld"), ...].
     --library-path acts like LD_LIBRARY_PATH for the whole process, so later
@@ -95,7 +124,7 @@ def loader_command(root: Path | str) -> list[str]:
     root = Path(root)
     loader = root / LOADER
     if not loader.exists():
-        raise ServerUnavailable(f"sid's dynamic loader is missing: {loader}")
+        raise ServerUnavailable(f"the unpacked suite's dynamic loader is missing: {loader}")
     return [str(loader), "--library-path", ":".join(library_dirs(root))]
 
 
@@ -114,7 +143,8 @@ def _file_lock(path: Path):
 def archive_uri() -> str:
     """The archive URI of the machine's own main Debian entry (read at run time,
     because CI machines may point at a different mirror or proxy)."""
-    override = os.environ.get("SQLML_SID_MIRROR")
+    # SQLML_SID_MIRROR is the older name, from when sid was the only suite fetched.
+    override = os.environ.get("SQLML_DEBIAN_MIRROR") or os.environ.get("SQLML_SID_MIRROR")
     if override:
         return override
     codename = _os_codename()
@@ -143,7 +173,7 @@ def archive_uri() -> str:
                 candidates.append((0 if m.group(2) == codename else 1, m.group(1)))
     if not candidates:
         raise ServerUnavailable("no Debian archive URI found in /etc/apt/sources.list.d/debian.sources "
-                                "or /etc/apt/sources.list (set SQLML_SID_MIRROR)")
+                                "or /etc/apt/sources.list (set SQLML_DEBIAN_MIRROR)")
     return sorted(candidates, key=lambda c: c[0])[0][1]
 
 
@@ -157,13 +187,13 @@ def _os_codename() -> str:
     return "bookworm"
 
 
-def _write_apt_config(work: Path, uri: str) -> dict:
+def _write_apt_config(work: Path, uri: str, suite: str) -> dict:
     etc, state, cache = work / "etc", work / "state", work / "cache"
     for d in (etc / "apt.conf.d", etc / "preferences.d", etc / "sources.list.d", etc / "trusted.gpg.d",
               state / "lists/partial", cache / "archives/partial"):
         d.mkdir(parents=True, exist_ok=True)
     (state / "dpkg-status").write_text("")
-    (etc / "sources.list").write_text(f"deb [signed-by={KEYRING}] {uri} sid main\n")
+    (etc / "sources.list").write_text(f"deb [signed-by={KEYRING}] {uri} {suite} main\n")
     conf = work / "apt.conf"
     # Dir::Etc points apt away from /etc/apt entirely (so the host's apt.conf.d hooks,
     # proxies-for-other-things and sources are not read); the few host settings that
@@ -213,41 +243,42 @@ def _run(argv: list[str], env: dict, cwd: Path | None = None, what: str = "") ->
 
 
 def _is_perl(pkg: str) -> bool:
-    # perl is only a dependency of mysql's helper scripts, not of the binaries we run.
+    # perl is only a dependency of the servers' helper scripts, not of the binaries we run.
     return pkg.startswith(("perl", "libperl")) or pkg.endswith("-perl")
 
 
-def resolve_packages(env: dict) -> list[tuple[str, str]]:
-    out = _run(["apt-get", "install", "-s", "-q", *TOP_PACKAGES], env, what="apt-get install -s (sid)")
+def resolve_packages(spec: Unpacked, env: dict) -> list[tuple[str, str]]:
+    out = _run(["apt-get", "install", "-s", "-q", *spec.top_packages], env,
+               what=f"apt-get install -s ({spec.suite})")
     pkgs = []
     for line in out.splitlines():
         m = re.match(r"Inst (\S+) \((\S+) ", line)
         if m and not _is_perl(m.group(1)):
             pkgs.append((m.group(1), m.group(2)))
-    if not any(name == "mysql-server-core" for name, _ in pkgs):
-        raise ServerUnavailable("sid no longer resolves mysql-server-core:\n" + out[-2000:])
+    if not any(name == spec.top_packages[0] for name, _ in pkgs):
+        raise ServerUnavailable(f"{spec.suite} no longer resolves {spec.top_packages[0]}:\n" + out[-2000:])
     return pkgs
 
 
-def _fetch_into(root: Path, log) -> None:
+def _fetch_into(spec: Unpacked, root: Path, log) -> None:
     t0 = time.monotonic()
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise ServerUnavailable("apt-get/dpkg not found: MySQL 9.7 comes from Debian sid packages")
+        raise ServerUnavailable(f"apt-get/dpkg not found: {spec.label} comes from Debian packages")
     if not Path(KEYRING).is_file():
         raise ServerUnavailable(f"{KEYRING} missing (install debian-archive-keyring)")
     uri = archive_uri()
-    with tempfile.TemporaryDirectory(prefix="sqlml-mysql-fetch-", dir=root.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"sqlml-{spec.name}-fetch-", dir=root.parent) as tmp:
         work = Path(tmp)
-        env = _write_apt_config(work, uri)
-        log(f"apt-get update (sid from {uri})")
+        env = _write_apt_config(work, uri, spec.suite)
+        log(f"apt-get update ({spec.suite} from {uri})")
         # --error-on=any: a plain `apt-get update` exits 0 when the mirror is unreachable.
-        _run(["apt-get", "update", "-q", "--error-on=any"], env, what=f"apt-get update for sid from {uri}")
-        pkgs = resolve_packages(env)
+        _run(["apt-get", "update", "-q", "--error-on=any"], env, what=f"apt-get update for {spec.suite} from {uri}")
+        pkgs = resolve_packages(spec, env)
         log(f"downloading {len(pkgs)} packages")
         debs = work / "debs"
         debs.mkdir()
         _run(["apt-get", "download", "-q", *(f"{n}={v}" for n, v in pkgs)], env, cwd=debs,
-             what="apt-get download (sid)")
+             what=f"apt-get download ({spec.suite})")
         files = sorted(debs.glob("*.deb"))
         if len(files) != len(pkgs):
             raise ServerUnavailable(f"apt-get download gave {len(files)} .debs for {len(pkgs)} packages")
@@ -256,12 +287,12 @@ def _fetch_into(root: Path, log) -> None:
         staging.mkdir()
         for deb in files:
             _run(["dpkg", "-x", str(deb), str(staging)], env, what=f"dpkg -x {deb.name}")
-        if not (staging / "usr/sbin/mysqld").is_file() or not (staging / LOADER).exists():
-            raise ServerUnavailable("unpacked sid packages lack usr/sbin/mysqld or the loader")
+        if not (staging / spec.server_binary).is_file() or not (staging / LOADER).exists():
+            raise ServerUnavailable(f"unpacked {spec.suite} packages lack {spec.server_binary} or the loader")
         shutil.rmtree(staging / "usr/share/doc", ignore_errors=True)  # ~10% of the size, never read
         (staging / MARKER).write_text(
             "".join(f"{n} {v}\n" for n, v in pkgs) + f"# fetched from {uri} in {time.monotonic() - t0:.1f} s\n")
         if root.exists():  # an earlier, incomplete attempt
             shutil.rmtree(root)
         staging.rename(root)
-    log(f"MySQL root ready in {time.monotonic() - t0:.1f} s: {root}")
+    log(f"{spec.label} root ready in {time.monotonic() - t0:.1f} s: {root}")
