@@ -151,7 +151,7 @@ void memo_close(memo *m)
 void memo_invalidate_all(void)
 {
   pthread_mutex_lock(&registry_lock);
-  epoch++;
+  __atomic_add_fetch(&epoch, 1, __ATOMIC_RELEASE);
   __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&registry_lock);
 }
@@ -370,7 +370,8 @@ bool memo_set(memo *m, long entry, const char *text, size_t text_len, bool has_n
 
 bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out)
 {
-  if (!m->n_slots)
+  /* Retired by sqlml_cache_clear() while its statement runs: answer nothing more. */
+  if (!m->n_slots || m->epoch != __atomic_load_n(&epoch, __ATOMIC_ACQUIRE))
     return false;
   slot s = *slot_of(m, hash_bytes(key, len), key, len);
   if (!s || !m->entries[(uint32_t)s - 1].answered)

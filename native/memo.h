@@ -69,7 +69,8 @@ size_t memo_key(const UDF_ARGS *args, unsigned first, unsigned count, char **buf
 long memo_reserve(memo *m, const char *key, size_t len);
 /* Records entry's answer (text may be NULL). Returns false when out of memory. */
 bool memo_set(memo *m, long entry, const char *text, size_t text_len, bool has_num, double num);
-/* The answer recorded for key, or false if there is none (yet). */
+/* The answer recorded for key, or false if there is none (yet) or sqlml_cache_clear()
+ * has retired m since (its statement may still hold it). */
 bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out);
 /* Decodes entry's key back into arguments: calls fn(type, bytes, length, ctx) per
  * key argument (a whole number comes back as an INT). */

@@ -396,6 +396,19 @@ def test_existing_export_is_kept_unless_overwrite_on(s3_db, client, bucket):
     assert sorted(read(client, bucket, "again.part_00000").split()) == [b"1", b"2"]
 
 
+def test_a_key_sorting_before_the_first_part_does_not_hide_an_existing_export(s3_db, client, bucket):
+    """Issue 12.8: 'hide.part_!x' sorts before 'hide.part_00000'; OVERWRITE OFF must still refuse."""
+    sql = f"SELECT sqlml_export_s3('s3://{bucket}/hide', 'FORMAT TEXT', n) FROM numbers WHERE n <= 3"
+    export(s3_db, sql)
+    for key in ("hide.part_!x", "hide.part_/x", "hide.part_.x", "hide.part_0x"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"not an export part")
+    code, message = sql_error(s3_db, sql)
+    assert code == 1210 and "hide.part_00000 already exists" in message, message
+    # Keys that merely share the prefix are no export: a fresh prefix beside them is written.
+    client.delete_object(Bucket=bucket, Key="hide.part_00000")
+    assert export(s3_db, sql)["rows"] == 3
+
+
 # ---- GROUP BY, repeated results, DROP FUNCTION -------------------------------------
 
 

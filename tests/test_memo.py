@@ -206,3 +206,27 @@ def test_a_killed_warm_up_leaves_the_server_and_the_next_statement_whole(db, fak
                 running.result(30)
     fake.configure(latency_ms_by_endpoint={})
     assert db.query(query) == [(i, i + 0.25) for i in range(2000)]
+
+
+def test_sqlml_cache_clear_retires_the_memo_of_a_statement_already_running(db, fake):
+    # Issue 12.8: the memo lives as long as its statement; sqlml_cache_clear() from
+    # another connection must stop it answering, so the rest of the statement asks the
+    # service again (the answers stay each row's own).
+    make_table(db, [(i, None, i + 0.5, 0) for i in range(200)])
+    db.scalar("SELECT sqlml_cache_clear()")
+    query = ("SELECT id, SLEEP(0.01), aws_sagemaker_invoke_endpoint_real('echo-retire', 'REAL', 500, v) "
+             "FROM memo_items WHERE (SELECT sqlml_warm_sagemaker('echo-retire', 500, v) FROM memo_items) >= 0 "
+             "ORDER BY id")
+    fake.clear_stats()
+    before = memo_hits(db)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(db.query, query)
+        time.sleep(0.8)  # the warm-up's one request is done, reads are under way (10 ms a row)
+        assert not running.done()
+        db.scalar("SELECT sqlml_cache_clear()")
+        rows = running.result(60)
+    assert [(i, a) for i, _, a in rows] == [(i, i + 0.5) for i in range(200)]
+    hits = memo_hits(db) - before
+    requests = fake.stats()["requests"]
+    assert 0 < hits < 200, hits  # answered from the memo until the clear, not after
+    assert requests == 1 + (200 - hits), (requests, hits)  # the warm-up, then one per row left

@@ -242,8 +242,12 @@ class Export:
 
     def _check_target(self) -> None:
         """The bucket exists, and (OVERWRITE OFF) no file of this prefix does."""
-        existing = self.bucket.first_existing(self.loc.prefix + ".part_")
-        if existing is not None and not self.options.overwrite and _PART_KEY.search(existing):
+        # Part keys are prefix.part_ and digits: list from just below "0" ('/' sorts before it).
+        start = self.loc.prefix + ".part_"
+        existing = self.bucket.first_matching(
+            start, start + "/", lambda key: len(key) - len(start) >= 5 and key[len(start):].isascii()
+            and key[len(start):].isdigit())
+        if existing is not None and not self.options.overwrite:
             raise ArgumentError(f"{FUNCTION}: {self.loc.uri(existing)} already exists; "
                                 "add OVERWRITE ON to the options to replace the export")
 

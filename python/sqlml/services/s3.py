@@ -102,12 +102,22 @@ class Bucket:
     def _do(self, operation: str, key: str | None, request: Callable[[], T]) -> T:
         return attempts(request, operation, self.loc, key, self.max_attempts, time.monotonic() + self.timeout_s)
 
-    def first_existing(self, key_prefix: str) -> str | None:
-        """A key starting with key_prefix, or None; fails NoSuchBucket for a missing bucket."""
-        reply = self._do("ListObjectsV2", None, lambda: self.client.list_objects_v2(
-            Bucket=self.loc.bucket, Prefix=key_prefix, MaxKeys=1))
-        contents = reply.get("Contents") or []
-        return contents[0]["Key"] if contents else None
+    def first_matching(self, key_prefix: str, start_after: str, wanted: Callable[[str], bool]) -> str | None:
+        """The first key starting with key_prefix, sorting after start_after, that wanted
+        accepts, or None; fails NoSuchBucket for a missing bucket. Lists page by page, so
+        other keys sorting first (``prefix.part_!x``) cannot hide a wanted one."""
+        token = None
+        while True:
+            kwargs = {"Bucket": self.loc.bucket, "Prefix": key_prefix, "StartAfter": start_after}
+            if token:
+                kwargs["ContinuationToken"] = token
+            reply = self._do("ListObjectsV2", None, lambda: self.client.list_objects_v2(**kwargs))
+            for item in reply.get("Contents") or []:
+                if wanted(item["Key"]):
+                    return item["Key"]
+            token = reply.get("NextContinuationToken")
+            if not reply.get("IsTruncated") or not token:
+                return None
 
     def put(self, key: str, body: bytes, content_type: str) -> None:
         self._do("PutObject", key, lambda: self.client.put_object(
