@@ -235,7 +235,7 @@ static bool call_init(const char *name, enum result_kind kind, bool aggregate, U
   initid->const_item = false;
   if (kind == RESULT_STRING || kind == RESULT_DECIMAL)
     initid->max_length = (unsigned long)max_length;
-  if (kind == RESULT_STRING)
+  if (kind == RESULT_STRING || kind == RESULT_DECIMAL)
     server_utf8mb4_result(initid); /* MySQL: a utf8mb4 result, not binary */
   initid->decimals = (unsigned int)decimals;
   initid->ptr = (char *)state;

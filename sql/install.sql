@@ -12,7 +12,7 @@ CREATE FUNCTION aws_sagemaker_invoke_endpoint_real RETURNS REAL SONAME 'sqlml.so
 DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_int;
 CREATE FUNCTION aws_sagemaker_invoke_endpoint_int RETURNS INTEGER SONAME 'sqlml.so';
 DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_decimal;
-CREATE FUNCTION aws_sagemaker_invoke_endpoint_decimal RETURNS DECIMAL SONAME 'sqlml.so';
+CREATE FUNCTION aws_sagemaker_invoke_endpoint_decimal RETURNS STRING SONAME 'sqlml.so';
 DROP FUNCTION IF EXISTS aws_sagemaker_invoke_endpoint_string;
 CREATE FUNCTION aws_sagemaker_invoke_endpoint_string RETURNS STRING SONAME 'sqlml.so';
 

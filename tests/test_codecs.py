@@ -7,6 +7,22 @@ from sqlml.errors import ServiceError
 from sqlml.services.codecs import csv_field, parse_response
 
 
+def test_an_empty_field_is_quoted_so_its_line_is_a_record():
+    # An empty line is no record: one empty-string row must still be one row.
+    assert csv_field("") == '""'
+    assert parse_response(b'""\n', "text/csv", 1, "f") == [""]
+
+
+def test_an_answer_of_blanks_is_one_row_not_empty_json():
+    assert parse_response(b" \n", "text/csv", 1, "f") == [" "]
+    assert parse_response(b"  \n\t\n", "text/csv; charset=utf-8", 2, "f") == ["  ", "\t"]
+
+
+def test_a_quoted_field_over_the_csv_modules_default_limit_is_read_whole():
+    big = "a," * 70000  # 140,000 characters, over csv's 131,072 default
+    assert parse_response(('"' + big + '"\n1\n').encode(), "text/csv", 2, "f") == [big, "1"]
+
+
 def test_csv_fields_are_quoted_per_rfc4180():
     assert csv_field("plain") == "plain"
     assert csv_field('a,b') == '"a,b"'
@@ -69,7 +85,7 @@ def _csv_module_parse(text: str, rows: int) -> list:
 def test_unquoted_csv_fast_path_reads_what_the_csv_module_reads(text, rows):
     from sqlml.services.codecs import _parse_csv
 
-    assert _parse_csv(text, rows) == _csv_module_parse(text, rows)
+    assert _parse_csv(text, rows, "f") == _csv_module_parse(text, rows)
 
 
 def test_unquoted_csv_fast_path_matches_the_csv_module_on_random_bodies():
@@ -81,7 +97,7 @@ def test_unquoted_csv_fast_path_matches_the_csv_module_on_random_bodies():
     for _ in range(2000):
         text = "".join(rng.choice("ab1.,\n\n ") for _ in range(rng.randrange(0, 30)))
         rows = rng.randrange(0, 6)
-        assert _parse_csv(text, rows) == _csv_module_parse(text, rows), (text, rows)
+        assert _parse_csv(text, rows, "f") == _csv_module_parse(text, rows), (text, rows)
 
 
 @pytest.mark.parametrize("body, rows, expected", [

@@ -13,6 +13,9 @@ from sqlml.errors import ArgumentError, ResultTypeError
     ("REAL", "1.5", 1.5), ("DOUBLE", 2, 2.0), ("REAL", "-1e10", -1e10),
     ("DECIMAL(5,2)", "123.456", b"123.46"), ("DECIMAL(5,2)", "-0.005", b"-0.01"), ("DECIMAL(10,0)", 7, b"7"),
     ("VARCHAR(10)", "café 😀", "café 😀".encode()), ("VARCHAR(5)", 1.25, b"1.25"),
+    # DECIMAL(p,p) has no whole digits; zero, however written, fits (issue 13, fuzz).
+    ("DECIMAL(3,3)", "0", b"0.000"), ("DECIMAL(3,3)", "0E-7", b"0.000"), ("DECIMAL(3,3)", "-0.0004", b"0.000"),
+    ("DECIMAL(3,3)", "0.9994", b"0.999"),
 ])
 def test_answers_that_fit(spec, raw, expected):
     assert types.parse(spec, "f").convert(raw, "f") == expected
@@ -22,6 +25,7 @@ def test_answers_that_fit(spec, raw, expected):
     ("INTEGER", "3.5"), ("INTEGER", "abc"), ("INT", str(2**31)), ("TINYINT", "-129"), ("INT UNSIGNED", "-1"),
     ("REAL", "nan"), ("REAL", "1e400"), ("REAL", "x"), ("REAL", None), ("REAL", True),
     ("DECIMAL(5,2)", "1234.5"), ("DECIMAL(5,2)", "inf"), ("VARCHAR(3)", {"a": 1}),
+    ("DECIMAL(3,3)", "1"), ("DECIMAL(3,3)", "0.9996"),
 ])
 def test_answers_that_do_not_fit_are_errors(spec, raw):
     with pytest.raises(ResultTypeError):

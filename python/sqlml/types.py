@@ -128,11 +128,14 @@ class DecimalType(ReturnType):
 
     def convert(self, raw, what):
         value = _as_decimal(raw, what, self.sql)
-        if value.adjusted() >= self.precision - self.scale:
+        # A zero has adjusted() 0 however it is written: it fits even DECIMAL(p,p).
+        if value and value.adjusted() >= self.precision - self.scale:
             raise ResultTypeError(f"{what} returned {_show(raw)}, which is out of range for {self.sql}")
         rounded = value.quantize(Decimal(1).scaleb(-self.scale), rounding=ROUND_HALF_UP, context=_WIDE)
-        if rounded.adjusted() >= self.precision - self.scale:  # 999.995 -> 1000.00
+        if rounded and rounded.adjusted() >= self.precision - self.scale:  # 999.995 -> 1000.00
             raise ResultTypeError(f"{what} returned {_show(raw)}, which is out of range for {self.sql}")
+        if not rounded:
+            rounded = rounded.copy_abs()  # -0.0004 rounds to 0.000, not "-0.000"
         return format(rounded, "f").encode("ascii")
 
 

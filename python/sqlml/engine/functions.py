@@ -44,7 +44,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _text(value: bytes, function: str, what: str) -> str:
+def _text(value: object, function: str, what: str) -> str:
+    if not isinstance(value, bytes):
+        # A number where text is expected (a constant, seen before the server converts it
+        # to the string the row then carries): the same text, so the same verdict.
+        return str(value)
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

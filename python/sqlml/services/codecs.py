@@ -20,7 +20,9 @@ _NEEDS_QUOTES = (",", '"', "\n", "\r")
 
 
 def csv_field(value: str) -> str:
-    if any(c in value for c in _NEEDS_QUOTES) or value != value.strip():
+    # An empty string is quoted: an empty line would be no record at all, and a request of
+    # N rows would then carry N-1 (the endpoint answers N-1, and the statement fails).
+    if not value or any(c in value for c in _NEEDS_QUOTES) or value != value.strip():
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -61,10 +63,12 @@ def parse_response(body: bytes, content_type: str, rows: int, where: str) -> lis
     stripped = text.strip()
     ctype = (content_type or "").split(";")[0].strip().lower()
     results: list[object] | None = None
-    if ctype in ("application/json", "application/jsonlines", "application/x-jsonlines") or stripped[:1] in "{[":
+    # stripped[:1] is "" for a blank answer (one row's " "), and "" is in every string.
+    if ctype in ("application/json", "application/jsonlines", "application/x-jsonlines") or (
+            stripped[:1] and stripped[:1] in "{["):
         results = _parse_json(stripped, rows, where)
     if results is None:
-        results = _parse_csv(text, rows)  # unstripped: a field may begin or end with spaces
+        results = _parse_csv(text, rows, where)  # unstripped: a field may begin or end with spaces
     if len(results) != rows:
         raise ServiceError(
             f"{where}: sent {rows} row{'s' if rows != 1 else ''}, endpoint returned {len(results)} "
@@ -93,10 +97,17 @@ def _parse_json(text: str, rows: int, where: str) -> list[object] | None:
     return [_first(item) for item in items]
 
 
-def _parse_csv(text: str, rows: int) -> list[object]:
+def _parse_csv(text: str, rows: int, where: str) -> list[object]:
     if '"' not in text and "\r" not in text:
         return _parse_plain_csv(text, rows)
-    records = [r for r in csv.reader(io.StringIO(text)) if r]
+    # csv refuses a field over its limit (128 KiB by default); no field can be longer than
+    # the body, which the service bounds, so the limit follows the body.
+    if len(text) > csv.field_size_limit():
+        csv.field_size_limit(len(text))
+    try:
+        records = [r for r in csv.reader(io.StringIO(text)) if r]
+    except csv.Error as exc:  # e.g. a NUL byte: not CSV an endpoint may answer
+        raise ServiceError(f"{where}: response is not valid CSV: {exc}") from None
     if len(records) == rows:
         return [r[0] for r in records]
     if len(records) == 1 and len(records[0]) == rows:
