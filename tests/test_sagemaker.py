@@ -111,6 +111,40 @@ def test_null_argument_is_null_without_a_request(db, fake):
     assert fake.stats()["requests"] == 0
 
 
+@pytest.mark.parametrize("udf, declared", [("real", "REAL"), ("int", "BIGINT"), ("decimal", "DECIMAL(10,3)"),
+                                          ("string", "VARCHAR(10)")])
+def test_a_null_row_leaves_every_later_row_its_own_answer(db, fake, udf, declared):
+    """Issue 13.2: after one NULL row, DECIMAL answers were NULL (MariaDB and MySQL) in
+    every place that reads the server's NULL flag: IS NULL, COALESCE, INSERT ... SELECT,
+    a merged derived table, a stored-function wrapper."""
+    src = ("(SELECT 1 k, 5 v UNION ALL SELECT 2, NULL UNION ALL SELECT 3, 7 UNION ALL SELECT 4, NULL "
+           "UNION ALL SELECT 5, 9) q")
+    f = f"aws_sagemaker_invoke_endpoint_{udf}('echo-nulls', '{declared}', 1, v)"
+    typed = f"CAST({f} AS DECIMAL(10,3))" if udf == "decimal" else f
+    rows = db.query(f"SELECT k, {typed}, {f} IS NULL, COALESCE({typed}, -1) FROM {src} ORDER BY k")
+    got = [(k, None if r is None else float(r), n, float(c)) for k, r, n, c in rows]
+    assert got == [(1, 5.0, 0, 5.0), (2, None, 1, -1.0), (3, 7.0, 0, 7.0), (4, None, 1, -1.0), (5, 9.0, 0, 9.0)]
+    merged = db.query(f"SELECT COUNT(*), SUM(d.r IS NULL), SUM(d.v IS NULL), SUM(CAST(d.r AS DECIMAL(10,3)) <=> d.v) "
+                      f"FROM (SELECT k, v, {f} AS r FROM {src}) d")
+    assert [tuple(int(x) for x in row) for row in merged] == [(5, 2, 2, 5)]
+    column = "VARCHAR(10)" if udf == "string" else "DECIMAL(10,3)"
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS null_rows")
+        cur.execute(f"CREATE TABLE null_rows (k INT PRIMARY KEY, r {column})")
+        cur.execute(f"INSERT INTO null_rows SELECT k, {f} FROM {src}")
+        cur.execute("SELECT k, r FROM null_rows ORDER BY k")
+        stored = [(k, None if r is None else float(r)) for k, r in cur.fetchall()]
+        assert stored == [(1, 5.0), (2, None), (3, 7.0), (4, None), (5, 9.0)]
+        cur.execute("DROP FUNCTION IF EXISTS null_rows_w")
+        returns = "VARCHAR(10) CHARSET utf8mb4" if udf == "string" else declared
+        cur.execute(f"CREATE FUNCTION null_rows_w(v INT) RETURNS {returns} NOT DETERMINISTIC RETURN {f}")
+        cur.execute(f"SELECT k, null_rows_w(v), null_rows_w(v) IS NULL FROM {src} ORDER BY k")
+        wrapped = [(k, None if r is None else float(r), n) for k, r, n in cur.fetchall()]
+        assert wrapped == [(1, 5.0, 0), (2, None, 1), (3, 7.0, 0), (4, None, 1), (5, 9.0, 0)]
+        cur.execute("DROP FUNCTION null_rows_w")
+        cur.execute("DROP TABLE null_rows")
+
+
 @pytest.mark.parametrize("call, message", [
     ("aws_sagemaker_invoke_endpoint_real('ep', 'REAL', 1)", "needs (endpoint, return_type, max_batch_size, arg1"),
     ("aws_sagemaker_invoke_endpoint_real('ep', 'INT', 1, 2)", "return type INT needs aws_sagemaker_invoke_endpoint_int"),
