@@ -78,6 +78,10 @@ def test_result_is_a_utf8mb4_string_usable_by_json_functions(db):
     ("aws_comprehend_detect_sentiment('x', 'xx')", "language 'xx' unsupported; use ar de en es"),
     ("aws_comprehend_detect_sentiment('x', 'en', 0)", "3rd argument (max_batch_size) must be an integer > 0"),
     ("aws_comprehend_detect_sentiment_confidence('x', 'en', -3)", "max_batch_size) must be an integer > 0"),
+    # Issue 13.7: a number where the code belongs was "internal error: AttributeError".
+    ("aws_comprehend_detect_sentiment('great', 1)", "language '1' unsupported; use ar de en es"),
+    ("aws_comprehend_detect_sentiment_confidence('great', 1.5e0)", "language '1.5' unsupported"),
+    ("sqlml_warm_comprehend('great', 2.50)", "language '2.50' unsupported"),
 ])
 def test_bad_constant_arguments_fail_at_init_with_the_fix(db, fake, call, message):
     with pytest.raises(Exception) as err:
