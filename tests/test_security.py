@@ -248,6 +248,7 @@ def test_status_shows_settings_and_targets_only_to_variable_admins(db, fake, acc
         status, text = status_as(db, user)
         assert set(status) <= PUBLIC_STATUS_KEYS, sorted(status)
         assert "aurora" in status  # the counters stay public (SHOW GLOBAL STATUS has them)
+        assert "SUPER" in status["details"], status["details"]  # says what would show more
         assert secret_endpoint not in text and db.fake.url not in text, text
 
     admin_grants = {"mariadb": ["GRANT SUPER ON *.* TO {user}"],
@@ -287,8 +288,9 @@ def test_a_url_setting_with_credentials_query_or_fragment_is_refused(db, fake, v
 
 @pytest.mark.parametrize("literal", ["'OF'", "'T'", "'TRUE'", "'FALSE'", "'1'", "1.0", "2", "-1", "'ONN'", "''"])
 def test_an_on_off_variable_refuses_prefixes_and_non_integers(db, literal):
-    """Old behaviour: the value was matched as a prefix of ON/OFF/TRUE/FALSE ('OF' gave 0,
-    'T' gave 1) and a DECIMAL 1.0 was read as 1."""
+    """Old behaviour: a string was matched as a prefix of ON/OFF/TRUE/FALSE, so 'OF' gave
+    0, 'T' and 'TRUE' gave 1, 'FALSE' gave 0 (those four fail on the old code); the other
+    values were refused before too and are kept as guards."""
     before = db.scalar("SELECT @@GLOBAL.sqlml_coalesce")
     try:
         code, message = sql_error(db, f"SET GLOBAL sqlml_coalesce = {literal}")
@@ -400,7 +402,8 @@ def answers(rows: list[tuple]) -> list:
 @pytest.mark.parametrize("suffix, declared, convert", RETURN_TYPES, ids=[t[1] for t in RETURN_TYPES])
 def test_a_null_input_between_rows_gives_null_for_that_row_only(db, fake, suffix, declared, convert, batch):
     """Old behaviour (DECIMAL): the result path set is_null for a NULL row and never reset
-    it, so 5, NULL, 7, 9 came back as 5.000, NULL, NULL, NULL."""
+    it, so 5, NULL, 7, 9 came back as 5.000, NULL, NULL, NULL. REAL, INTEGER, BIGINT and
+    VARCHAR answered correctly before: their cases guard the same flag on their paths."""
     sql = (f"SELECT v, aws_sagemaker_invoke_endpoint_{suffix}('{ECHO}', '{declared}', {batch}, v) "
            f"FROM ({rows_of(INPUTS)}) q")
     expected = [(v, None if v is None else convert(v)) for v in INPUTS]
@@ -414,7 +417,8 @@ def test_a_null_input_between_rows_gives_null_for_that_row_only(db, fake, suffix
 @pytest.mark.parametrize("suffix, declared, convert", RETURN_TYPES[:4], ids=[t[1] for t in RETURN_TYPES[:4]])
 def test_a_failed_row_under_on_error_null_leaves_later_rows_their_values(db, fake, suffix, declared, convert):
     """A row whose answer does not fit (echo of 'x' is no number) becomes NULL with a
-    warning under on_error = null; the rows after it keep their own answers."""
+    warning under on_error = null; the rows after it keep their own answers. Old
+    behaviour (DECIMAL): every row after the failed one was NULL too."""
     values = ["5", "'x'", "7", "NULL", "'y'", "9"]
     union = " UNION ALL ".join(f"SELECT {i} k, {v} v" for i, v in enumerate(values))
     with global_variable(db, "sqlml_on_error", "null"), db.connect() as conn:
