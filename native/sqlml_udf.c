@@ -693,9 +693,9 @@ static void aggregate_deinit(UDF_INIT *initid);
 
 #define SQLML_INIT_DEINIT(name, kind) SQLML_INIT_DEINIT_AS(name, kind, false)
 
-/* An aggregate's clear (at each group's start) and add (per row), shared by both kinds
- * (only a warm-up's prepare gives a memo spec, so the export's rows all go to call.add). */
-#define SQLML_AGGREGATE_STEPS(name)                                                                \
+/* An aggregate's clear (at each group's start) and add (per row: add_step), shared by
+ * the warm-ups and the export. */
+#define SQLML_AGGREGATE_STEPS_WITH(name, add_step)                                                 \
   SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
   {                                                                                                \
     (void)is_null;                                                                                 \
@@ -704,8 +704,12 @@ static void aggregate_deinit(UDF_INIT *initid);
   SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
   {                                                                                                \
     (void)is_null;                                                                                 \
-    warm_add((sqlml_call *)initid->ptr, args, error);                                              \
+    add_step;                                                                                      \
   }
+
+/* The export's: only a warm-up's prepare gives a memo spec, so its rows all go to call.add. */
+#define SQLML_AGGREGATE_STEPS(name)                                                                \
+  SQLML_AGGREGATE_STEPS_WITH(name, warm_add((sqlml_call *)initid->ptr, args, error))
 
 /* An INTEGER aggregate: the warm-ups of the batch path. Window use is refused
  * (refuse_window); deinit lets the warm-up drop what it kept for its statement. */
@@ -715,16 +719,7 @@ static void aggregate_deinit(UDF_INIT *initid);
     return call_init(#name, RESULT_INT, true, initid, args, message);                              \
   }                                                                                                \
   SQLML_EXPORT void name##_deinit(UDF_INIT *initid) { aggregate_deinit(initid); }                  \
-  SQLML_EXPORT void name##_clear(UDF_INIT *initid, char *is_null, char *error)                     \
-  {                                                                                                \
-    (void)is_null;                                                                                 \
-    aggregate_clear((sqlml_call *)initid->ptr, error);                                             \
-  }                                                                                                \
-  SQLML_EXPORT void name##_add(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)       \
-  {                                                                                                \
-    (void)is_null;                                                                                 \
-    warm_step((sqlml_call *)initid->ptr, #name, args, error);                                      \
-  }                                                                                                \
+  SQLML_AGGREGATE_STEPS_WITH(name, warm_step((sqlml_call *)initid->ptr, #name, args, error))       \
   SQLML_EXPORT void name##_remove(UDF_INIT *initid, UDF_ARGS *args, char *is_null, char *error)    \
   {                                                                                                \
     (void)args;                                                                                    \
