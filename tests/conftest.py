@@ -42,17 +42,26 @@ SERVER_ENV = {
 DATABASE = "sqlml_test"
 
 
+# Tests that need a real server: through these fixtures, or by starting one themselves
+# (make up / make demo). Every other test is pure Python: `pytest -m "not server"`.
+SERVER_FIXTURES = frozenset({"db", "fresh_server", "docker_engine"})
+SERVER_MODULES = frozenset({"test_demo", "test_up"})
+
+
 def pytest_collection_modifyitems(config, items):
-    """A test marked server("mysql") tests a feature only that server family has (the
-    pre-parse rewrite, activate_all_roles_on_login): it is not collected for the other
-    family's legs at all, rather than reported as skipped there. The marker names a
-    flavor ("mariadb" covers both MariaDB legs) or a kind."""
+    """Marks each test that needs a real server `server`. A test marked server("mysql")
+    tests a feature only that server family has (the pre-parse rewrite,
+    activate_all_roles_on_login): it is not collected for the other family's legs at
+    all, rather than reported as skipped there. The marker names a flavor ("mariadb"
+    covers both MariaDB legs) or a kind."""
     keep, drop = [], []
     for item in items:
         marker = item.get_closest_marker("server")
         kind = item.callspec.params.get("db") if hasattr(item, "callspec") else None
-        wanted = marker and kind and kind not in marker.args and FLAVORS.get(kind) not in marker.args
+        wanted = marker and marker.args and kind and kind not in marker.args and FLAVORS.get(kind) not in marker.args
         (drop if wanted else keep).append(item)
+        if SERVER_FIXTURES.intersection(item.fixturenames) or item.module.__name__.rpartition(".")[2] in SERVER_MODULES:
+            item.add_marker(pytest.mark.server)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
