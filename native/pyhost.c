@@ -31,7 +31,10 @@ static int booted;            /* 1 once bridge is imported; read without the loc
 static int python_broken;     /* Python failed to initialise: never try again */
 static char python_broken_why[400];
 static pthread_key_t thread_state_key;
-static PyObject *bridge_prepare; /* owned, never released: lives as long as the process */
+/* sqlml.bridge, the one Python module C calls, and its prepare: owned, never released
+ * (they live as long as the process). */
+static PyObject *bridge;
+static PyObject *bridge_prepare;
 
 /* ---- the _sqlml_native module: what Python may ask of the server ------------ */
 
@@ -394,14 +397,17 @@ static int start_python(const char *python, char *err, size_t errlen)
 /* Imports sqlml.bridge and calls bridge.boot(library_path). Needs the GIL. */
 static int import_bridge(const char *libpath, char *err, size_t errlen)
 {
-  PyObject *bridge = PyImport_ImportModule("sqlml.bridge");
-  if (bridge) {
-    PyObject *r = PyObject_CallMethod(bridge, "boot", "s", libpath);
+  PyObject *module = PyImport_ImportModule("sqlml.bridge");
+  if (module) {
+    PyObject *r = PyObject_CallMethod(module, "boot", "s", libpath);
     if (r) {
       Py_DECREF(r);
-      bridge_prepare = PyObject_GetAttrString(bridge, "prepare");
+      bridge_prepare = PyObject_GetAttrString(module, "prepare");
     }
-    Py_DECREF(bridge);
+    if (bridge_prepare)
+      bridge = module;
+    else
+      Py_DECREF(module);
   }
   if (!bridge_prepare) {
     char why[400];
@@ -548,17 +554,13 @@ int pyhost_check_setting(const char *name, const char *str, long long num, int i
     return -1;
   int rc = -1;
   pyhost_enter();
-  PyObject *config = PyImport_ImportModule("sqlml.config");
-  PyObject *r = NULL;
-  if (config) {
-    if (is_num)
-      r = PyObject_CallMethod(config, "check_system_variable", "sL", name, num);
-    else if (str) /* bytes: the engine says what is wrong with text that is not UTF-8 */
-      r = PyObject_CallMethod(config, "check_system_variable", "sy#", name, str, (Py_ssize_t)num);
-    else
-      r = PyObject_CallMethod(config, "check_system_variable", "sO", name, Py_None);
-    Py_DECREF(config);
-  }
+  PyObject *r;
+  if (is_num)
+    r = PyObject_CallMethod(bridge, "check_system_variable", "sL", name, num);
+  else if (str) /* bytes: the engine says what is wrong with text that is not UTF-8 */
+    r = PyObject_CallMethod(bridge, "check_system_variable", "sy#", name, str, (Py_ssize_t)num);
+  else
+    r = PyObject_CallMethod(bridge, "check_system_variable", "sO", name, Py_None);
   if (r) {
     rc = 0;
     Py_DECREF(r);
@@ -580,11 +582,9 @@ int pyhost_rewrite(const char *query, size_t len, int prepared, const char *db, 
     return -1;
   int rc = -1;
   pyhost_enter();
-  PyObject *module = PyImport_ImportModule("sqlml.rewrite");
   PyObject *text = PyUnicode_DecodeUTF8(query, (Py_ssize_t)len, "surrogateescape");
   /* sqlml.rewrite.Outcome(text: str | None, awaits_end: bool) */
-  PyObject *r = module && text ? PyObject_CallMethod(module, "rewrite", "OizK", text, prepared, db, connection)
-                               : NULL;
+  PyObject *r = text ? PyObject_CallMethod(bridge, "rewrite", "OizK", text, prepared, db, connection) : NULL;
   PyObject *new_text = NULL;
   int awaits_end = 0;
   if (r && PyArg_ParseTuple(r, "Op", &new_text, &awaits_end)) {
@@ -615,7 +615,6 @@ int pyhost_rewrite(const char *query, size_t len, int prepared, const char *db, 
   }
   Py_XDECREF(r);
   Py_XDECREF(text);
-  Py_XDECREF(module);
   pyhost_leave();
   return rc;
 }
@@ -626,10 +625,8 @@ void pyhost_statement_ended(unsigned long long connection, int status, const cha
   if (pyhost_boot(err, sizeof err) != 0)
     return;
   pyhost_enter();
-  PyObject *module = PyImport_ImportModule("sqlml.rewrite");
   PyObject *text = query ? PyUnicode_DecodeUTF8(query, (Py_ssize_t)len, "surrogateescape") : Py_NewRef(Py_None);
-  PyObject *r = module && text ? PyObject_CallMethod(module, "statement_ended", "KiO", connection, status, text)
-                               : NULL;
+  PyObject *r = text ? PyObject_CallMethod(bridge, "statement_ended", "KiO", connection, status, text) : NULL;
   if (!r) {
     /* The change is dropped (the registry stays as it was); the traceback goes to the log. */
     fprintf(stderr, "sqlml: could not apply a function registry change:\n");
@@ -637,6 +634,5 @@ void pyhost_statement_ended(unsigned long long connection, int status, const cha
   }
   Py_XDECREF(r);
   Py_XDECREF(text);
-  Py_XDECREF(module);
   pyhost_leave();
 }

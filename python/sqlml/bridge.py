@@ -6,6 +6,9 @@
         -> (call, max_length, decimals, coerced_arg_types[, memo_spec])
     call(*row_args)                            once per row (xxx), returns None,
                                                float, int or bytes, or raises SqlmlError
+    check_system_variable(name, value)         SET GLOBAL sqlml_* (raises SettingError)
+    rewrite(query, prepared, db, connection)   MySQL pre-parse: -> (text | None, awaits_end)
+    statement_ended(connection, status, query) MySQL audit: a statement's end status
 
 Everything behind this module may change freely.
 """
@@ -16,9 +19,12 @@ import gc
 import os
 import sys
 
+from . import config
 from .engine import Engine
 from .engine import functions
 from .errors import SqlmlError
+
+check_system_variable = config.check_system_variable
 
 _engine: Engine | None = None
 
@@ -66,3 +72,17 @@ def engine() -> Engine:
     if _engine is None:
         raise RuntimeError("sqlml engine is not booted")
     return _engine
+
+
+# The rewriter (and sqlglot behind it) is imported where a statement first needs it: the
+# MySQL pre-parse hook, never on MariaDB.
+def rewrite(query: str, prepared: int, db: str | None, connection: int):
+    from . import rewrite as rewriter
+
+    return rewriter.rewrite(query, prepared, db, connection)
+
+
+def statement_ended(connection: int, status: int, query: str | None) -> None:
+    from . import rewrite as rewriter
+
+    rewriter.statement_ended(connection, status, query)
