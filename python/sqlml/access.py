@@ -82,12 +82,6 @@ class Refused:
         pass
 
 
-def require(function: str, *services: str) -> None:
-    error = refusal(function, *services)
-    if error is not None:
-        raise error
-
-
 def binlog_refusal(function: str) -> SqlmlError | None:
     """Statement-based binary logging would replay an ML call on a replica, which could
     answer differently: refuse, as Aurora does, rather than let replicas diverge."""

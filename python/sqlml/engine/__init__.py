@@ -199,7 +199,7 @@ class Engine:
         return self._answer(("comprehend", language, text), ("comprehend", language), text,
                             min(max_batch_size, comprehend.MAX_BATCH_TEXTS), f"Comprehend DetectSentiment ({language})")
 
-    def invoke(self, endpoint: str, line: str, max_batch_size: int = 10000) -> object:
+    def invoke(self, endpoint: str, line: str, max_batch_size: int) -> object:
         return self._answer(("sagemaker", endpoint, line), ("sagemaker", endpoint), line, max_batch_size,
                             f"SageMaker InvokeEndpoint (endpoint '{endpoint}')")
 

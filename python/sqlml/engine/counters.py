@@ -41,7 +41,6 @@ EXTENDED = (
     "access_denied_cnt",
     "memo_hit_cnt",  # rows the batch path answered in C from the statement memo (native/memo.h)
 )
-MAXIMA = ("batch_max_rows",)  # raised to a value, not added to
 PREFIXES = ("Aurora_ml_", "Sqlml_")
 
 

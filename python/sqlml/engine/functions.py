@@ -34,7 +34,6 @@ STRING, REAL, INT, DECIMAL = sqltypes.KIND_STRING, sqltypes.KIND_REAL, sqltypes.
 KIND_NAMES = {STRING: "STRING", REAL: "REAL", INT: "INTEGER", DECIMAL: "DECIMAL"}
 ORDINALS = ("1st", "2nd", "3rd") + tuple(f"{i}th" for i in range(4, 300))
 DEFAULT_COMPREHEND_BATCH = 25
-DEFAULT_SAGEMAKER_BATCH = 10000
 
 # (callable, max_length, decimals, argument types the server should coerce to[, memo spec])
 Prepared = tuple  # (Callable, int, int, tuple[int, ...]) or that plus (tuple | None)
