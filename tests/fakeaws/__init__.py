@@ -47,17 +47,8 @@ CLI (serves until SIGTERM/SIGINT; prints "fakeaws listening on URL")::
 from .endpoints import KINDS as ENDPOINT_KINDS
 from .endpoints import kind_for, parse_csv
 from .sentiment import NEGATIVE_WORDS, POSITIVE_WORDS, fake_sentiment
-from .server import (
-    DEFAULT_CONFIG,
-    ERROR_STATUS,
-    FAULT_KINDS,
-    LANGUAGES,
-    MAX_BATCH,
-    MAX_BODY_BYTES,
-    MAX_TEXT_BYTES,
-    FakeAWS,
-    FakeAWSControl,
-)
+from .control import FakeAWS, FakeAWSControl
+from .state import DEFAULT_CONFIG, ERROR_STATUS, FAULT_KINDS, LANGUAGES, MAX_BATCH, MAX_BODY_BYTES, MAX_TEXT_BYTES
 
 __all__ = [
     "DEFAULT_CONFIG",

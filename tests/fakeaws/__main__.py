@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from .server import FakeAWS
+from .control import FakeAWS
 
 
 def main(argv=None):

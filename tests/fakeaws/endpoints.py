@@ -36,6 +36,10 @@ CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
 JSONL_TYPE = "application/jsonlines"
 
+# csv's default 131072-character field limit would reject big single fields
+if csv.field_size_limit() < (1 << 26):
+    csv.field_size_limit(1 << 26)
+
 
 class ModelFailure(Exception):
     """The 'model container' failed: becomes a ModelError (424)."""
