@@ -538,7 +538,7 @@ static bool warm_flush(sqlml_call *state, char *error)
 
 /* A warm-up's row: reserved in the memo if new (a key seen before costs nothing more),
  * handed to Python with WARM_CHUNK others. Without a memo lane, or once the memo is full,
- * the row goes to call.add as before. */
+ * the row goes to call.add, one Python call per row. */
 static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
 {
   if (state->has_spec && !state->memo_full) {

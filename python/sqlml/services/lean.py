@@ -20,7 +20,7 @@ boto3 client built for the service:
   through a proxy are sent by botocore's own HTTP session instead;
 - failures raised as the exceptions botocore's HTTP session raises (ReadTimeoutError,
   EndpointConnectionError, ...) and error responses parsed by botocore's own parser
-  into a ClientError, so comprehend.client_error maps both exactly as before.
+  into a ClientError, so comprehend.client_error maps both exactly as it maps a boto3 call's failures.
 
 What is ours: kept-alive http.client connections (LIFO, at most max_pool_connections
 idle, a dropped one is noticed before reuse): ~0.2 ms of CPU per request where
