@@ -8,7 +8,8 @@
  * keyed by the exact bytes of the row's key arguments (their types and values as the
  * server passed them), and a reading function over the same target looks its row up
  * by its own argument bytes without entering Python. A row whose answer is not here
- * (NULLs, a failed item, an answer C does not convert) goes to Python, which answers it as it would without a memo.
+ * (NULLs, a failed item, an answer C does not convert) goes to Python, which answers
+ * it as it would without a memo.
  *
  * Scope: a memo belongs to one connection's statement (keyed by the server's THD)
  * and one target ("sagemaker\0<endpoint>" or "comprehend"); it lives while some
