@@ -146,6 +146,7 @@ class ResultCache:
             self._items.clear()
             self._bytes = 0
         server.memo_invalidate()  # and what statements running now keep in C (native/memo.h)
+        server.release_memory()
         return n
 
     def stats(self) -> dict:
