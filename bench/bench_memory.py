@@ -53,9 +53,11 @@ def cycles(cur, pid: int, rows: int, n: int, statement: str = STATEMENT) -> dict
         total = cur.fetchone()[0]
         seconds = time.perf_counter() - started
         peak, after_statement = status_kb(pid, "VmHWM"), status_kb(pid, "VmRSS")
+        started = time.perf_counter()
         cur.execute("SELECT sqlml_cache_clear()")
         cleared = cur.fetchone()[0]
-        out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "peak_kb": peak,
+        clear_ms = (time.perf_counter() - started) * 1000
+        out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "clear_ms": round(clear_ms, 1), "peak_kb": peak,
                               "after_statement_kb": after_statement, "after_clear_kb": status_kb(pid, "VmRSS"),
                               "entries_cleared": cleared, "sum": float(total)})
     return out
@@ -81,11 +83,13 @@ def run() -> dict:
     mb = lambda kb: f"{kb / 1024:,.0f}"  # noqa: E731
     before = out["rss_before_kb"]
     table = [[c["cycle"], mb(c["peak_kb"]), f"+{mb(c['peak_kb'] - before)}", mb(c["after_statement_kb"]),
-              mb(c["after_clear_kb"]), f"{(c['after_clear_kb'] - before) / 1024:+,.0f}", f"{c['seconds']:.1f}"]
+              mb(c["after_clear_kb"]), f"{(c['after_clear_kb'] - before) / 1024:+,.0f}", f"{c['seconds']:.1f}",
+              f"{c['clear_ms']:.0f}"]
              for c in out["cycles"]]
     print_table(f"Memory across cycles: MariaDB server RSS (MiB), batch path over {ROWS:,} rows then "
                 f"sqlml_cache_clear(); before: {mb(before)} MiB",
-                ["cycle", "peak", "peak vs before", "after statement", "after clear", "clear vs before", "s"], table)
+                ["cycle", "peak", "peak vs before", "after statement", "after clear", "clear vs before", "s",
+                 "clear ms"], table)
     last, second = out["cycles"][-1], out["cycles"][min(1, len(out["cycles"]) - 1)]
     out["summary"] = {"rss_before_kb": before, "rss_after_last_clear_kb": last["after_clear_kb"],
                       "growth_after_clear_cycle2_to_last_kb": last["after_clear_kb"] - second["after_clear_kb"],

@@ -386,6 +386,32 @@ static void promote_libpython(void)
     dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
 }
 
+/* glibc's thresholds, fixed once (README "Memory"). By default they move: each free of
+ * a large mapped block raises the mmap threshold to its size (up to 32 MB) and the trim
+ * threshold to twice that, and a thread arena's free top is given back only above the
+ * trim threshold; malloc_trim() does not shrink those tops either. After a batch
+ * statement over a million rows (blocks of 8-60 MB freed by the memo and the cache),
+ * every thread arena could then keep up to 64 MB of free top resident, and which
+ * arenas do moves from statement to statement: the server's RSS after
+ * sqlml_cache_clear() drifted up by tens of MB per cycle and its peak with it.
+ * Fixed values keep blocks of 4 MB and more out of the arenas (mapped, unmapped when
+ * freed) and free tops above 4 MB trimmed, in every arena. Left alone when whoever
+ * started the server chose them (MALLOC_*_THRESHOLD_ or GLIBC_TUNABLES). */
+#define SQLML_MMAP_THRESHOLD (4 * 1024 * 1024)
+#define SQLML_TRIM_THRESHOLD (4 * 1024 * 1024)
+
+static void fix_malloc_thresholds(void)
+{
+#ifdef __GLIBC__
+  const char *tunables = getenv("GLIBC_TUNABLES");
+  if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+      (tunables && (strstr(tunables, "malloc.mmap_threshold") || strstr(tunables, "malloc.trim_threshold"))))
+    return;
+  mallopt(M_MMAP_THRESHOLD, SQLML_MMAP_THRESHOLD);
+  mallopt(M_TRIM_THRESHOLD, SQLML_TRIM_THRESHOLD);
+#endif
+}
+
 static int start_python(const char *python, char *err, size_t errlen)
 {
   PyStatus status;
@@ -395,6 +421,7 @@ static int start_python(const char *python, char *err, size_t errlen)
     snprintf(err, errlen, "sqlml: cannot register the _sqlml_native module");
     return -1;
   }
+  fix_malloc_thresholds(); /* before Python's own allocations */
   PyConfig_InitIsolatedConfig(&config);
   config.install_signal_handlers = 0; /* signals belong to the server */
   config.parse_argv = 0;
