@@ -5,7 +5,8 @@ ROWS rows; then CYCLES times: the batch path over every row (a warm-up aggregate
 the reading function, as README "Batching" shows), then `SELECT sqlml_cache_clear()`.
 Per cycle: the server's peak RSS during the statement (VmHWM, reset before each
 statement through /proc/<pid>/clear_refs), its RSS after the statement and its RSS
-after the clear. "Before" is the RSS once the table is filled and scanned once
+after the clear; the statement's wall and server CPU seconds and the clear's
+milliseconds. "Before" is the RSS once the table is filled and scanned once
 without sqlml, so that InnoDB's buffer pool pages of the table are already counted.
 
 A steady state means the after-clear RSS stops growing from cycle to cycle.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 
-from bench.bench_batching import fill, start_fake
+from bench.bench_batching import cpu_s, fill, start_fake
 from bench.common import ROOT, print_table, server_with_sqlml, write_results
 from tests.fakeaws import FakeAWSControl
 
@@ -48,16 +49,16 @@ def cycles(cur, pid: int, rows: int, n: int, statement: str = STATEMENT) -> dict
     out = {"rss_before_kb": status_kb(pid, "VmRSS"), "cycles": []}
     for i in range(n):
         reset_peak(pid)
-        started = time.perf_counter()
+        cpu, started = cpu_s(pid), time.perf_counter()
         cur.execute(statement)
         total = cur.fetchone()[0]
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, cpu_s(pid) - cpu
         peak, after_statement = status_kb(pid, "VmHWM"), status_kb(pid, "VmRSS")
         started = time.perf_counter()
         cur.execute("SELECT sqlml_cache_clear()")
         cleared = cur.fetchone()[0]
         clear_ms = (time.perf_counter() - started) * 1000
-        out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "clear_ms": round(clear_ms, 1), "peak_kb": peak,
+        out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "server_cpu_s": round(cpu, 2), "clear_ms": round(clear_ms, 1), "peak_kb": peak,
                               "after_statement_kb": after_statement, "after_clear_kb": status_kb(pid, "VmRSS"),
                               "entries_cleared": cleared, "sum": float(total)})
     return out
@@ -84,12 +85,12 @@ def run() -> dict:
     before = out["rss_before_kb"]
     table = [[c["cycle"], mb(c["peak_kb"]), f"+{mb(c['peak_kb'] - before)}", mb(c["after_statement_kb"]),
               mb(c["after_clear_kb"]), f"{(c['after_clear_kb'] - before) / 1024:+,.0f}", f"{c['seconds']:.1f}",
-              f"{c['clear_ms']:.0f}"]
+              f"{c['server_cpu_s']:.1f}", f"{c['clear_ms']:.0f}"]
              for c in out["cycles"]]
     print_table(f"Memory across cycles: MariaDB server RSS (MiB), batch path over {ROWS:,} rows then "
                 f"sqlml_cache_clear(); before: {mb(before)} MiB",
                 ["cycle", "peak", "peak vs before", "after statement", "after clear", "clear vs before", "s",
-                 "clear ms"], table)
+                 "cpu s", "clear ms"], table)
     last, second = out["cycles"][-1], out["cycles"][min(1, len(out["cycles"]) - 1)]
     out["summary"] = {"rss_before_kb": before, "rss_after_last_clear_kb": last["after_clear_kb"],
                       "growth_after_clear_cycle2_to_last_kb": last["after_clear_kb"] - second["after_clear_kb"],
