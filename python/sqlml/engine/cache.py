@@ -77,7 +77,8 @@ def release_memory() -> None:
     floats and dicts freed, which after a million entries lie scattered over as many
     arenas and pin some 60 MB; only a full collection empties those lists (it finds
     little garbage: the cost is the walk over the unfrozen objects, a few ms). Then
-    glibc's: the pages of free chunks in every arena (malloc_trim)."""
+    the C allocator's: the pages of its free chunks (glibc's malloc_trim, or tcmalloc's
+    free spans; native/pyhost.c)."""
     gc.collect()
     server.release_memory()
 
