@@ -2,7 +2,7 @@
 
 import sys
 
-from bench import bench_batching, bench_crossing, bench_export, bench_local_service, bench_rewrite
+from bench import bench_batching, bench_crossing, bench_export, bench_local_service, bench_memory, bench_rewrite
 
 BENCHMARKS = {
     "crossing": bench_crossing.run,
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "local_service": bench_local_service.run,
     "rewrite": bench_rewrite.run,
     "export": bench_export.run,
+    "memory": bench_memory.run,
 }
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@
 #include "server_api.h"
 
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +102,39 @@ static PyObject *native_memo_invalidate(PyObject *self, PyObject *unused)
   (void)unused;
   memo_invalidate_all();
   Py_RETURN_NONE;
+}
+
+/* gperftools' tcmalloc, when it is the process's malloc (Debian's MySQL links it):
+ * its "give free pages back" call, else NULL. */
+typedef void (*release_fn)(void);
+
+static release_fn tcmalloc_release(void)
+{
+  return (release_fn)dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory");
+}
+
+/* _sqlml_native.release_memory(): hands the C heap's free pages back to the system, the
+ * GIL released meanwhile. A big batch statement frees hundreds of MB of small blocks in
+ * the arenas of the threads that made them, and an allocator keeps most of them
+ * resident by itself: without this the server's RSS stays high after
+ * sqlml_cache_clear() and drifts up from cycle to cycle. glibc: malloc_trim(0), the
+ * pages of free chunks in every arena (not a thread arena's free top: see
+ * fix_malloc_thresholds); tcmalloc: its page heap's free spans. Returns whether glibc
+ * reported returning anything. */
+static PyObject *native_release_memory(PyObject *self, PyObject *unused)
+{
+  (void)self;
+  (void)unused;
+  int released = 0;
+  release_fn release = tcmalloc_release();
+  Py_BEGIN_ALLOW_THREADS
+  if (release)
+    release();
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  Py_END_ALLOW_THREADS
+  return PyBool_FromLong(released);
 }
 
 static PyObject *native_count_max(PyObject *self, PyObject *args)
@@ -262,6 +298,7 @@ static PyMethodDef native_methods[] = {
     {"count", native_count, METH_VARARGS, "Add n (default 1) to status counter i."},
     {"count_max", native_count_max, METH_VARARGS, "Raise status counter i to v."},
     {"memo_invalidate", native_memo_invalidate, METH_NOARGS, "Retire every statement memo (cache cleared)."},
+    {"release_memory", native_release_memory, METH_NOARGS, "Give the C heap's free pages back to the system."},
     {"counters", native_counters, METH_NOARGS, "The status counters: ((name, value), ...)."},
     {"has_grant", native_has_grant, METH_VARARGS, "(1|0|-1, why): caller holds the privilege?"},
     {"killed", native_killed, METH_NOARGS, "Has the calling statement been killed?"},
@@ -366,6 +403,34 @@ static void promote_libpython(void)
     dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
 }
 
+/* glibc's thresholds, fixed once (README "Performance", memory across cycles). By default they move: each free of
+ * a large mapped block raises the mmap threshold to its size (up to 32 MB) and the trim
+ * threshold to twice that, and a thread arena's free top is given back only above the
+ * trim threshold; malloc_trim() does not shrink those tops either. After a batch
+ * statement over a million rows (blocks of 8-60 MB freed by the memo and the cache),
+ * every thread arena could then keep up to 64 MB of free top resident, and which
+ * arenas do moves from statement to statement: the server's RSS after
+ * sqlml_cache_clear() drifted up by tens of MB per cycle and its peak with it.
+ * Fixed values keep blocks of 4 MB and more out of the arenas (mapped, unmapped when
+ * freed) and free tops above 4 MB trimmed, in every arena. Left alone when whoever
+ * started the server chose them (MALLOC_*_THRESHOLD_ or GLIBC_TUNABLES), and when
+ * glibc's malloc is not the process's (tcmalloc in Debian's MySQL). */
+#define SQLML_MMAP_THRESHOLD (4 * 1024 * 1024)
+#define SQLML_TRIM_THRESHOLD (4 * 1024 * 1024)
+
+static void fix_malloc_thresholds(void)
+{
+#ifdef __GLIBC__
+  const char *tunables = getenv("GLIBC_TUNABLES");
+  if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+      (tunables && (strstr(tunables, "malloc.mmap_threshold") || strstr(tunables, "malloc.trim_threshold"))) ||
+      tcmalloc_release())
+    return;
+  mallopt(M_MMAP_THRESHOLD, SQLML_MMAP_THRESHOLD);
+  mallopt(M_TRIM_THRESHOLD, SQLML_TRIM_THRESHOLD);
+#endif
+}
+
 static int start_python(const char *python, char *err, size_t errlen)
 {
   PyStatus status;
@@ -375,6 +440,7 @@ static int start_python(const char *python, char *err, size_t errlen)
     snprintf(err, errlen, "sqlml: cannot register the _sqlml_native module");
     return -1;
   }
+  fix_malloc_thresholds(); /* before Python's own allocations */
   PyConfig_InitIsolatedConfig(&config);
   config.install_signal_handlers = 0; /* signals belong to the server */
   config.parse_argv = 0;

@@ -56,6 +56,12 @@ def memo_invalidate() -> None:
         _native.memo_invalidate()
 
 
+def release_memory() -> bool:
+    """Hands the C heap's free pages back to the system (native: malloc_trim); whether
+    anything went. False outside a server."""
+    return bool(_native.release_memory()) if _native is not None else False
+
+
 def count_max(index: int, value: int) -> None:
     _native.count_max(index, value)
 

@@ -16,6 +16,7 @@ byte count needs no per-entry number.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import OrderedDict
@@ -65,6 +66,21 @@ _clock = _CoarseClock()
 def entry_size(key: tuple) -> int:
     """The bytes one entry is charged: its payload (the key's last part) plus overhead."""
     return len(key[-1]) + ENTRY_OVERHEAD_BYTES
+
+
+def release_memory() -> None:
+    """Hands what a cleared cache held back to the system, so that the server's RSS
+    after sqlml_cache_clear() does not drift up from cycle to cycle (bench/bench_memory.py).
+
+    Two allocators keep freed memory. Python's: a 1 MiB obmalloc arena goes back only
+    when empty, and the interpreter's free lists keep a few thousand of the last tuples,
+    floats and dicts freed, which after a million entries lie scattered over as many
+    arenas and pin some 60 MB; only a full collection empties those lists (it finds
+    little garbage: the cost is the walk over the unfrozen objects, a few ms). Then
+    the C allocator's: the pages of its free chunks (glibc's malloc_trim, or tcmalloc's
+    free spans; native/pyhost.c)."""
+    gc.collect()
+    server.release_memory()
 
 
 class ResultCache:
@@ -146,6 +162,7 @@ class ResultCache:
             self._items.clear()
             self._bytes = 0
         server.memo_invalidate()  # and what statements running now keep in C (native/memo.h)
+        release_memory()
         return n
 
     def stats(self) -> dict:
