@@ -261,6 +261,25 @@ def test_status_shows_settings_and_targets_only_to_variable_admins(db, fake, acc
         assert secret_endpoint in {t["target"] for t in status["targets"]}, status["targets"]
 
 
+def test_only_variable_admins_clear_the_shared_cache(db, fake, accounts):
+    """sqlml_cache_clear() empties the cache every user's statements share and retires
+    the memos of statements running now: it raises everyone's cost. Old behaviour: any
+    holder of an ML role could call it."""
+    key = f"echo-clear-{accounts.suffix}"
+    assert db.scalar(f"SELECT aws_sagemaker_invoke_endpoint_real('{key}', 'REAL', 1, 7)") == 7.0
+    with_role = accounts.user("clearer")
+    accounts.grant_default_role(with_role, SAGEMAKER)
+    with connect_as(db, with_role) as conn:
+        denied(db, conn, "SELECT sqlml_cache_clear()", "SUPER")
+        fake.clear_stats()
+        assert db.scalar(f"SELECT aws_sagemaker_invoke_endpoint_real('{key}', 'REAL', 1, 7)", conn=conn) == 7.0
+        assert fake.stats(log=False)["requests"] == 0  # root's answer is still cached
+    grant = {"mariadb": "GRANT SUPER ON *.* TO {user}", "mysql": "GRANT SYSTEM_VARIABLES_ADMIN ON *.* TO {user}"}
+    admin = accounts.user("cleaner", grant[db.flavor])
+    with connect_as(db, admin) as conn:
+        assert db.scalar("SELECT sqlml_cache_clear()", conn=conn) >= 1
+
+
 # ---- 12.4: URL settings carry no secrets --------------------------------------------------------
 
 @pytest.mark.parametrize("variable", URL_VARIABLES)

@@ -8,6 +8,7 @@ the privilege behind each role, with roles as the session has them active:
     AWS_COMPREHEND_ACCESS    SQLML_COMPREHEND_INVOKE           aws_comprehend_*, sqlml_warm_comprehend
     AWS_SAGEMAKER_ACCESS     SQLML_SAGEMAKER_INVOKE            aws_sagemaker_*, sqlml_warm_sagemaker
     AWS_SELECT_S3_ACCESS     SQLML_S3_EXPORT                   the S3 export
+    (administrators)         SYSTEM_VARIABLES_ADMIN|SUPER      sqlml_cache_clear, sqlml_status's details
 
 MySQL: the privileges are dynamic privileges registered by the sqlml plugin and checked
 with the server's global_grants_check service (active roles only, like every MySQL
@@ -30,10 +31,38 @@ ROLES = {
 }
 
 
+# Who may see sqlml's settings and per-endpoint details (sqlml_status()) and clear the
+# shared cache (sqlml_cache_clear()): whoever the server lets change its global
+# variables. MySQL: SYSTEM_VARIABLES_ADMIN or SUPER; MariaDB: SUPER.
+ADMIN = "admin"
+ADMIN_PRIVILEGES = {"mysql": ("SYSTEM_VARIABLES_ADMIN", "SUPER"), "mariadb": ("SUPER",)}
+
+
+def is_admin() -> bool:
+    """Whether the caller may see settings and per-target details; False where the server
+    cannot tell (fail closed)."""
+    if not server.inside_server():
+        return True
+    return any(server.has_grant(p)[0] == 1 for p in ADMIN_PRIVILEGES.get(server.flavor(), ()))
+
+
+def admin_privileges_text() -> str:
+    """The privileges is_admin() accepts on this server, for messages."""
+    return " or ".join(ADMIN_PRIVILEGES.get(server.flavor(), ("SUPER",)))
+
+
 def refusal(function: str, *services: str) -> SqlmlError | None:
-    """None if the caller holds the role of any of `services`; else the error to raise."""
+    """None if the caller holds the role of any of `services` (ADMIN: is an
+    administrator); else the error to raise."""
     if not server.inside_server():
         return None
+    if services == (ADMIN,):
+        if is_admin():
+            return None
+        return AccessDenied(
+            f"{function}: access denied: it acts on every user's statements (the shared result cache, the "
+            f"memos of statements running now), so it needs the right to change global variables: "
+            f"{admin_privileges_text()}")
     unknown = None
     for service in services:
         role, privilege = ROLES[service]
@@ -49,20 +78,6 @@ def refusal(function: str, *services: str) -> SqlmlError | None:
         f"{function}: access denied: the {roles} role is needed and is not active for this user; "
         f"GRANT {ROLES[services[0]][0]} TO <user>, then SET ROLE {ROLES[services[0]][0]} "
         f"(or make it a default role)")
-
-
-# Who may see sqlml's settings and per-endpoint details (sqlml_status()): whoever the
-# server lets change its global variables. MySQL: SYSTEM_VARIABLES_ADMIN or SUPER;
-# MariaDB: SUPER.
-ADMIN_PRIVILEGES = {"mysql": ("SYSTEM_VARIABLES_ADMIN", "SUPER"), "mariadb": ("SUPER",)}
-
-
-def is_admin() -> bool:
-    """Whether the caller may see settings and per-target details; False where the server
-    cannot tell (fail closed)."""
-    if not server.inside_server():
-        return True
-    return any(server.has_grant(p)[0] == 1 for p in ADMIN_PRIVILEGES.get(server.flavor(), ()))
 
 
 class Refused:

@@ -557,7 +557,7 @@ def prepare_status(engine, name, kind, types, consts):
         else:
             del snap["targets"]
             snap["details"] = (f"settings and per-endpoint figures need "
-                               f"{' or '.join(access.ADMIN_PRIVILEGES.get(server.flavor(), ('SUPER',)))}")
+                               f"{access.admin_privileges_text()}")
         return json.dumps(snap, sort_keys=True).encode()
 
     return row, 65535, 31, ()
@@ -586,7 +586,7 @@ REGISTRY: dict[str, tuple[int, Callable[..., Prepared], tuple[str, ...]]] = {
     "sqlml_echo_int": (INT, prepare_echo, ()),
     "sqlml_warm_comprehend": (INT, prepare_warm_comprehend, ("comprehend",)),
     "sqlml_warm_sagemaker": (INT, prepare_warm_sagemaker, ("sagemaker",)),
-    "sqlml_cache_clear": (INT, prepare_cache_clear, ("comprehend", "sagemaker")),
+    "sqlml_cache_clear": (INT, prepare_cache_clear, (access.ADMIN,)),
 }
 
 
@@ -621,7 +621,7 @@ def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, n
         error = access.refusal(name, *services)
         if error is not None:
             engine.counters.add("access_denied_cnt")
-        else:
+        elif services != (access.ADMIN,):  # it calls a service: replicas would answer differently
             error = access.binlog_refusal(name)
         if error is not None:  # and no memo lane: every row meets the refusal
             return (access.Refused(error),) + tuple(prepared[1:4])
