@@ -446,7 +446,7 @@ static void key_arg_to_py(int type, const char *v, size_t len, void *ctx)
 }
 
 /* A row's CSV line when every key argument is a number C writes exactly as the engine
- * would (functions.py _encode_int/_encode_real): integers (and whole numbers, which
+ * would (functions/sagemaker.py _encode_int/_encode_real): integers (and whole numbers, which
  * memo.c hands back as integers) as %lld; other doubles as memo_format_real() writes
  * them, or by "%.15g" when that text reads back as the same double. For a normal
  * double, a 15-digit text that reads back is the shortest one, so it is Python's repr()

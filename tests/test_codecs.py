@@ -114,14 +114,14 @@ def test_quoted_or_crlf_bodies_still_follow_rfc4180(body, rows, expected):
     (1e15, "1000000000000000.0"), (1e16, "1e+16"), (1e-7, "1e-07"),
 ])
 def test_real_arguments_are_written_canonically(value, text):
-    from sqlml.engine.functions import _encode_real
+    from sqlml.engine.functions.sagemaker import _encode_real
 
     assert _encode_real(value) == text
 
 
 @pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
 def test_non_finite_real_arguments_are_refused(value):
-    from sqlml.engine.functions import _encode_real
+    from sqlml.engine.functions.sagemaker import _encode_real
     from sqlml.errors import ArgumentError
 
     with pytest.raises(ArgumentError, match="only finite numbers"):

@@ -1,6 +1,6 @@
 """The engine: settings, service clients, dispatcher, result cache, coalescers, counters.
 
-One Engine per server process, built by bridge.boot(). SQL functions (functions.py)
+One Engine per server process, built by bridge.boot(). SQL functions (functions/)
 ask it for answers by input; it answers from the cache, or sends the input in a shared
 request (coalesce.py: concurrent scalar calls), or a warm-up (batch.py) has already
 sent it in a pipelined batch. Every answer that arrives is cached under its own input,

@@ -1,0 +1,247 @@
+"""The warm-ups of the SQL-only batch path: aggregates that send a statement's distinct
+inputs in batches before its reading functions ask (engine/batch.py)."""
+
+from __future__ import annotations
+
+from itertools import compress
+from typing import Callable
+
+from ...errors import ArgumentError, SqlmlError
+from ...services import comprehend, sagemaker
+from .. import Engine
+from ..batch import WarmUp
+from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, INT, REAL, STRING, Prepared, apply_on_error,
+                     as_text, const_int, memo_spec, plural, sagemaker_target)
+from .sagemaker import const_endpoint, encoder, line_encoder
+
+
+class WarmAggregate:
+    """An aggregate that sends a query's distinct inputs in batches into the cache.
+
+    The shim calls clear() at each group's start, add(*row) per row, and the object
+    itself for the group's result: the number of inputs it sent. `add` is the
+    function-specific closure given at construction (an instance attribute, read once
+    by the shim), so a row costs one Python call.
+
+    On the memo lane (native/memo.h) the shim instead hands over each distinct row's
+    key arguments in chunks, add_rows([(key args), ...]), and after the result asks
+    answers(): per row handed over, in order, its answer in a form C keeps (memo_form
+    maps a list of cached answers, MISS included), or None. Answers are read from the
+    cache, where the batches left them.
+    """
+
+    def __init__(self, engine: Engine, name: str, memo_form: Callable[[list], list]):
+        self.engine = engine
+        self.name = name
+        self.sessions: dict = {}
+        self.add: Callable[..., None] = _ignore
+        self.add_rows: Callable[[list], None] = _ignore
+        self.memo_form = memo_form
+        # Per row add_rows received: the target name it was sent to (its answer comes back
+        # in sending order), or its cache key (it had a fresh answer then), or None (a bad
+        # row). Names, not keys, for the rows sent: a million keys would double the
+        # memory the cache already holds for them.
+        self.rows: list = []
+        self.results: dict[str, list] = {}  # per lane session: its answers in sending order
+        # Set where the server's deinit will call close() (bridge.prepare): only then may a
+        # failure be kept for the rest of the statement (Engine.fail_target).
+        self.closed_at_statement_end = False
+
+    def lane(self, name: str, make: Callable[[], WarmUp]) -> WarmUp:
+        """The memo lane's session for a target name: fed only by add_many, in order, so
+        its answers come back in the order of the rows sent."""
+        session = self.sessions.get(("lane", name))
+        if session is None:
+            session = self.sessions[("lane", name)] = make()
+            session.results = self.results[name] = []
+        return session
+
+    def add_keys(self, keys: list, send: Callable[[str, list], None]) -> None:
+        """add_rows' common part: the rows' cache keys; those without a fresh answer are
+        sent, per target name (key[1]), by send(name, payloads)."""
+        unanswered = self.engine.cache.unanswered(keys)
+        self.rows += [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered)]
+        sending = list(compress(keys, unanswered))
+        for name in {key[1] for key in sending}:  # one name, but for Comprehend in several languages
+            send(name, [key[2] for key in sending if key[1] == name])
+
+    def answers(self) -> list:
+        rows, results = self.rows, self.results
+        self.rows, self.results = [], {}
+        sent = sum(1 for row in rows if type(row) is str)
+        consistent = sent == sum(map(len, results.values()))  # cannot be otherwise; never guess
+        if consistent and len(results) == 1 and sent == len(rows):  # every row sent, to one target
+            return self.memo_form(next(iter(results.values())))
+        peeked = self.engine.cache.peek_many([row if type(row) is tuple else None for row in rows])
+        if not consistent:  # the rows sent get no answer: their reads ask Python
+            return self.memo_form(peeked)
+        ordered = {name: iter(answers) for name, answers in results.items()}
+        return self.memo_form([next(ordered[row]) if type(row) is str else answer for row, answer in zip(rows, peeked)])
+
+    def session(self, key, make: Callable[[], WarmUp]) -> WarmUp:
+        session = self.sessions.get(key)
+        if session is None:
+            session = self.sessions[key] = make()
+        return session
+
+    def clear(self):
+        self.sessions = {}
+        self.rows, self.results = [], {}
+
+    def __call__(self):
+        """The group's result: the inputs sent. A failed batch has raised already under
+        on_error = 'error'; under 'null' the warm-up still counts (so the README's
+        `WHERE (SELECT sqlml_warm_...) >= 0` keeps every row), warns once, and each row's
+        own read decides its NULL (engine/batch.py, failure rule)."""
+        sent, error = 0, None
+        for session in self.sessions.values():
+            sent += session.finish()
+            error = error or session.error
+            if (session.stopped and session.error is not None and self.closed_at_statement_end
+                    and self.engine.settings.on_error == "null"):
+                self.engine.fail_target(session.target, session.error, self)
+        self.sessions = {}
+        self.engine.counters.add("warmup_cnt")
+        if error is not None:
+            apply_on_error(self.engine, error)
+        return sent
+
+    def close(self) -> None:
+        """Statement end (the shim's aggregate deinit): the statement's failed targets go."""
+        self.engine.forget_failures(self)
+
+
+def _ignore(*_row):
+    return None
+
+
+def _sagemaker_memo_form(value):
+    """A SageMaker answer as C keeps it: text, or a JSON number (MISS, objects: None)."""
+    kind = type(value)
+    if kind is str or kind is float:
+        return value
+    return str(value) if kind is int else None
+
+
+def _sagemaker_memo_forms(values: list) -> list:
+    return [value if type(value) is str else _sagemaker_memo_form(value) for value in values]
+
+
+def _comprehend_memo_forms(values: list) -> list:
+    return [(value.label_bytes, value.confidence) if type(value) is comprehend.Sentiment else None
+            for value in values]
+
+
+def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    n = len(types)
+    if n not in (2, 3):
+        raise ArgumentError(f"{name}: takes (text, language_code [, max_batch_size]); got {plural(n, 'argument')}")
+    if consts[1] is not None:
+        comprehend.check_language(as_text(consts[1], name, "language code"), name)
+    batch_size = const_int(consts[2], name, 2, "max_batch_size") if n == 3 else DEFAULT_COMPREHEND_BATCH
+    agg = WarmAggregate(engine, name, _comprehend_memo_forms)
+    languages: dict[bytes, str] = {}
+
+    def admit(text, language):
+        """The row's (language code, text) if it can be batched, else None: a bad row is
+        not batched, its own call reports it by the on_error policy."""
+        if text is None or language is None or not 0 < len(text) <= comprehend.MAX_TEXT_BYTES:
+            return None
+        code = languages.get(language)
+        if code is None:
+            try:
+                code = comprehend.check_language(as_text(language, name, "language code"), name)
+            except SqlmlError:
+                return None
+            languages[language] = code
+        try:
+            return code, text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def make(code: str) -> Callable[[], WarmUp]:
+        return lambda: WarmUp(engine, ("comprehend", code), lambda texts: engine.send_sentiment(code, texts),
+                              min(batch_size, comprehend.MAX_BATCH_TEXTS),
+                              comprehend.MAX_BATCH_TEXTS * comprehend.MAX_TEXT_BYTES)
+
+    def session(code: str) -> WarmUp:
+        found = agg.sessions.get(code)
+        return found if found is not None else agg.session(code, make(code))
+
+    def add(text, language, _batch=None):
+        admitted = admit(text, language)
+        if admitted is not None:
+            session(admitted[0]).add(admitted[1])
+
+    def add_rows(rows):
+        keys = []
+        for text, language in rows:
+            admitted = admit(text, language)
+            keys.append(None if admitted is None else ("comprehend",) + admitted)
+        agg.add_keys(keys, lambda code, texts: agg.lane(code, make(code)).add_many(texts))
+
+    agg.add, agg.add_rows = add, add_rows
+    return agg, 0, 0, (STRING, STRING, INT)[:n], memo_spec(engine, COMPREHEND_TARGET, 0, 2)
+
+
+def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    n = len(types)
+    if n < 3:
+        raise ArgumentError(f"{name}: needs (endpoint, max_batch_size, arg1, ...); got {plural(n, 'argument')}")
+    endpoint = const_endpoint(consts[0], name)
+    batch_size = const_int(consts[1], name, 1, "max_batch_size")
+    line_of = line_encoder(tuple(encoder(t, name, i + 2) for i, t in enumerate(types[2:])))
+    agg = WarmAggregate(engine, name, _sagemaker_memo_forms)
+
+    def make() -> WarmUp:
+        return WarmUp(engine, ("sagemaker", endpoint), lambda lines: engine.send_invoke(endpoint, lines),
+                      batch_size, sagemaker.MAX_BODY_BYTES)
+
+    def add(_endpoint, _batch, *features):
+        if None in features:
+            return
+        try:
+            line = line_of(features)
+        except SqlmlError:
+            return  # a bad row is not batched: its own call reports it, by the on_error policy
+        session = agg.sessions.get(endpoint)
+        if session is None:
+            session = agg.session(endpoint, make)
+        session.add(line)
+
+    encode = encoder(types[2], name, 2) if len(types) == 3 else None
+
+    def add1(_endpoint, _batch, feature):  # add() for one feature, without the tuple
+        if feature is None:
+            return
+        try:
+            line = encode(feature)
+        except SqlmlError:
+            return
+        session = agg.sessions.get(endpoint)
+        if session is None:
+            session = agg.session(endpoint, make)
+        session.add(line)
+
+    # The memo lane: rows arrive a chunk at a time, each as its CSV line when every
+    # feature is a number C writes exactly as _encode_int/_encode_real would (csv_lines
+    # in the spec; sqlml_udf.c warm_row), else as the tuple of its features.
+    numeric = all(t in (INT, REAL) for t in types[2:])
+    encode_row = (lambda row: encode(row[0])) if len(types) == 3 else line_of
+
+    def line(row) -> str | None:
+        if type(row) is str:
+            return row
+        try:
+            return encode_row(row)
+        except SqlmlError:
+            return None
+
+    def add_rows(rows):
+        agg.add_keys([None if text is None else ("sagemaker", endpoint, text) for text in map(line, rows)],
+                     lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
+
+    agg.add = add1 if len(types) == 3 else add
+    agg.add_rows = add_rows
+    spec = memo_spec(engine, sagemaker_target(endpoint), 2, n - 2, csv_lines=numeric)
+    return agg, 0, 0, (STRING, INT) + tuple(types[2:]), spec
