@@ -188,6 +188,32 @@ def _bad_value(names: tuple[str, ...], values, row: int) -> NotRepresentable:
 # ---- one export (one group) ------------------------------------------------------
 
 
+class _Pending:
+    """Bytes waiting to become a part: the chunks as they came, joined only when sent.
+
+    A chunk of lines from the shim is usually a whole part by itself, and is then sent
+    as it is, without a copy."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iadd__(self, data: bytes) -> "_Pending":
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+        return self
+
+    def take(self) -> bytes:
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks, self.size = [], 0
+        return body
+
+
+
 @dataclass
 class _File:
     key: str
@@ -223,7 +249,7 @@ class Export:
         self.wait_s = 2 * settings.timeout_s + 5
         self.bucket = s3.Bucket(engine.clients.get("s3"), loc, settings.max_attempts, settings.timeout_s)
         self.rows = 0
-        self.buffer = bytearray()
+        self.buffer = _Pending()
         self.files: list[_File] = []
         self.file: _File | None = None
         self.sent = 0  # bytes of the current file already handed to parts
@@ -274,10 +300,9 @@ class Export:
             raise _bad_value(self.names, values, self.rows + 1) from None
         if self.file is None:
             self._open_file()
-        buffer = self.buffer
-        buffer += line
+        self.buffer += line
         self.rows += 1
-        if len(buffer) >= self.flush_at:
+        if len(self.buffer) >= self.flush_at:
             self._flush()
 
     def add_lines(self, lines: bytes, rows: int) -> None:
@@ -318,7 +343,7 @@ class Export:
             f.upload_id = self._run(self.bucket.start_upload, f.key, self.content_type)
         while len(self.in_flight) >= PARTS_IN_FLIGHT:
             f.parts.append(self._wait(self.in_flight.popleft()))
-        body, self.buffer = bytes(self.buffer), bytearray()
+        body = self.buffer.take()
         self.sent += len(body)
         number = len(f.parts) + len(self.in_flight) + 1
         self.in_flight.append(self.engine.dispatcher.spawn(self.bucket.upload_part, f.key, f.upload_id, number, body))
@@ -328,7 +353,7 @@ class Export:
         f.rows = self.rows - f.first_row
         f.bytes = self.sent + len(self.buffer)
         if f.upload_id is None:
-            body, self.buffer = bytes(self.buffer), bytearray()
+            body = self.buffer.take()
             f.committing = True
             self._run(self.bucket.put, f.key, body, self.content_type)
         else:
@@ -378,7 +403,7 @@ class Export:
             except Exception:  # the part's own failure is what is being cleaned up
                 pass
         self.in_flight.clear()
-        self.buffer = bytearray()
+        self.buffer = _Pending()
         for f in self.files:
             try:
                 if f.upload_id is not None:
