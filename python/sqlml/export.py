@@ -20,7 +20,7 @@ sent as one multipart-upload part whenever it reaches `export_part_mb` (at most
 PARTS_IN_FLIGHT parts travel at once, on engine worker threads); a file is finished
 and the next one (`prefix.part_00001`, ...) started once it reaches `export_file_mb`.
 So memory stays near (PARTS_IN_FLIGHT + 2) x export_part_mb whatever the row count
-(the buffer, the part being handed over, the parts in flight).
+(the shim's lines, the part being handed over, the parts in flight).
 A failure, or a statement that ends without a result (KILL QUERY, an error
 elsewhere), aborts the upload in progress and deletes the files this export already
 finished: a failed export leaves no object behind.
@@ -211,7 +211,6 @@ class _Pending:
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks, self.size = [], 0
         return body
-
 
 
 @dataclass
