@@ -19,6 +19,7 @@
  * aggregate hands its distinct rows to Python in chunks (call.add_rows) instead of one
  * call per row, and leaves the answers (call.answers()) in the memo.
  */
+#include "lines.h"
 #include "memo.h"
 #include "plugin.h"
 #include "pyhost.h"
@@ -60,6 +61,15 @@ typedef struct sqlml_call {
    * and the window refusal was raised already (raised once per statement). */
   bool resulted;
   bool refused;
+  /* The export's lane (lines.h): call.add_lines, the lines written since the last
+   * hand-over, and `room`, the bytes they may reach before the next one (0: rows go to
+   * call.add). Lines are of rows whose URI argument is `uri`, the one of the row
+   * call.add last took in this group. */
+  PyObject *add_lines;
+  struct lines lines;
+  size_t room;
+  char *uri;
+  size_t uri_len;
 } sqlml_call;
 
 /* Rows a warm-up hands to Python per call. */
@@ -143,6 +153,8 @@ static void count_hit(void)
   plugin_count(SQLML_COUNTER_MEMO_HIT, 1);
 }
 
+static bool lines_init(sqlml_call *state);
+
 static bool call_init(const char *name, enum result_kind kind, bool aggregate, UDF_INIT *initid,
                       UDF_ARGS *args, char *message)
 {
@@ -214,13 +226,15 @@ static bool call_init(const char *name, enum result_kind kind, bool aggregate, U
       state->add_rows = PyObject_GetAttrString(state->call, "add_rows");
       state->answers = PyObject_GetAttrString(state->call, "answers");
     }
-    if (!state->add || !state->clear || (state->has_spec && (!state->add_rows || !state->answers))) {
+    if (!state->add || !state->clear || (state->has_spec && (!state->add_rows || !state->answers)) ||
+        !lines_init(state)) {
       pyhost_take_error(message, SQLML_ERRMSG_SIZE);
       Py_CLEAR(state->call);
       Py_CLEAR(state->add);
       Py_CLEAR(state->clear);
       Py_CLEAR(state->add_rows);
       Py_CLEAR(state->answers);
+      Py_CLEAR(state->add_lines);
       pyhost_leave();
       free(state);
       return true;
@@ -253,7 +267,10 @@ static void call_deinit(UDF_INIT *initid)
   Py_CLEAR(state->clear);
   Py_CLEAR(state->add_rows);
   Py_CLEAR(state->answers);
+  Py_CLEAR(state->add_lines);
   pyhost_leave();
+  lines_free(&state->lines);
+  free(state->uri);
   memo_close(state->memo);
   free(state->key);
   free(state->rows);
@@ -635,6 +652,8 @@ static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
 static void aggregate_clear(sqlml_call *state, char *error)
 {
   state->n_rows = state->n_flushed = 0; /* handed over and recorded at the last result */
+  lines_reset(&state->lines);           /* likewise, or the group ended without a result */
+  state->room = 0;
   state->resulted = false;
   call_step(state->clear, NULL, error);
 }
@@ -707,9 +726,9 @@ static void aggregate_deinit(UDF_INIT *initid);
     add_step;                                                                                      \
   }
 
-/* The export's: only a warm-up's prepare gives a memo spec, so its rows all go to call.add. */
+/* The export's: rows as lines in C while it can (export_add), else to call.add. */
 #define SQLML_AGGREGATE_STEPS(name)                                                                \
-  SQLML_AGGREGATE_STEPS_WITH(name, warm_add((sqlml_call *)initid->ptr, args, error))
+  SQLML_AGGREGATE_STEPS_WITH(name, export_add((sqlml_call *)initid->ptr, args, error))
 
 /* An INTEGER aggregate: the warm-ups of the batch path. Window use is refused
  * (refuse_window); deinit lets the warm-up drop what it kept for its statement. */
@@ -846,8 +865,8 @@ static void aggregate_deinit(UDF_INIT *initid)
   call_deinit(initid);
 }
 
-/* A STRING aggregate: clear() at each group's start, add(*row) per row, call() for the
- * group's result (bytes), close() at the end of the statement. */
+/* A STRING aggregate: clear() at each group's start, add(*row) per row (or add_lines:
+ * export_add), call() for the group's result (bytes), close() at the end of the statement. */
 #define SQLML_STRING_AGGREGATE(name)                                                               \
   SQLML_EXPORT bool name##_init(UDF_INIT *initid, UDF_ARGS *args, char *message)                   \
   {                                                                                                \
@@ -859,8 +878,133 @@ static void aggregate_deinit(UDF_INIT *initid)
                           char *is_null, char *error)                                              \
   {                                                                                                \
     (void)args;                                                                                    \
-    return call_string(initid, NULL, result, length, is_null, error);                              \
+    return export_result(initid, result, length, is_null, error);                                  \
   }
+
+/* ---- the export's lane: rows written as lines in C (lines.h) ------------------------- */
+
+/* An aggregate whose call has add_lines (the export) takes its rows as lines in the
+ * format call.line_format names. False with an exception set. Inside Python. */
+static bool lines_init(sqlml_call *state)
+{
+  if (!state->call || !PyObject_HasAttrString(state->call, "add_lines"))
+    return true;
+  PyObject *format = PyObject_GetAttrString(state->call, "line_format");
+  long f = format ? PyLong_AsLong(format) : -1;
+  Py_XDECREF(format);
+  if (f != LINES_CSV && f != LINES_TEXT) {
+    if (!PyErr_Occurred())
+      PyErr_Format(PyExc_ValueError, "sqlml: unknown line format %ld", f);
+    return false;
+  }
+  state->lines.format = (int)f;
+  state->add_lines = PyObject_GetAttrString(state->call, "add_lines");
+  return state->add_lines != NULL;
+}
+
+/* The room call.add or call.add_lines gave: bytes of lines to gather before the next
+ * hand-over; anything but a positive int (None: the export failed) keeps rows on call.add. */
+static size_t lines_room(PyObject *r)
+{
+  Py_ssize_t room = PyLong_Check(r) ? PyLong_AsSsize_t(r) : 0;
+  if (room < 0) {
+    PyErr_Clear();
+    room = 0;
+  }
+  return (size_t)room;
+}
+
+/* Hands the lines gathered to call.add_lines(uri, lines, rows). Inside Python; false
+ * with the SQL error raised (the lines are dropped either way). */
+static bool lines_hand_over(sqlml_call *state, char *error)
+{
+  struct lines *l = &state->lines;
+  if (l->rows == 0)
+    return true;
+  PyObject *r = NULL;
+  PyObject *uri = state->uri ? PyBytes_FromStringAndSize(state->uri, (Py_ssize_t)state->uri_len) : Py_NewRef(Py_None);
+  PyObject *body = PyBytes_FromStringAndSize(l->buf, (Py_ssize_t)l->len);
+  PyObject *rows = PyLong_FromUnsignedLong(l->rows);
+  lines_reset(l);
+  if (uri && body && rows)
+    r = PyObject_CallFunctionObjArgs(state->add_lines, uri, body, rows, NULL);
+  Py_XDECREF(uri);
+  Py_XDECREF(body);
+  Py_XDECREF(rows);
+  if (!r) {
+    state->room = 0;
+    raise_python_error(error);
+    return false;
+  }
+  state->room = lines_room(r);
+  Py_DECREF(r);
+  return true;
+}
+
+/* The row's URI argument is the one the lines gathered are for. */
+static bool lines_same_uri(const sqlml_call *state, const UDF_ARGS *args)
+{
+  return args->args[0] && state->uri && args->lengths[0] == state->uri_len &&
+         memcmp(args->args[0], state->uri, state->uri_len) == 0;
+}
+
+/* Keeps the URI argument of a row call.add took: the lane's rows must have the same.
+ * False (the lane stays closed) when it is NULL or memory is short. */
+static bool lines_keep_uri(sqlml_call *state, const UDF_ARGS *args)
+{
+  free(state->uri);
+  state->uri = NULL;
+  if (!args->args[0] || !(state->uri = malloc(args->lengths[0] ? args->lengths[0] : 1)))
+    return false;
+  memcpy(state->uri, args->args[0], args->lengths[0]);
+  state->uri_len = args->lengths[0];
+  return true;
+}
+
+/* An export's row: written as a line here while the lane is open (call.add gave a room
+ * and the URI is the same), handed over with the others once they fill the room.
+ * Otherwise (a group's first row, a new URI, a value C does not write) the lines so far
+ * go first, then the row to call.add, whose answer opens the lane again. */
+static void export_add(sqlml_call *state, UDF_ARGS *args, char *error)
+{
+  if (!state->add_lines) {
+    call_step(state->add, args, error);
+    return;
+  }
+  if (state->room && lines_same_uri(state, args) && lines_append(&state->lines, args, 2)) {
+    if (state->lines.len >= state->room) {
+      pyhost_enter();
+      lines_hand_over(state, error);
+      pyhost_leave();
+    }
+    return;
+  }
+  pyhost_enter();
+  if (lines_hand_over(state, error)) {
+    PyObject *r = call_with(state->add, args, error);
+    state->room = r && lines_keep_uri(state, args) ? lines_room(r) : 0;
+    Py_XDECREF(r);
+  }
+  pyhost_leave();
+}
+
+/* The group's result: its last lines first. The lane closes: a row after the result
+ * (MariaDB's window use) goes to call.add, which refuses it. */
+static char *export_result(UDF_INIT *initid, char *result, unsigned long *length, char *is_null, char *error)
+{
+  sqlml_call *state = (sqlml_call *)initid->ptr;
+  if (state->add_lines) {
+    pyhost_enter();
+    bool handed = lines_hand_over(state, error);
+    pyhost_leave();
+    state->room = 0;
+    if (!handed) {
+      *is_null = 1;
+      return NULL;
+    }
+  }
+  return call_string(initid, NULL, result, length, is_null, error);
+}
 
 /* Training-data export: sqlml_export_s3(uri, options, col1, col2, ...) over a query
  * writes its rows to S3 (python/sqlml/export.py) and returns what it wrote, as JSON. */

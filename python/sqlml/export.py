@@ -7,14 +7,20 @@ aggregate over the query:
     SELECT sqlml_export_s3('s3://bucket/prefix', 'FORMAT CSV HEADER', id, review AS text, label)
     FROM (SELECT ...) q;
 
-The C shim calls clear() at each group's start, add(uri, options, *values) per row, the
-object itself for the group's result (a JSON summary of what was written) and close()
-when the statement ends, with or without a result. Rows stream into a buffer that is
+The C shim calls clear() at each group's start, the object itself for the group's result
+(a JSON summary of what was written) and close() when the statement ends, with or
+without a result. Rows come two ways: add(uri, options, *values) takes one row and
+answers how many bytes of lines the shim may gather before handing them over; the shim
+then writes the rows that follow as lines itself (native/lines.c, the same bytes as
+csv_row/text_row below) and hands them over with add_lines(uri, lines, rows) once they
+fill that room, whose answer is the next room. A group's first row, a row whose URI
+differs and a row the shim cannot write (a value that is not UTF-8) come through add,
+so the row numbers of errors stay exact. Rows stream into a buffer that is
 sent as one multipart-upload part whenever it reaches `export_part_mb` (at most
 PARTS_IN_FLIGHT parts travel at once, on engine worker threads); a file is finished
 and the next one (`prefix.part_00001`, ...) started once it reaches `export_file_mb`.
 So memory stays near (PARTS_IN_FLIGHT + 2) x export_part_mb whatever the row count
-(the buffer, the part being handed over, the parts in flight).
+(the shim's lines, the part being handed over, the parts in flight).
 A failure, or a statement that ends without a result (KILL QUERY, an error
 elsewhere), aborts the upload in progress and deletes the files this export already
 finished: a failed export leaves no object behind.
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import enum
 import json
 import re
 import sys
@@ -160,6 +167,12 @@ def text_row(values) -> bytes:
 ROW_FORMATS: dict[str, Callable] = {"CSV": csv_row, "TEXT": text_row}
 
 
+class LineFormat(enum.IntEnum):
+    """The format the shim writes rows in; mirrors enum lines_format in native/lines.h."""
+    CSV = 0
+    TEXT = 1
+
+
 def _bad_value(names: tuple[str, ...], values, row: int) -> NotRepresentable:
     for i, v in enumerate(values):
         if v is not None and not v.isascii():
@@ -173,6 +186,31 @@ def _bad_value(names: tuple[str, ...], values, row: int) -> NotRepresentable:
 
 
 # ---- one export (one group) ------------------------------------------------------
+
+
+class _Pending:
+    """Bytes waiting to become a part: the chunks as they came, joined only when sent.
+
+    A chunk of lines from the shim is usually a whole part by itself, and is then sent
+    as it is, without a copy."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iadd__(self, data: bytes) -> "_Pending":
+        if data:
+            self.chunks.append(data)
+            self.size += len(data)
+        return self
+
+    def take(self) -> bytes:
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks, self.size = [], 0
+        return body
 
 
 @dataclass
@@ -210,7 +248,7 @@ class Export:
         self.wait_s = 2 * settings.timeout_s + 5
         self.bucket = s3.Bucket(engine.clients.get("s3"), loc, settings.max_attempts, settings.timeout_s)
         self.rows = 0
-        self.buffer = bytearray()
+        self.buffer = _Pending()
         self.files: list[_File] = []
         self.file: _File | None = None
         self.sent = 0  # bytes of the current file already handed to parts
@@ -261,11 +299,26 @@ class Export:
             raise _bad_value(self.names, values, self.rows + 1) from None
         if self.file is None:
             self._open_file()
-        buffer = self.buffer
-        buffer += line
+        self.buffer += line
         self.rows += 1
-        if len(buffer) >= self.flush_at:
+        if len(self.buffer) >= self.flush_at:
             self._flush()
+
+    def add_lines(self, lines: bytes, rows: int) -> None:
+        """Rows the shim wrote as lines, handed over once they filled room()."""
+        if self.file is None:
+            self._open_file()
+        self.buffer += lines
+        self.rows += rows
+        if len(self.buffer) >= self.flush_at:
+            self._flush()
+
+    def room(self) -> int:
+        """Bytes of lines the shim may gather before handing them over: what brings the
+        buffer to its next flush, so parts and files end on the same rows as row by row."""
+        if self.file is None:  # the next row opens a file, starting with the header
+            return max(1, min(self.part_bytes, self.file_bytes) - len(self.header))
+        return max(1, self.flush_at - len(self.buffer))
 
     def _open_file(self) -> None:
         self.file = _File(self.loc.prefix + PART_SUFFIX.format(len(self.files)), self.rows)
@@ -289,7 +342,7 @@ class Export:
             f.upload_id = self._run(self.bucket.start_upload, f.key, self.content_type)
         while len(self.in_flight) >= PARTS_IN_FLIGHT:
             f.parts.append(self._wait(self.in_flight.popleft()))
-        body, self.buffer = bytes(self.buffer), bytearray()
+        body = self.buffer.take()
         self.sent += len(body)
         number = len(f.parts) + len(self.in_flight) + 1
         self.in_flight.append(self.engine.dispatcher.spawn(self.bucket.upload_part, f.key, f.upload_id, number, body))
@@ -299,7 +352,7 @@ class Export:
         f.rows = self.rows - f.first_row
         f.bytes = self.sent + len(self.buffer)
         if f.upload_id is None:
-            body, self.buffer = bytes(self.buffer), bytearray()
+            body = self.buffer.take()
             f.committing = True
             self._run(self.bucket.put, f.key, body, self.content_type)
         else:
@@ -349,7 +402,7 @@ class Export:
             except Exception:  # the part's own failure is what is being cleaned up
                 pass
         self.in_flight.clear()
-        self.buffer = bytearray()
+        self.buffer = _Pending()
         for f in self.files:
             try:
                 if f.upload_id is not None:
@@ -388,6 +441,7 @@ class ExportAggregate:
         self.const_loc = s3.parse_uri(uri, FUNCTION) if uri is not None else None
         self.options = options
         self.names = names
+        self.line_format = LineFormat[options.format]  # read by the shim at init (native/lines.h)
         self.export: Export | None = None
         self.result: bytes | None = None
         self.failed = False
@@ -424,19 +478,38 @@ class ExportAggregate:
         self.written.add(loc)
         return Export(self.engine, loc, self.options, self.names)
 
-    def add(self, uri, _options, *values) -> None:
+    def _export_for(self, uri: bytes | None) -> Export | None:
+        """The group's export, started by its first row; None once the statement failed."""
+        if self.export is not None and self.const_loc is not None:
+            return self.export  # the common case: one URI for the statement
+        if self.failed:
+            return None  # the statement already has its error
+        if self.export is None:
+            self.export = self._start(uri)
+        elif self.const_loc is None and uri != self.export.loc.uri().encode():
+            raise ArgumentError(f"{FUNCTION}: the S3 URI changed within group {self.groups} "
+                                f"(from {self.export.loc.uri()!r}); it must be the same for every row of a group")
+        return self.export
+
+    def add(self, uri, _options, *values) -> int:
+        """One row. Returns the room for the shim's lines (Export.room), 0 to keep rows coming here."""
         try:
-            if self.export is not None and self.const_loc is not None:
-                self.export.add(values)  # the common case: one URI for the statement
-                return
-            if self.failed:
-                return  # the statement already has its error
-            if self.export is None:
-                self.export = self._start(uri)
-            elif self.const_loc is None and uri != self.export.loc.uri().encode():
-                raise ArgumentError(f"{FUNCTION}: the S3 URI changed within group {self.groups} "
-                                    f"(from {self.export.loc.uri()!r}); it must be the same for every row of a group")
-            self.export.add(values)
+            export = self._export_for(uri)
+            if export is None:
+                return 0
+            export.add(values)
+            return export.room()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def add_lines(self, uri, lines: bytes, rows: int) -> int:
+        """`rows` rows the shim wrote as lines, all with this URI. Returns the next room."""
+        try:
+            export = self._export_for(uri)
+            if export is None:
+                return 0
+            export.add_lines(lines, rows)
+            return export.room()
         except BaseException as exc:
             self._fail(exc)
 
