@@ -51,13 +51,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import access
 from .engine.dispatch import wait_for
 from .errors import ArgumentError, ServiceTimeout, SqlmlError
 from .services import s3
-from .types import KIND_STRING
+from .types import KIND_STRING, NOT_FIXED_DEC
 
 FUNCTION = "sqlml_export_s3"
+SUMMARY_MAX_LENGTH = 65535  # the JSON summary names each file; a TEXT column's size
 PARTS_IN_FLIGHT = 2
 MIB = 1024 * 1024
 MAX_PARTS_PER_FILE = 10_000  # S3's limit on parts in one multipart upload
@@ -558,11 +558,8 @@ def prepare(engine, name: str, kind: int, types: tuple, consts: tuple, names: tu
         raise ArgumentError(f"{name}: 1st argument must be an S3 URI string ('s3://bucket/prefix')")
     column_names = tuple(
         (_utf8(n, "column name") if n is not None else f"column{i + 1}") for i, n in enumerate(names[2:]))
-    refused = access.refusal(name, "s3")  # only holders of AWS_SELECT_S3_ACCESS may export
-    if refused is not None:
-        engine.counters.add("access_denied_cnt")
-        return access.Refused(refused), 65535, 31, (KIND_STRING,) * len(types)
+    # Who may export (AWS_SELECT_S3_ACCESS) is checked by functions.prepare, as for every function.
     engine.clients.get("s3")  # built now, at statement start, not on the first row
     aggregate = ExportAggregate(engine, _utf8(uri, "S3 URI") if uri is not None else None, opts, column_names)
     # Every value crosses as the server's text for it (numbers, dates, decimals as SELECT shows them).
-    return aggregate, 65535, 31, (KIND_STRING,) * len(types)
+    return aggregate, SUMMARY_MAX_LENGTH, NOT_FIXED_DEC, (KIND_STRING,) * len(types)

@@ -17,15 +17,16 @@ from ... import __version__, access, export, server, support
 from ...errors import ArgumentError
 from .. import Engine
 from .admin import prepare_cache_clear, prepare_echo, prepare_status, prepare_version, version_text
-from .common import DECIMAL, INT, KIND_NAMES, REAL, STRING, Prepared
+from .common import DECIMAL, INT, KIND_NAMES, NOT_FIXED_DEC, REAL, STRING, Prepared
 from .comprehend import prepare_confidence, prepare_sentiment
 from .sagemaker import prepare_sagemaker
 from .warmups import WarmAggregate, prepare_warm_comprehend, prepare_warm_sagemaker
 
-__all__ = ["NAMED_REGISTRY", "REGISTRY", "WarmAggregate", "prepare", "version_text"]
+__all__ = ["REGISTRY", "WarmAggregate", "prepare", "version_text"]
 
 
-# Which role each function needs (access.py); None: anyone may call it.
+# Each SQL function: its return kind, its prepare, and the roles that may call it
+# (access.py; ADMIN: administrators; none: anyone).
 REGISTRY: dict[str, tuple[int, Callable[..., Prepared], tuple[str, ...]]] = {
     "aws_comprehend_detect_sentiment": (STRING, prepare_sentiment, ("comprehend",)),
     "aws_comprehend_detect_sentiment_confidence": (REAL, prepare_confidence, ("comprehend",)),
@@ -39,25 +40,18 @@ REGISTRY: dict[str, tuple[int, Callable[..., Prepared], tuple[str, ...]]] = {
     "sqlml_warm_comprehend": (INT, prepare_warm_comprehend, ("comprehend",)),
     "sqlml_warm_sagemaker": (INT, prepare_warm_sagemaker, ("sagemaker",)),
     "sqlml_cache_clear": (INT, prepare_cache_clear, (access.ADMIN,)),
+    export.FUNCTION: (STRING, export.prepare, ("s3",)),
 }
-
-
-# Functions that also need each argument's name as written in the query.
-NAMED_REGISTRY: dict[str, tuple[int, Callable[..., Prepared]]] = {
-    export.FUNCTION: (STRING, export.prepare),
-}
+# Functions whose prepare also takes each argument's name as written in the query.
+NEEDS_NAMES = frozenset({export.FUNCTION})
+# Functions that ask an ML service: refused under statement-based binary logging.
+ML_SERVICES = frozenset({"comprehend", "sagemaker"})
 
 
 def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, names: tuple = ()) -> Prepared:
     abi_problem = server.abi_problem()
     if abi_problem is not None and name != "sqlml_version":  # fail closed; the version says why
         raise ArgumentError(support.abi_refusal(name, abi_problem))
-    if name in NAMED_REGISTRY:
-        expected_kind, factory = NAMED_REGISTRY[name]
-        if expected_kind != kind:
-            raise ArgumentError(f"{name}: library and engine disagree on its return type; reinstall sqlml")
-        engine.maybe_reload()
-        return factory(engine, name, kind, types, consts, names)
     entry = REGISTRY.get(name)
     if entry is None:
         raise ArgumentError(f"{name}: not a function of this sqlml engine ({__version__}); reinstall sqlml")
@@ -68,13 +62,17 @@ def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, n
             f"{KIND_NAMES[expected_kind]}); reinstall sqlml"
         )
     engine.maybe_reload()
-    prepared = factory(engine, name, kind, types, consts)
     if services:
+        # Who may make the call, before anything else is looked at or built: a refused
+        # call gets a callable that raises on its first row (MariaDB would cut an init
+        # message to 80 characters), its arguments as they are, and no memo lane.
         error = access.refusal(name, *services)
         if error is not None:
             engine.counters.add("access_denied_cnt")
-        elif services != (access.ADMIN,):  # it calls a service: replicas would answer differently
+        elif ML_SERVICES.intersection(services):  # replicas would answer differently
             error = access.binlog_refusal(name)
-        if error is not None:  # and no memo lane: every row meets the refusal
-            return (access.Refused(error),) + tuple(prepared[1:4])
-    return prepared
+        if error is not None:
+            return access.Refused(error), 0, NOT_FIXED_DEC, tuple(types)
+    if name in NEEDS_NAMES:
+        return factory(engine, name, kind, types, consts, names)
+    return factory(engine, name, kind, types, consts)

@@ -9,7 +9,9 @@ import platform
 from ... import __version__, access, server, support
 from ...errors import ArgumentError
 from ..tally import flush_all
-from .common import INT
+from .common import INT, NOT_FIXED_DEC
+
+STATUS_MAX_LENGTH = 65535  # the JSON grows with the endpoints used; a TEXT column's size
 
 
 def prepare_cache_clear(engine, name, kind, types, consts):
@@ -30,7 +32,7 @@ def prepare_version(engine, name, kind, types, consts):
     if types:
         raise ArgumentError(f"{name}: takes no arguments")
     text = version_text().encode()
-    return (lambda: text), len(text), 31, ()
+    return (lambda: text), len(text), NOT_FIXED_DEC, ()
 
 
 def prepare_status(engine, name, kind, types, consts):
@@ -55,7 +57,7 @@ def prepare_status(engine, name, kind, types, consts):
                                f"{access.admin_privileges_text()}")
         return json.dumps(snap, sort_keys=True).encode()
 
-    return row, 65535, 31, ()
+    return row, STATUS_MAX_LENGTH, NOT_FIXED_DEC, ()
 
 
 def _echo(value):

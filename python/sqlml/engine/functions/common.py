@@ -17,6 +17,8 @@ KIND_NAMES = {STRING: "STRING", REAL: "REAL", INT: "INTEGER", DECIMAL: "DECIMAL"
 ORDINALS = ("1st", "2nd", "3rd") + tuple(f"{i}th" for i in range(4, 300))
 DEFAULT_COMPREHEND_BATCH = 25
 
+NOT_FIXED_DEC = sqltypes.NOT_FIXED_DEC
+
 # (callable, max_length, decimals, argument types the server should coerce to[, memo spec])
 Prepared = tuple  # (Callable, int, int, tuple[int, ...]) or that plus (tuple | None)
 
