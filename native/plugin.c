@@ -21,8 +21,9 @@
  * stored here, and read by the engine at statement start when their generation moved.
  */
 #define _GNU_SOURCE
-#include "plugin.h"
+#include "counters.h"
 #include "plugin_abi.h"
+#include "filter.h"
 #include "pyhost.h"
 #include "rewrite.h"
 #include "server_api.h"
@@ -34,50 +35,18 @@
 
 #define SQLML_EXPORT __attribute__((visibility("default")))
 
-/* ---- counters ------------------------------------------------------------------------- */
-
-static const char *const counter_names[SQLML_COUNTER_COUNT] = {
-#define X(id, name) [id] = name,
-    SQLML_COUNTERS(X)
-#undef X
-};
-
-static long counters[SQLML_COUNTER_COUNT];
-
-void plugin_count(int i, long n)
-{
-  if (i >= 0 && i < SQLML_COUNTER_COUNT)
-    __atomic_fetch_add(&counters[i], n, __ATOMIC_RELAXED);
-}
-
-void plugin_count_max(int i, long v)
-{
-  if (i < 0 || i >= SQLML_COUNTER_COUNT)
-    return;
-  long seen = __atomic_load_n(&counters[i], __ATOMIC_RELAXED);
-  while (v > seen &&
-         !__atomic_compare_exchange_n(&counters[i], &seen, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-    ;
-}
-
-long plugin_counter(int i)
-{
-  return i >= 0 && i < SQLML_COUNTER_COUNT ? __atomic_load_n(&counters[i], __ATOMIC_RELAXED) : 0;
-}
-
-const char *plugin_counter_name(int i)
-{
-  return i >= 0 && i < SQLML_COUNTER_COUNT ? counter_names[i] : NULL;
-}
+/* ---- status variables: the counters (counters.h) ------------------------------------- */
 
 static struct maria_show_var maria_status[SQLML_COUNTER_COUNT + 1] = {
-#define X(id, name) [id] = {name, &counters[id], MARIA_SHOW_ULONG},
+#define X(id, name) [SQLML_COUNTER_##id] = {name, &sqlml_counter_values[SQLML_COUNTER_##id], MARIA_SHOW_ULONG},
     SQLML_COUNTERS(X)
 #undef X
 };
 
 static struct mysql_show_var mysql_status[SQLML_COUNTER_COUNT + 1] = {
-#define X(id, name) [id] = {name, (char *)&counters[id], MYSQL_SHOW_LONG, MYSQL_SHOW_SCOPE_GLOBAL},
+#define X(id, name)                                                                                \
+  [SQLML_COUNTER_##id] = {name, (char *)&sqlml_counter_values[SQLML_COUNTER_##id], MYSQL_SHOW_LONG,          \
+                          MYSQL_SHOW_SCOPE_GLOBAL},
     SQLML_COUNTERS(X)
 #undef X
 };
@@ -90,6 +59,7 @@ static int plugins_ready; /* bits: 1 sqlml, 2 aws, 4 aurora_ml; guarded by setti
 
 static int check_setting(void *thd, struct sys_var_header *var, void *save, struct st_mysql_value *value);
 static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr, const void *save);
+static void tell_below(void);
 
 /* No PLUGIN_VAR_MEMALLOC: the servers disagree on who copies and frees such values
  * (MariaDB in its default update function, MySQL around any update function), so
@@ -332,11 +302,12 @@ static void update_setting(void *thd, struct sys_var_header *var, void *var_ptr,
   if (s)
     s->is_set = differs_from_default(s);
   settings_generation++;
+  tell_below();
   pthread_mutex_unlock(&settings_lock);
   free(old);
 }
 
-unsigned long plugin_settings_generation(void)
+static unsigned long settings_generation_now(void)
 {
   pthread_mutex_lock(&settings_lock);
   unsigned long g = plugins_ready ? settings_generation : 0;
@@ -344,7 +315,7 @@ unsigned long plugin_settings_generation(void)
   return g;
 }
 
-int plugin_settings_snapshot(struct plugin_setting *out, int max, unsigned long *generation)
+static int settings_snapshot(struct pyhost_setting *out, int max, unsigned long *generation)
 {
   int n = 0;
   pthread_mutex_lock(&settings_lock);
@@ -353,7 +324,7 @@ int plugin_settings_snapshot(struct plugin_setting *out, int max, unsigned long 
     const struct setting *s = &settings[i];
     if (!(plugins_ready & s->plugin_bit))
       continue;
-    struct plugin_setting *o = &out[n++];
+    struct pyhost_setting *o = &out[n++];
     o->name = s->full_name;
     o->is_set = s->is_set;
     o->kind = (int)s->kind;
@@ -372,23 +343,23 @@ int plugin_settings_snapshot(struct plugin_setting *out, int max, unsigned long 
   return n;
 }
 
-bool plugin_rewrite_enabled(void)
+/* Tells the layers below what they act on (called with settings_lock held): the
+ * rewriter whether sqlml_rewrite is ON with the sqlml plugin installed, server_api
+ * whether the SQLML_* privileges exist. */
+static void tell_below(void)
 {
-  return __atomic_load_n(&sqlml_rewrite_value, __ATOMIC_RELAXED) && (__atomic_load_n(&plugins_ready, __ATOMIC_RELAXED) & 1);
-}
-
-bool plugin_sqlml_ready(void)
-{
-  pthread_mutex_lock(&settings_lock);
-  bool ready = plugins_ready & 1;
-  pthread_mutex_unlock(&settings_lock);
-  return ready;
+  bool sqlml_ready = plugins_ready & 1;
+  rewrite_set_enabled(sqlml_ready && sqlml_rewrite_value);
+  server_set_privileges_ready(sqlml_ready);
 }
 
 /* ---- init and deinit ------------------------------------------------------------------------ */
 
+static const struct pyhost_settings_source settings_source = {settings_generation_now, settings_snapshot};
+
 static void mark_ready(int bit, bool ready)
 {
+  pyhost_set_settings_source(&settings_source); /* the engine reads our variables from now on */
   pthread_mutex_lock(&settings_lock);
   if (ready) {
     plugins_ready |= bit;
@@ -400,6 +371,7 @@ static void mark_ready(int bit, bool ready)
   } else {
     plugins_ready &= ~bit;
   }
+  tell_below();
   settings_generation++;
   pthread_mutex_unlock(&settings_lock);
 }
@@ -426,7 +398,7 @@ static int sqlml_plugin_init(void *p)
     if (server_register_privileges() != 0)
       fprintf(stderr, "sqlml: could not register the SQLML_* dynamic privileges: the ML functions will "
                       "refuse to run\n");
-    rewrite_load_names();
+    filter_load_names();
   }
   mark_ready(1, true);
   return 0;

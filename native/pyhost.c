@@ -13,9 +13,9 @@
  */
 #define _GNU_SOURCE
 #include "pyhost.h"
+#include "counters.h"
 #include "memo.h"
-#include "plugin.h"
-#include "rewrite.h"
+#include "filter.h"
 #include "server_api.h"
 
 #include <dlfcn.h>
@@ -92,7 +92,7 @@ static PyObject *native_count(PyObject *self, PyObject *args)
   (void)self;
   if (!PyArg_ParseTuple(args, "i|l", &i, &n))
     return NULL;
-  plugin_count(i, n);
+  counter_add(i, n);
   Py_RETURN_NONE;
 }
 
@@ -144,7 +144,7 @@ static PyObject *native_count_max(PyObject *self, PyObject *args)
   (void)self;
   if (!PyArg_ParseTuple(args, "il", &i, &v))
     return NULL;
-  plugin_count_max(i, v);
+  counter_max(i, v);
   Py_RETURN_NONE;
 }
 
@@ -155,7 +155,7 @@ static PyObject *native_counters(PyObject *self, PyObject *unused)
   (void)unused;
   PyObject *out = PyTuple_New(SQLML_COUNTER_COUNT);
   for (int i = 0; out && i < SQLML_COUNTER_COUNT; i++) {
-    PyObject *item = Py_BuildValue("(sl)", plugin_counter_name(i), plugin_counter(i));
+    PyObject *item = Py_BuildValue("(sl)", counter_name(i), counter_value(i));
     if (!item) {
       Py_CLEAR(out);
       break;
@@ -208,11 +208,19 @@ static PyObject *native_binlog_format(PyObject *self, PyObject *unused)
   return PyLong_FromLong(server_binlog_format());
 }
 
+static const struct pyhost_settings_source *settings_source;
+
+void pyhost_set_settings_source(const struct pyhost_settings_source *source)
+{
+  __atomic_store_n(&settings_source, source, __ATOMIC_RELEASE);
+}
+
 static PyObject *native_settings_generation(PyObject *self, PyObject *unused)
 {
   (void)self;
   (void)unused;
-  return PyLong_FromUnsignedLong(plugin_settings_generation());
+  const struct pyhost_settings_source *source = __atomic_load_n(&settings_source, __ATOMIC_ACQUIRE);
+  return PyLong_FromUnsignedLong(source ? source->generation() : 0);
 }
 
 /* _sqlml_native.settings() -> (generation, ((name, value, is_set), ...)); generation 0
@@ -222,14 +230,15 @@ static PyObject *native_settings(PyObject *self, PyObject *unused)
   enum { MAX_SETTINGS = 64 };
   (void)self;
   (void)unused;
-  struct plugin_setting *values = PyMem_RawCalloc(MAX_SETTINGS, sizeof *values);
+  struct pyhost_setting *values = PyMem_RawCalloc(MAX_SETTINGS, sizeof *values);
   if (!values)
     return PyErr_NoMemory();
   unsigned long generation = 0;
-  int n = plugin_settings_snapshot(values, MAX_SETTINGS, &generation);
+  const struct pyhost_settings_source *source = __atomic_load_n(&settings_source, __ATOMIC_ACQUIRE);
+  int n = source ? source->snapshot(values, MAX_SETTINGS, &generation) : 0;
   PyObject *items = PyTuple_New(n);
   for (int i = 0; items && i < n; i++) {
-    const struct plugin_setting *v = &values[i];
+    const struct pyhost_setting *v = &values[i];
     PyObject *item = v->kind == 0   ? Py_BuildValue("(syO)", v->name, v->str, v->is_set ? Py_True : Py_False)
                      : v->kind == 1 ? Py_BuildValue("(sOO)", v->name, v->num ? Py_True : Py_False,
                                                     v->is_set ? Py_True : Py_False)
@@ -265,7 +274,7 @@ static PyObject *native_set_rewrite_names(PyObject *self, PyObject *arg)
     return PyErr_NoMemory();
   }
   for (Py_ssize_t i = 0; i < n; i++) {
-    /* Borrowed UTF-8 buffers: the pairs stay alive in seq until rewrite_set_names copied them. */
+    /* Borrowed UTF-8 buffers: the pairs stay alive in seq until filter_set_names copied them. */
     if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ss", &schemas[i], &names[i])) {
       PyMem_Free(schemas);
       PyMem_Free(names);
@@ -273,7 +282,7 @@ static PyObject *native_set_rewrite_names(PyObject *self, PyObject *arg)
       return NULL;
     }
   }
-  rewrite_set_names(schemas, names, (int)n);
+  filter_set_names(schemas, names, (int)n);
   PyMem_Free(schemas);
   PyMem_Free(names);
   Py_DECREF(seq);
@@ -285,7 +294,7 @@ static PyObject *native_rewrite_functions_file(PyObject *self, PyObject *unused)
   char buf[1024];
   (void)self;
   (void)unused;
-  const char *path = rewrite_functions_file(buf, sizeof buf);
+  const char *path = filter_functions_file(buf, sizeof buf);
   if (!path)
     Py_RETURN_NONE;
   return PyUnicode_DecodeFSDefault(path);

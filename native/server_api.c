@@ -4,7 +4,6 @@
  */
 #define _GNU_SOURCE
 #include "server_api.h"
-#include "plugin.h"
 #include "plugin_abi.h"
 
 #include <dlfcn.h>
@@ -292,6 +291,10 @@ int server_binlog_format(void)
   return thd && binlog_format ? binlog_format(thd) : -1;
 }
 
+static bool privileges_ready; /* the sqlml plugin is installed (plugin.c says) */
+
+void server_set_privileges_ready(bool ready) { __atomic_store_n(&privileges_ready, ready, __ATOMIC_RELAXED); }
+
 static const char *const privileges[] = {SQLML_PRIVILEGES, NULL};
 
 int server_register_privileges(void)
@@ -341,7 +344,7 @@ int server_has_grant(const char *privilege, char *why, size_t why_len)
                     : check_routine_level_acl_10(thd, "sqlml", routine, sp_handler_procedure);
     return none ? 0 : 1;
   }
-  if (!plugin_sqlml_ready()) {
+  if (!__atomic_load_n(&privileges_ready, __ATOMIC_RELAXED)) {
     snprintf(why, why_len,
              "the sqlml plugin is not installed, so the %s privilege does not exist; run install.sql "
              "(INSTALL PLUGIN sqlml SONAME 'sqlml.so')",

@@ -69,6 +69,8 @@ int server_binlog_format(void);
  * none: each maps to EXECUTE on the procedure sqlml.<name in lower case, no SQLML_>. */
 #define SQLML_PRIVILEGES "SQLML_COMPREHEND_INVOKE", "SQLML_SAGEMAKER_INVOKE", "SQLML_S3_EXPORT"
 int server_register_privileges(void);
+/* Whether the sqlml plugin, which registers them (MySQL), is installed: plugin.c says. */
+void server_set_privileges_ready(bool ready);
 
 /* Whether the caller (the current security context, roles as active) holds privilege:
  * 1 yes, 0 no, -1 cannot tell on this server (why says so). On MySQL a dynamic privilege

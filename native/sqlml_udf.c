@@ -20,8 +20,8 @@
  * call per row, and leaves the answers (call.answers()) in the memo.
  */
 #include "lines.h"
+#include "counters.h"
 #include "memo.h"
-#include "plugin.h"
 #include "pyhost.h"
 #include "server_api.h"
 #include "udf_abi.h"
@@ -147,10 +147,10 @@ static bool memo_hit(sqlml_call *state, UDF_ARGS *args, struct memo_answer *answ
 /* A row answered from the memo counts as Aurora counts a cache hit, and as a memo hit. */
 static void count_hit(void)
 {
-  plugin_count(SQLML_COUNTER_LOGICAL_REQUEST, 1);
-  plugin_count(SQLML_COUNTER_CACHE_HIT, 1);
-  plugin_count(SQLML_COUNTER_LOGICAL_RESPONSE, 1);
-  plugin_count(SQLML_COUNTER_MEMO_HIT, 1);
+  counter_add(SQLML_COUNTER_LOGICAL_REQUEST, 1);
+  counter_add(SQLML_COUNTER_CACHE_HIT, 1);
+  counter_add(SQLML_COUNTER_LOGICAL_RESPONSE, 1);
+  counter_add(SQLML_COUNTER_MEMO_HIT, 1);
 }
 
 static bool lines_init(sqlml_call *state);

@@ -79,7 +79,7 @@ def engine() -> Engine:
 def rewrite(query: str, prepared: int, db: str | None, connection: int):
     from . import rewrite as rewriter
 
-    return rewriter.rewrite(query, prepared, db, connection)
+    return rewriter.rewrite(query, prepared, db, connection, engine())
 
 
 def statement_ended(connection: int, status: int, query: str | None) -> None:

@@ -90,7 +90,10 @@ def _ddl(text: str, db: str | None, connection: int) -> Outcome:
     return Outcome(sql, True)
 
 
-def rewrite(text: str, prepared: bool = False, db: str | None = None, connection: int = 0) -> Outcome:
+def rewrite(text: str, prepared: bool = False, db: str | None = None, connection: int = 0, engine=None) -> Outcome:
+    """The statement to run instead of text (None: as written), and whether its end
+    status must be reported (registry changes). engine: the server's, for the warm-ups
+    the rewriter sends itself (INSERT ... VALUES)."""
     registry.forget(connection)
     if _DDL.match(text):
         return _ddl(text, db, connection)
@@ -116,7 +119,7 @@ def rewrite(text: str, prepared: bool = False, db: str | None = None, connection
     if m:
         registry.expect(connection, registry.Change(texts=(text,), drop_schema=_unquote(m.group(1))))
         return Outcome(None, True)
-    return Outcome(batch.rewrite(text, prepared, registry.load(), db, _may_warm))
+    return Outcome(batch.rewrite(text, prepared, registry.load(), db, _may_warm, engine))
 
 
 def _may_warm(service: str) -> bool:

@@ -263,19 +263,19 @@ def _end_of_statement(tokens) -> int:
 
 
 def rewrite(text: str, prepared: bool, functions: dict, db: str | None = None,
-            may_warm: Callable[[str], bool] = lambda service: True) -> str | None:
+            may_warm: Callable[[str], bool] = lambda service: True, engine=None) -> str | None:
     """The statement with warm-ups, or None to run it as written. functions: the registry
     ((schema, name) -> MlFunction); db: the current database; may_warm(service): whether
     the caller may run that service's warm-up (else the statement runs as written)."""
     if len(text) > MAX_ANALYSED_CHARS:
         return None
     try:
-        return _rewrite(text, prepared, Names(functions, db), may_warm)
+        return _rewrite(text, prepared, Names(functions, db), may_warm, engine)
     except (_Skip, sqlglot.errors.SqlglotError, RecursionError):
         return None
 
 
-def _rewrite(text: str, prepared: bool, names: Names, may_warm: Callable[[str], bool]) -> str | None:
+def _rewrite(text: str, prepared: bool, names: Names, may_warm: Callable[[str], bool], engine) -> str | None:
     # REPLACE is INSERT's syntax with another verb, which sqlglot does not parse: read it
     # as INSERT (same length, so every position still points into the original text).
     m = _REPLACE.match(text)
@@ -285,7 +285,7 @@ def _rewrite(text: str, prepared: bool, names: Names, may_warm: Callable[[str], 
         raise _Skip("not exactly one statement")
     tree = trees[0]
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Values):
-        return _warm_values(text, tree, names, may_warm)
+        return _warm_values(text, tree, names, may_warm, engine)
     query, kind = _top_select(tree)
     calls = [node for node in tree.find_all(exp.Anonymous) if _is_ml(node, names)]
     if not calls:
@@ -424,7 +424,7 @@ def _literal_value(node: exp.Expression, sql_type: str | None):
     return KIND_DECIMAL, node.this.encode()
 
 
-def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[str], bool]) -> str | None:
+def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[str], bool], engine) -> str | None:
     """Sends the distinct literal inputs of the VALUES rows' ML calls in batches now,
     through the warm-up functions (with their access checks), and marks the statement.
     The statement itself is unchanged: each row's call then reads its cached answer.
@@ -432,7 +432,6 @@ def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[
     Registry functions are the exception: where their rows go must be checked against
     the function's definition when the statement runs (definition_guard), so their
     warm-up is SQL inside the statement (_guarded_values_warm_up), not a send from here."""
-    from .. import bridge
     from ..engine import functions as sqlfunctions
     from ..types import KIND_INT, KIND_STRING
 
@@ -467,7 +466,8 @@ def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[
             row = [endpoint, mbs] + [_literal_value(a, None) for a in args[3:]]
         groups.setdefault((key[0], key[1], tuple(t for t, _ in row)), []).append(tuple(v for _, v in row))
     edits = [_guarded_values_warm_up(text, names.functions[key], found, names) for key, found in registered.items()]
-    engine = bridge.engine() if groups else None
+    if groups and engine is None:
+        raise _Skip("no engine to send the VALUES rows' inputs with (outside the server)")
     warmed = 0
     for (fname, _consts, types), rows in groups.items():
         consts = tuple(rows[0][i] if fname == "sqlml_warm_sagemaker" and i < 2 else None for i in range(len(types)))
