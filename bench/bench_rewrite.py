@@ -20,7 +20,7 @@ import sys
 import time
 
 from bench.common import ServerUnavailable, print_table, server_with_sqlml, thousand, write_results
-from sqlml.rewrite import batch, registry
+from sqlml.rewrite import batch_sql, registry
 from tests.fakeaws import FakeAWS
 
 OLTP = {
@@ -133,7 +133,7 @@ def run(kinds=("mysql",)) -> dict:
     functions = {fn.key: fn}
     started = time.perf_counter()
     for _ in range(200):
-        batch.rewrite(SEED, False, functions, "bench")
+        batch_sql.rewrite(SEED, False, functions, "bench")
     analysis_ms = (time.perf_counter() - started) / 200 * 1e3
     assert ml["ON"]["rows_found"] == ml["OFF"]["rows_found"]
     rows.append(["ML statement", "analysis + rewrite (Python, sqlglot)", "seed SELECT", f"{analysis_ms:.2f} ms", ""])

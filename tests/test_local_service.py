@@ -557,7 +557,7 @@ def test_hundreds_of_concurrent_keep_alive_connections(svc):
                                               ("sklearn", "sklearn", "pip install scikit-learn"),
                                               ("rcf", "krcf", "pip install 'krcf>=0.4'")])
 def test_missing_model_library_fails_only_that_endpoint_with_a_hint(monkeypatch, tmp_path, kind, module, hint):
-    from sqlml.local.server import App
+    from sqlml.local.httpd import App
 
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
     (tmp_path / "m.bin").write_bytes(b"x")

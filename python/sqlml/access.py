@@ -21,7 +21,7 @@ without the plugin installed) every call is refused, saying why.
 
 from __future__ import annotations
 
-from . import server
+from . import host
 from .errors import AccessDenied, SqlmlError, UnsafeForBinlog
 
 ROLES = {
@@ -41,20 +41,20 @@ ADMIN_PRIVILEGES = {"mysql": ("SYSTEM_VARIABLES_ADMIN", "SUPER"), "mariadb": ("S
 def is_admin() -> bool:
     """Whether the caller may see settings and per-target details; False where the server
     cannot tell (fail closed)."""
-    if not server.inside_server():
+    if not host.inside_server():
         return True
-    return any(server.has_grant(p)[0] == 1 for p in ADMIN_PRIVILEGES.get(server.flavor(), ()))
+    return any(host.has_grant(p)[0] == 1 for p in ADMIN_PRIVILEGES.get(host.flavor(), ()))
 
 
 def admin_privileges_text() -> str:
     """The privileges is_admin() accepts on this server, for messages."""
-    return " or ".join(ADMIN_PRIVILEGES.get(server.flavor(), ("SUPER",)))
+    return " or ".join(ADMIN_PRIVILEGES.get(host.flavor(), ("SUPER",)))
 
 
 def refusal(function: str, *services: str) -> SqlmlError | None:
     """None if the caller holds the role of any of `services` (ADMIN: is an
     administrator); else the error to raise."""
-    if not server.inside_server():
+    if not host.inside_server():
         return None
     if services == (ADMIN,):
         if is_admin():
@@ -66,7 +66,7 @@ def refusal(function: str, *services: str) -> SqlmlError | None:
     unknown = None
     for service in services:
         role, privilege = ROLES[service]
-        granted, why = server.has_grant(privilege)
+        granted, why = host.has_grant(privilege)
         if granted == 1:
             return None
         if granted < 0:
@@ -100,7 +100,7 @@ class Refused:
 def binlog_refusal(function: str) -> SqlmlError | None:
     """Statement-based binary logging would replay an ML call on a replica, which could
     answer differently: refuse, as Aurora does, rather than let replicas diverge."""
-    if server.binlog_format() == server.BINLOG_STATEMENT:
+    if host.binlog_format() == host.BINLOG_STATEMENT:
         return UnsafeForBinlog(
             f"{function}: refused with binlog_format=STATEMENT: ML answers are not deterministic and replicas "
             f"would diverge; SET SESSION binlog_format=ROW (or MIXED)")

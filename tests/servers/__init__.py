@@ -18,7 +18,7 @@ is a real failure. The CLI is `python -m tests.servers up|down|fetch KIND`.
 from .errors import ServerStartError, ServerUnavailable
 from .mariadb_pkg import mariadb_binaries
 from .debian_unpacked import loader_command, mariadb118_root, mysql_root
-from .server import FLAVORS, KINDS, Server, ensure_software, free_port, start_server, stop_dir
+from .dbserver import FLAVORS, KINDS, Server, ensure_software, free_port, start_server, stop_dir
 
 __all__ = [
     "FLAVORS", "KINDS", "Server", "ServerStartError", "ServerUnavailable", "ensure_software", "free_port", "loader_command",

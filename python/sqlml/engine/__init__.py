@@ -2,7 +2,7 @@
 
 One Engine per server process, built by bridge.boot(). SQL functions (functions/)
 ask it for answers by input; it answers from the cache, or sends the input in a shared
-request (coalesce.py: concurrent scalar calls), or a warm-up (batch.py) has already
+request (coalesce.py: concurrent scalar calls), or a warm-up (warmup.py) has already
 sent it in a pipelined batch. Every answer that arrives is cached under its own input,
 and every row reads its answer by its own input: a result is never bound by position.
 """
@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 
-from .. import config, server
+from .. import config, host
 from ..config import Settings
 from ..errors import ServiceError, SqlmlError
 from ..services import comprehend, sagemaker
@@ -27,7 +27,7 @@ from .dispatch import Dispatcher
 class Engine:
     def __init__(self, cnf_path: str | None, settings: Settings | None = None):
         self.cnf_path = cnf_path
-        self._variables_generation, variables = server.system_variables()
+        self._variables_generation, variables = host.system_variables()
         self.reload_error: str | None = None
         self.settings = settings or self._first_settings(variables)
         self.counters = Counters()
@@ -71,7 +71,7 @@ class Engine:
     def maybe_reload(self) -> None:
         """Re-reads the settings if sqlml.cnf or a system variable changed; called at
         statement start, cheap otherwise (a SET GLOBAL is seen at the next statement)."""
-        variables_moved = server.settings_generation() != self._variables_generation
+        variables_moved = host.settings_generation() != self._variables_generation
         if not variables_moved and self._mtime() == self._cnf_mtime:
             return  # one stat() per statement: a file edited a moment ago is seen at once
         if not self._reload_lock.acquire(blocking=variables_moved):
@@ -81,7 +81,7 @@ class Engine:
             if mtime == self._cnf_mtime and not variables_moved:
                 return
             self._cnf_mtime = mtime
-            self._variables_generation, variables = server.system_variables()
+            self._variables_generation, variables = host.system_variables()
             try:
                 settings = config.load(self.cnf_path, variables=variables)
             except (OSError, ValueError) as exc:
@@ -140,7 +140,7 @@ class Engine:
         else:
             self.counters.add("batched_row_cnt", rows)
 
-    # ---- a statement's failed targets (engine/batch.py, failure rule) -----------------
+    # ---- a statement's failed targets (engine/warmup.py, failure rule) -----------------
 
     def fail_target(self, target: tuple[str, str], error: SqlmlError, owner: object) -> None:
         """Until owner (a warm-up of the calling statement) ends, this thread's calls for

@@ -2,7 +2,7 @@
 
 Keys are ("comprehend", language, text) and ("sagemaker", endpoint, csv_line), so the
 sentiment and confidence functions on the same text share one Comprehend answer, and a
-warm-up (batch.py) that fills it makes every later read a lookup by the row's own input:
+warm-up (warmup.py) that fills it makes every later read a lookup by the row's own input:
 a result can never land on another row. Bounded by entries and by bytes (least recently
 used first out) and by age (ttl_s). ML answers are not deterministic: within ttl_s a
 repeated input returns the cached answer, not a fresh one (README: "Result cache").
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from itertools import repeat
 from operator import itemgetter
 
-from .. import server
+from .. import host
 
 MISS = object()
 # Per entry besides the payload: key tuple, entry tuple, the answer object, the
@@ -80,7 +80,7 @@ def release_memory() -> None:
     the C allocator's: the pages of its free chunks (glibc's malloc_trim, or tcmalloc's
     free spans; native/pyhost.c)."""
     gc.collect()
-    server.release_memory()
+    host.release_memory()
 
 
 class ResultCache:
@@ -97,7 +97,7 @@ class ResultCache:
             if not enabled:
                 self._items.clear()
                 self._bytes = 0
-                server.memo_invalidate()
+                host.memo_invalidate()
             self._evict()
 
     def get(self, key):
@@ -161,7 +161,7 @@ class ResultCache:
             n = len(self._items)
             self._items.clear()
             self._bytes = 0
-        server.memo_invalidate()  # and what statements running now keep in C (native/memo.h)
+        host.memo_invalidate()  # and what statements running now keep in C (native/memo.h)
         release_memory()
         return n
 

@@ -6,7 +6,7 @@ actual_response_cnt the requests really sent and answered, cache_hit_cnt the row
 answered from the cache, retry_request_cnt the requests that were retries, and
 single_request_cnt the calls evaluated without batching (one row, one request).
 
-Inside a server the totals live in sqlml.so's memory (native/plugin.h lists them) as
+Inside a server the totals live in sqlml.so's memory (native/counters.h lists them) as
 the status variables Aurora_ml_* and Sqlml_*: the engine adds to them atomically, SHOW
 GLOBAL STATUS reads them without waiting for Python, and FLUSH STATUS zeroes them.
 Outside a server (tools, unit tests) the same names live in a dict here. The
@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from .. import server
+from .. import host
 
 AURORA = (
     "logical_request_cnt",
@@ -104,13 +104,13 @@ class _NativeTotals:
             raise RuntimeError(f"sqlml.so lacks counters {sorted(missing)}: library and engine differ; reinstall")
 
     def add(self, name: str, n: int) -> None:
-        server.count(self._index[name], n)
+        host.count(self._index[name], n)
 
     def raise_to(self, name: str, value: int) -> None:
-        server.count_max(self._index[name], value)
+        host.count_max(self._index[name], value)
 
     def values(self) -> dict:
-        return {_bare(name): value for name, value in server.counters()}
+        return {_bare(name): value for name, value in host.counters()}
 
     def reset(self) -> None:
         raise RuntimeError("the status variables are reset by FLUSH STATUS")
@@ -122,7 +122,7 @@ class Counters:
     targets: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        names = tuple(name for name, _ in server.counters())
+        names = tuple(name for name, _ in host.counters())
         self._totals = _NativeTotals(names) if names else _PythonTotals()
 
     def add(self, name: str, n: int = 1) -> None:

@@ -16,7 +16,7 @@ import random
 import time
 from typing import Callable, TypeVar
 
-from .. import server
+from .. import host
 from ..config import Settings
 from ..errors import ServiceError, ServiceTimeout, SqlmlError
 from .counters import Counters
@@ -54,7 +54,7 @@ def wait_for(future: concurrent.futures.Future, timeout_s: float, where: str):
         try:
             return future.result(timeout=max(0.0, min(KILL_POLL_S, remaining)))
         except concurrent.futures.TimeoutError:
-            if server.killed():
+            if host.killed():
                 future.cancel()
                 raise QueryKilled(f"{where}: query killed while waiting for the service") from None
             if remaining <= KILL_POLL_S:

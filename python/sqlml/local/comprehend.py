@@ -5,7 +5,7 @@ texts, LanguageCode one of Comprehend's twelve) and answered with Comprehend's s
 ``wire.py`` renders the errors. The model is VADER (vaderSentiment, an offline English
 lexicon), so only ``en`` is scored: every other supported code is refused with
 UnsupportedLanguageException for the whole request, as AWS refuses a language it cannot
-handle. ``server.py`` routes ``POST /`` with ``X-Amz-Target: Comprehend_20171127.*`` here.
+handle. ``httpd.py`` routes ``POST /`` with ``X-Amz-Target: Comprehend_20171127.*`` here.
 
 Mapping VADER to Comprehend (:class:`SentimentModel`); VADER gives ``pos``, ``neg``,
 ``neu`` (shares of the text, summing to 1) and ``compound`` (-1..1):

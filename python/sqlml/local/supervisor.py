@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sqlml serve: WARNING: listening on {host}: anyone who can reach it can use the service "
               "(no credentials are checked)", file=sys.stderr)
 
-    from .server import App, listen
+    from .httpd import App, listen
 
     # Block the stop signals before any thread exists: every thread inherits the mask
     # and the main thread collects them with sigwait, so no handler runs mid-operation.
@@ -159,7 +159,7 @@ class _Supervisor:
 
     def start(self) -> None:
         if self.workers == 0:
-            from .server import HTTPServer
+            from .httpd import HTTPServer
 
             self.inline = HTTPServer(self.sock, self.app, self.idle_timeout_s, self.verbose)
             threading.Thread(target=self.inline.serve_forever, kwargs={"poll_interval": 0.5},
@@ -246,7 +246,7 @@ def _describe_status(status: int) -> str:
 
 def _worker(app, sock, lifeline_r: int, lifeline_w: int, idle_timeout_s: float, verbose: bool) -> None:
     """A worker process: serve the shared socket until SIGTERM or the supervisor's death."""
-    from .server import HTTPServer
+    from .httpd import HTTPServer
 
     os.close(lifeline_w)  # keep only the read end: EOF there means the supervisor is gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
@@ -322,7 +322,7 @@ def serve(config: str | os.PathLike | dict | ServerConfig | None = None, host: s
 
 
 def _serve_inline(cfg: ServerConfig, host: str, port: int, verbose: bool) -> LocalService:
-    from .server import App, HTTPServer, listen
+    from .httpd import App, HTTPServer, listen
 
     app = App.load(cfg)
     sock = listen(host, port)

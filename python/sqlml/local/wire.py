@@ -12,7 +12,7 @@ exception class with the same ``Error.Code`` and message fields:
 * A status-only error (``code=None``), e.g. SageMaker's 413 for an oversized payload:
   body ``{"message": ...}`` and no error type, so boto3 reports the status as the code.
 
-``comprehend.py`` and ``sagemaker.py`` raise these; ``server.py`` writes the Response.
+``comprehend.py`` and ``sagemaker.py`` raise these; ``httpd.py`` writes the Response.
 """
 
 from __future__ import annotations

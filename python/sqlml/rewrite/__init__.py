@@ -13,7 +13,7 @@ the statement's end, which the hook reports through `statement_ended`. It handle
   over the query (outfile.py);
 - statements calling sqlml functions (SELECT, INSERT/REPLACE ... SELECT, single-table
   UPDATE) -> the same statement with a warm-up that sends the distinct inputs in
-  batches first (batch.py), so every row then reads its own answer from the cache.
+  batches first (batch_sql.py), so every row then reads its own answer from the cache.
 
 Anything it does not fully understand is left exactly as written: a rewrite may cost
 speed, never a wrong answer or an error the original would not have raised. Errors
@@ -26,7 +26,7 @@ import re
 from typing import NamedTuple
 
 from .. import access, translate
-from . import batch, outfile, registry
+from . import batch_sql, outfile, registry
 
 _DDL = re.compile(r"^\s*CREATE\b.*\bALIAS\s+AWS_SAGEMAKER_INVOKE_ENDPOINT\b", re.IGNORECASE | re.DOTALL)
 _GRANT = re.compile(r"^\s*(GRANT|REVOKE)\s+INVOKE\s+(SAGEMAKER|COMPREHEND)\s+ON\s+\*\s*\.\s*\*\s+(TO|FROM)\s+(.+?)"
@@ -119,7 +119,7 @@ def rewrite(text: str, prepared: bool = False, db: str | None = None, connection
     if m:
         registry.expect(connection, registry.Change(texts=(text,), drop_schema=_unquote(m.group(1))))
         return Outcome(None, True)
-    return Outcome(batch.rewrite(text, prepared, registry.load(), db, _may_warm, engine))
+    return Outcome(batch_sql.rewrite(text, prepared, registry.load(), db, _may_warm, engine))
 
 
 def _may_warm(service: str) -> bool:

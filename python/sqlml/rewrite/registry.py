@@ -19,7 +19,7 @@ What the registry trusts, and what it refuses:
   function still works, unbatched): no name can add a line or a field to the file;
 - an entry is never trusted to say where a row goes: each warm-up the rewriter adds
   checks, when the statement runs and as its caller, that the function's current
-  definition is still exactly the body recorded here (batch.py `definition_guard`). A
+  definition is still exactly the body recorded here (batch_sql.py `definition_guard`). A
   stale entry (a function dropped and recreated some way the registry did not see)
   costs batching, never a request to another endpoint.
 """
@@ -33,7 +33,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
-from .. import server
+from .. import host
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_$]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -70,7 +70,7 @@ _cache: tuple[tuple | None, dict[tuple[str, str], MlFunction]] = (None, {})
 
 
 def path() -> str | None:
-    return server.rewrite_functions_file()
+    return host.rewrite_functions_file()
 
 
 def load() -> dict[tuple[str, str], MlFunction]:
@@ -120,7 +120,7 @@ def _save(functions: dict[tuple[str, str], MlFunction]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.writelines(lines)
     os.replace(tmp, p)
-    server.set_rewrite_names(sorted(functions))
+    host.set_rewrite_names(sorted(functions))
 
 
 # ---- changes wait for the statement's end ----------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ... import __version__, access, export, server, support
+from ... import __version__, access, export, host, support
 from ...errors import ArgumentError
 from .. import Engine
 from .admin import prepare_cache_clear, prepare_echo, prepare_status, prepare_version, version_text
@@ -49,7 +49,7 @@ ML_SERVICES = frozenset({"comprehend", "sagemaker"})
 
 
 def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, names: tuple = ()) -> Prepared:
-    abi_problem = server.abi_problem()
+    abi_problem = host.abi_problem()
     if abi_problem is not None and name != "sqlml_version":  # fail closed; the version says why
         raise ArgumentError(support.abi_refusal(name, abi_problem))
     entry = REGISTRY.get(name)

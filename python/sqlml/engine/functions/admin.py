@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import platform
 
-from ... import __version__, access, server, support
+from ... import __version__, access, host, support
 from ...errors import ArgumentError
 from ..tally import flush_all
 from .common import INT, NOT_FIXED_DEC
@@ -23,9 +23,9 @@ def prepare_cache_clear(engine, name, kind, types, consts):
 def version_text() -> str:
     import boto3
 
-    return (f"sqlml {__version__} (library {server.library_version()}, engine {__version__}, "
+    return (f"sqlml {__version__} (library {host.library_version()}, engine {__version__}, "
             f"Python {platform.python_version()}, boto3 {boto3.__version__}, "
-            f"{support.server_note(server.flavor(), server.version(), server.abi_problem())})")
+            f"{support.server_note(host.flavor(), host.version(), host.abi_problem())})")
 
 
 def prepare_version(engine, name, kind, types, consts):

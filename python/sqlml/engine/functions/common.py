@@ -3,7 +3,7 @@ values crossing to C, and the memo lane's spec (native/memo.h)."""
 
 from __future__ import annotations
 
-from ... import server
+from ... import host
 from ... import types as sqltypes
 from ...errors import ArgumentError, SqlmlError
 from .. import Engine
@@ -56,7 +56,7 @@ def apply_on_error(engine: Engine, exc: SqlmlError):
     """Applies the per-row policy to a failed row: raise, or NULL plus a warning. A
     killed statement is never a NULL."""
     if engine.settings.on_error == "null" and not isinstance(exc, QueryKilled):
-        server.warn(exc.sql_errno, exc.sql_message)
+        host.warn(exc.sql_errno, exc.sql_message)
         return None
     raise exc
 

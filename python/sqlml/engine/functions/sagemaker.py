@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from ... import server
+from ... import host
 from ... import types as sqltypes
 from ...errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ...services import sagemaker
@@ -134,7 +134,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
         except SqlmlError as exc:
             return apply_on_error(engine, exc)
         if type(value) is sqltypes.Truncated:
-            server.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
+            host.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
         return value
 
     return row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:]), spec

@@ -1,5 +1,5 @@
 """The warm-ups of the SQL-only batch path: aggregates that send a statement's distinct
-inputs in batches before its reading functions ask (engine/batch.py)."""
+inputs in batches before its reading functions ask (engine/warmup.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Callable
 from ...errors import ArgumentError, SqlmlError
 from ...services import comprehend, sagemaker
 from .. import Engine
-from ..batch import WarmUp
+from ..warmup import WarmUp
 from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, INT, REAL, STRING, Prepared, apply_on_error,
                      as_text, const_int, memo_spec, plural, sagemaker_target)
 from .sagemaker import const_endpoint, encoder, line_encoder
@@ -92,7 +92,7 @@ class WarmAggregate:
         """The group's result: the inputs sent. A failed batch has raised already under
         on_error = 'error'; under 'null' the warm-up still counts (so the README's
         `WHERE (SELECT sqlml_warm_...) >= 0` keeps every row), warns once, and each row's
-        own read decides its NULL (engine/batch.py, failure rule)."""
+        own read decides its NULL (engine/warmup.py, failure rule)."""
         sent, error = 0, None
         for session in self.sessions.values():
             sent += session.finish()

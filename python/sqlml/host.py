@@ -79,12 +79,6 @@ def is_native_function(name: str) -> bool:
     return _native.is_native_function(name) != 0 if _native is not None else False
 
 
-def killed() -> bool:
-    """Whether the calling connection got KILL QUERY (or KILL): a loop over user-sized work
-    inside one call asks this between steps and stops (False outside a server)."""
-    return bool(_native.killed()) if _native is not None else False
-
-
 # The session's binlog format as the server reports it while binary logging is on.
 BINLOG_MIXED, BINLOG_STATEMENT, BINLOG_ROW, BINLOG_OFF = 0, 1, 2, 3
 
@@ -95,7 +89,8 @@ def binlog_format() -> int:
 
 def killed() -> bool:
     """Whether the calling connection's statement was killed (KILL QUERY, KILL CONNECTION,
-    max_statement_time). False on an engine worker thread and outside a server."""
+    max_statement_time): waits and loops over user-sized work inside one call ask this
+    between steps and stop. False on an engine worker thread and outside a server."""
     return bool(_native.killed()) if _native else False
 
 

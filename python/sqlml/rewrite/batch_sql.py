@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from .. import server
+from .. import host
 
 COMPREHEND = ("aws_comprehend_detect_sentiment", "aws_comprehend_detect_sentiment_confidence")
 SAGEMAKER_PREFIX = "aws_sagemaker_invoke_endpoint_"
@@ -88,7 +88,7 @@ class Names:
         if schema is None:
             # Unqualified: the current database's function, unless the name is a native
             # function's (then the call is the server's own, as in MySQL).
-            if not self.db or (self.db, name) not in self.functions or server.is_native_function(name):
+            if not self.db or (self.db, name) not in self.functions or host.is_native_function(name):
                 return None
             schema = self.db
         return self.functions.get((schema, name))
@@ -512,7 +512,7 @@ def _first_argument_span(text: str, fn, names: Names) -> tuple[int, int]:
         if t.text.lower() != fn.name or tokens[i + 1].token_type != TokenType.L_PAREN:
             continue
         qualified = i >= 2 and tokens[i - 1].token_type == TokenType.DOT
-        if not qualified and server.is_native_function(fn.name):
+        if not qualified and host.is_native_function(fn.name):
             continue  # the server's own function of that name, not fn
         schema = tokens[i - 2].text if qualified else names.db
         if schema != fn.schema:
