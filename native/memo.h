@@ -26,14 +26,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* What a reading function takes from an answer. */
-enum memo_mode { MEMO_REAL = 0, MEMO_INT = 1, MEMO_LABEL = 2, MEMO_CONFIDENCE = 3 };
+#include "sqlml_constants.h" /* MEMO_*: what a reading function takes from an answer */
 
 struct memo_spec {
   char target[80];
   size_t target_len;
   unsigned first, count;  /* the key arguments: args[first .. first+count) */
-  int mode;               /* readers */
+  int mode;               /* readers: MEMO_* */
   long long low, high;    /* MEMO_INT: the declared type's range */
   double ttl_s;           /* the cache's TTL when the function was prepared */
   long long max_entries;  /* warm-ups: the cache's bounds also bound the memo */

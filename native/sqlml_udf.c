@@ -24,6 +24,7 @@
 #include "memo.h"
 #include "pyhost.h"
 #include "server_api.h"
+#include "sqlml_constants.h"
 #include "udf_abi.h"
 
 #include <math.h>
@@ -33,7 +34,7 @@
 
 #define SQLML_EXPORT __attribute__((visibility("default")))
 
-enum result_kind { RESULT_STRING = 0, RESULT_REAL = 1, RESULT_INT = 2, RESULT_DECIMAL = 4 };
+/* RESULT_* (the result kinds, Item_result numbering) come from sqlml_constants.h. */
 
 /* Per-statement state on initid->ptr. Owns `call` (a strong reference) and `buf`
  * (malloc'ed storage for results longer than the server's 255-byte buffer). */
@@ -155,7 +156,7 @@ static void count_hit(void)
 
 static bool lines_init(sqlml_call *state);
 
-static bool call_init(const char *name, enum result_kind kind, bool aggregate, UDF_INIT *initid,
+static bool call_init(const char *name, int kind, bool aggregate, UDF_INIT *initid,
                       UDF_ARGS *args, char *message)
 {
   if (pyhost_boot(message, SQLML_ERRMSG_SIZE) != 0)

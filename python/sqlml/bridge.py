@@ -3,7 +3,7 @@
     boot(library_path)                         once per server process
     prepare(name, kind, arg_types, constants, arg_names)
                                                once per statement (xxx_init)
-        -> (call, max_length, decimals, coerced_arg_types[, memo_spec])
+        -> crossing.Prepared(call, max_length, decimals, coerce, memo)
     call(*row_args)                            once per row (xxx), returns None,
                                                float, int or bytes, or raises SqlmlError
     check_system_variable(name, value)         SET GLOBAL sqlml_* (raises SettingError)
@@ -63,8 +63,8 @@ def prepare(name: str, kind: int, arg_types: tuple, constants: tuple, arg_names:
         if exc.sql_message.startswith(name + ": "):
             exc.sql_message = exc.sql_message[len(name) + 2:]
         raise
-    if isinstance(prepared[0], functions.WarmAggregate):
-        prepared[0].closed_at_statement_end = True  # the shim's deinit calls its close()
+    if isinstance(prepared.call, functions.WarmAggregate):
+        prepared.call.closed_at_statement_end = True  # the shim's deinit calls its close()
     return prepared
 
 

@@ -54,7 +54,7 @@ from typing import Callable
 from .engine.dispatch import wait_for
 from .errors import ArgumentError, ServiceTimeout, SqlmlError
 from .services import s3
-from .types import KIND_STRING, NOT_FIXED_DEC
+from .crossing import KIND_STRING, NOT_FIXED_DEC, Prepared
 
 FUNCTION = "sqlml_export_s3"
 SUMMARY_MAX_LENGTH = 65535  # the JSON summary names each file; a TEXT column's size
@@ -562,4 +562,4 @@ def prepare(engine, name: str, kind: int, types: tuple, consts: tuple, names: tu
     engine.clients.get("s3")  # built now, at statement start, not on the first row
     aggregate = ExportAggregate(engine, _utf8(uri, "S3 URI") if uri is not None else None, opts, column_names)
     # Every value crosses as the server's text for it (numbers, dates, decimals as SELECT shows them).
-    return aggregate, SUMMARY_MAX_LENGTH, NOT_FIXED_DEC, (KIND_STRING,) * len(types)
+    return Prepared(aggregate, SUMMARY_MAX_LENGTH, NOT_FIXED_DEC, (KIND_STRING,) * len(types))

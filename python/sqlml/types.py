@@ -18,11 +18,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from .errors import ArgumentError, ResultTypeError
 
-# The C shim's result kinds (Item_result numbering).
-KIND_STRING, KIND_REAL, KIND_INT, KIND_DECIMAL = 0, 1, 2, 4
-# The server's "decimals not fixed" (mysql_com.h NOT_FIXED_DEC): a result's decimals
-# are whatever its value has.
-NOT_FIXED_DEC = 31
+from .crossing import KIND_DECIMAL, KIND_INT, KIND_REAL, KIND_STRING  # noqa: F401 - re-exported
 
 _INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "MEDIUMINT": 24, "INT": 32, "INTEGER": 32, "BIGINT": 64}
 _REAL_NAMES = {"REAL", "DOUBLE", "DOUBLE PRECISION", "FLOAT"}

@@ -474,7 +474,7 @@ def _warm_values(text: str, tree: exp.Insert, names: Names, may_warm: Callable[[
         if fname == "sqlml_warm_comprehend":
             consts = (None, rows[0][1]) + ((rows[0][2],) if len(types) == 3 else ())
         try:
-            call = sqlfunctions.prepare(engine, fname, KIND_INT, types, consts)[0]
+            call = sqlfunctions.prepare(engine, fname, KIND_INT, types, consts).call
             call.clear()
             for row in rows:
                 call.add(*row)

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Callable
 
 from ... import __version__, access, export, host, support
+from ...crossing import Prepared
 from ...errors import ArgumentError
 from .. import Engine
 from .admin import prepare_cache_clear, prepare_echo, prepare_status, prepare_version, version_text
-from .common import DECIMAL, INT, KIND_NAMES, NOT_FIXED_DEC, REAL, STRING, Prepared
+from .common import DECIMAL, INT, KIND_NAMES, REAL, STRING
 from .comprehend import prepare_confidence, prepare_sentiment
 from .sagemaker import prepare_sagemaker
 from .warmups import WarmAggregate, prepare_warm_comprehend, prepare_warm_sagemaker
@@ -72,7 +73,7 @@ def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, n
         elif ML_SERVICES.intersection(services):  # replicas would answer differently
             error = access.binlog_refusal(name)
         if error is not None:
-            return access.Refused(error), 0, NOT_FIXED_DEC, tuple(types)
+            return Prepared(access.Refused(error), coerce=tuple(types))
     if name in NEEDS_NAMES:
         return factory(engine, name, kind, types, consts, names)
     return factory(engine, name, kind, types, consts)

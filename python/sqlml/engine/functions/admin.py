@@ -7,9 +7,10 @@ import json
 import platform
 
 from ... import __version__, access, host, support
+from ...crossing import NOT_FIXED_DEC, Prepared
 from ...errors import ArgumentError
 from ..tally import flush_all
-from .common import INT, NOT_FIXED_DEC
+from .common import INT
 
 STATUS_MAX_LENGTH = 65535  # the JSON grows with the endpoints used; a TEXT column's size
 
@@ -17,7 +18,7 @@ STATUS_MAX_LENGTH = 65535  # the JSON grows with the endpoints used; a TEXT colu
 def prepare_cache_clear(engine, name, kind, types, consts):
     if types:
         raise ArgumentError(f"{name}: takes no arguments")
-    return engine.cache.clear, 0, 0, ()
+    return Prepared(engine.cache.clear, 0, 0)
 
 
 def version_text() -> str:
@@ -32,7 +33,7 @@ def prepare_version(engine, name, kind, types, consts):
     if types:
         raise ArgumentError(f"{name}: takes no arguments")
     text = version_text().encode()
-    return (lambda: text), len(text), NOT_FIXED_DEC, ()
+    return Prepared(lambda: text, len(text), NOT_FIXED_DEC)
 
 
 def prepare_status(engine, name, kind, types, consts):
@@ -57,7 +58,7 @@ def prepare_status(engine, name, kind, types, consts):
                                f"{access.admin_privileges_text()}")
         return json.dumps(snap, sort_keys=True).encode()
 
-    return row, STATUS_MAX_LENGTH, NOT_FIXED_DEC, ()
+    return Prepared(row, STATUS_MAX_LENGTH, NOT_FIXED_DEC)
 
 
 def _echo(value):
@@ -67,4 +68,4 @@ def _echo(value):
 def prepare_echo(engine, name, kind, types, consts):
     if len(types) != 1:
         raise ArgumentError(f"{name}: takes exactly 1 argument")
-    return _echo, 0, 0, (INT,)
+    return Prepared(_echo, 0, 0, (INT,))

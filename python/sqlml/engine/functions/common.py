@@ -4,6 +4,7 @@ values crossing to C, and the memo lane's spec (native/memo.h)."""
 from __future__ import annotations
 
 from ... import host
+from ...crossing import MEMO_REAL, MemoSpec
 from ... import types as sqltypes
 from ...errors import ArgumentError, SqlmlError
 from .. import Engine
@@ -17,10 +18,6 @@ KIND_NAMES = {STRING: "STRING", REAL: "REAL", INT: "INTEGER", DECIMAL: "DECIMAL"
 ORDINALS = ("1st", "2nd", "3rd") + tuple(f"{i}th" for i in range(4, 300))
 DEFAULT_COMPREHEND_BATCH = 25
 
-NOT_FIXED_DEC = sqltypes.NOT_FIXED_DEC
-
-# (callable, max_length, decimals, argument types the server should coerce to[, memo spec])
-Prepared = tuple  # (Callable, int, int, tuple[int, ...]) or that plus (tuple | None)
 
 
 def plural(n: int, word: str) -> str:
@@ -63,12 +60,11 @@ def apply_on_error(engine: Engine, exc: SqlmlError):
 
 # ---- the memo lane (native/memo.h) ---------------------------------------------------
 #
-# A fifth element of Prepared: the reading functions and warm-ups of the batch path
-# name their target and key arguments, so that C can keep a statement's answers by
-# the rows' own argument bytes and answer reads without a crossing. None where the
-# cache is off (the memo is the cache's answers, seen from C).
+# Prepared.memo: the reading functions and warm-ups of the batch path name their target
+# and key arguments, so that C can keep a statement's answers by the rows' own argument
+# bytes and answer reads without a crossing. None where the cache is off (the memo is
+# the cache's answers, seen from C).
 
-MEMO_REAL, MEMO_INT, MEMO_LABEL, MEMO_CONFIDENCE = 0, 1, 2, 3
 COMPREHEND_TARGET = b"comprehend"
 
 
@@ -77,9 +73,9 @@ def sagemaker_target(endpoint: str) -> bytes:
 
 
 def memo_spec(engine: Engine, target: bytes, first: int, count: int, mode: int = MEMO_REAL,
-               bounds: tuple[int, int] = (0, 0), csv_lines: bool = False) -> tuple | None:
+               bounds: tuple[int, int] = (0, 0), csv_lines: bool = False) -> MemoSpec | None:
     s = engine.settings
     if not s.cache_enabled:
         return None
-    return (target, first, count, mode, bounds[0], bounds[1], float(s.cache_ttl_s), s.cache_max_entries,
-            s.cache_max_mb * 1024 * 1024, csv_lines)
+    return MemoSpec(target, first, count, mode, bounds[0], bounds[1], float(s.cache_ttl_s), s.cache_max_entries,
+                    s.cache_max_mb * 1024 * 1024, csv_lines)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 
+from ...crossing import MEMO_CONFIDENCE, MEMO_LABEL, NOT_FIXED_DEC, Prepared
 from ...errors import ArgumentError, SqlmlError
 from ...services import comprehend
 from .. import Engine
 from ..cache import MISS
 from ..tally import Tally
-from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, FLUSH_MASK, INT, MEMO_CONFIDENCE, MEMO_LABEL,
-                     NOT_FIXED_DEC, STRING, Prepared, apply_on_error, as_text, const_int, memo_spec, plural)
+from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, FLUSH_MASK, INT, STRING, apply_on_error, as_text,
+                     const_int, memo_spec, plural)
 
 
 def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, want: str) -> Prepared:
@@ -51,7 +52,7 @@ def _prepare_sentiment(engine: Engine, name: str, kind: int, types: tuple, const
 
     coerce = (STRING, STRING, INT)[:n]
     spec = memo_spec(engine, COMPREHEND_TARGET, 0, 2, MEMO_LABEL if want == "label" else MEMO_CONFIDENCE)
-    return row, (8 if kind == STRING else 0), NOT_FIXED_DEC, coerce, spec
+    return Prepared(row, 8 if kind == STRING else 0, NOT_FIXED_DEC, coerce, spec)
 
 
 def prepare_sentiment(engine, name, kind, types, consts):

@@ -8,14 +8,15 @@ from typing import Callable
 
 from ... import host
 from ... import types as sqltypes
+from ...crossing import MEMO_INT, MEMO_REAL, Prepared
 from ...errors import ArgumentError, SqlmlError, WARN_DATA_TRUNCATED
 from ...services import sagemaker
 from ...services.codecs import csv_field
 from .. import Engine
 from ..cache import MISS
 from ..tally import Tally
-from .common import (DECIMAL, FLUSH_MASK, INT, MEMO_INT, MEMO_REAL, ORDINALS, REAL, STRING, Prepared,
-                     apply_on_error, as_text, const_int, memo_spec, sagemaker_target)
+from .common import (DECIMAL, FLUSH_MASK, INT, ORDINALS, REAL, STRING, apply_on_error, as_text, const_int, memo_spec,
+                     sagemaker_target)
 
 
 # Numbers are written canonically (76, 76.0 and 76.00 all as "76"; 1.50 as "1.5"), so a
@@ -124,7 +125,7 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
             except SqlmlError as exc:
                 return apply_on_error(engine, exc)
 
-        return row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3]), spec
+        return Prepared(row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3]), spec)
 
     def row(_endpoint, _type, _batch, *features):
         if None in features:
@@ -137,4 +138,4 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
             host.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
         return value
 
-    return row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:]), spec
+    return Prepared(row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:]), spec)

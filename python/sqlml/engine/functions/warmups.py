@@ -6,12 +6,13 @@ from __future__ import annotations
 from itertools import compress
 from typing import Callable
 
+from ...crossing import Prepared
 from ...errors import ArgumentError, SqlmlError
 from ...services import comprehend, sagemaker
 from .. import Engine
 from ..warmup import WarmUp
-from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, INT, REAL, STRING, Prepared, apply_on_error,
-                     as_text, const_int, memo_spec, plural, sagemaker_target)
+from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, INT, REAL, STRING, apply_on_error, as_text,
+                     const_int, memo_spec, plural, sagemaker_target)
 from .sagemaker import const_endpoint, encoder, line_encoder
 
 
@@ -181,7 +182,7 @@ def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, 
         agg.add_keys(keys, lambda code, texts: agg.lane(code, make(code)).add_many(texts))
 
     agg.add, agg.add_rows = add, add_rows
-    return agg, 0, 0, (STRING, STRING, INT)[:n], memo_spec(engine, COMPREHEND_TARGET, 0, 2)
+    return Prepared(agg, 0, 0, (STRING, STRING, INT)[:n], memo_spec(engine, COMPREHEND_TARGET, 0, 2))
 
 
 def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
@@ -244,4 +245,4 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
     agg.add = add1 if len(types) == 3 else add
     agg.add_rows = add_rows
     spec = memo_spec(engine, sagemaker_target(endpoint), 2, n - 2, csv_lines=numeric)
-    return agg, 0, 0, (STRING, INT) + tuple(types[2:]), spec
+    return Prepared(agg, 0, 0, (STRING, INT) + tuple(types[2:]), spec)
