@@ -37,6 +37,7 @@ APP_LATENCIES = (0, 20)
 APP_REPEATS = 2
 BATCH_INSERT = ("INSERT INTO scores_sql (n, score) SELECT n, aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
                 "10000, v) FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', 10000, v) FROM series) >= 0")
+COPY_INSERT = "INSERT INTO scores_copy (n, score) SELECT n, v FROM series"
 
 
 def start_fake(tmp: Path):
@@ -106,20 +107,24 @@ def app_side_vs_batch(cur, server, fake, fake_pid: int, url: str, rows: int) -> 
     client = app_side.sagemaker_client(url)
     out = {"rows": rows, "batch_rows": app_side.BATCH, "threads": app_side.THREADS, "repeats": APP_REPEATS,
            "batch_statement": BATCH_INSERT}
+    # The last shape is no ML at all: the same rows written by the server alone, the part
+    # of the batch path's time that is the INSERT rather than the service.
+    shapes = {"batch path (INSERT ... SELECT)": "scores_sql",
+              **{f"app-side {s}": "scores_app" for s in app_side.SHAPES},
+              "reference: INSERT ... SELECT n, v, no ML": "scores_copy"}
     for latency in APP_LATENCIES:
         fake.configure(latency_ms=latency)
         best: dict[str, dict] = {}
         for _ in range(APP_REPEATS):
-            for shape in ("batch path (INSERT ... SELECT)", *(f"app-side {s}" for s in app_side.SHAPES)):
-                table = "scores_sql" if shape.startswith("batch") else "scores_app"
+            for shape, table in shapes.items():
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
                 cur.execute(f"CREATE TABLE {table} (n INT PRIMARY KEY, score DOUBLE)")
                 cur.execute("SELECT sqlml_cache_clear()")
                 fake.clear_stats()
                 server_cpu, fake_cpu = cpu_s(server.pid), cpu_s(fake_pid)
-                if table == "scores_sql":
+                if table != "scores_app":
                     started = time.perf_counter()
-                    cur.execute(BATCH_INSERT)
+                    cur.execute(BATCH_INSERT if table == "scores_sql" else COPY_INSERT)
                     t, app_cpu, n = time.perf_counter() - started, 0.0, cur.rowcount
                 else:
                     run_ = app_side.SHAPES[shape.split()[-1]](connect, client, "sum-b", "SELECT n, v FROM series",
