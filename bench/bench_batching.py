@@ -6,7 +6,9 @@ server-CPU microseconds per row, and the ratio of rows/s to the scalar path's me
 in the same run. The scalar path runs on fewer rows (one request per row would take
 minutes); rates are comparable. Also: the 20 ms latency target (0 ms and 20 ms batch
 runs alternated), Comprehend over 100,000 texts, peak RSS growth over 1,000,000 rows,
-and the load average around the run (the machine may be shared: wall figures move
+the batch path writing 1,000,000 answers into a table against the application-side
+baseline doing the same from a client (bench/app_side.py; both tables compared row by
+row), and the load average around the run (the machine may be shared: wall figures move
 with the load, server CPU per row much less).
 """
 
