@@ -6,7 +6,9 @@ server-CPU microseconds per row, and the ratio of rows/s to the scalar path's me
 in the same run. The scalar path runs on fewer rows (one request per row would take
 minutes); rates are comparable. Also: the 20 ms latency target (0 ms and 20 ms batch
 runs alternated), Comprehend over 100,000 texts, peak RSS growth over 1,000,000 rows,
-and the load average around the run (the machine may be shared: wall figures move
+the batch path writing 1,000,000 answers into a table against the application-side
+baseline doing the same from a client (bench/app_side.py; both tables compared row by
+row), and the load average around the run (the machine may be shared: wall figures move
 with the load, server CPU per row much less).
 """
 
@@ -21,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import app_side
 from bench.common import ROOT, print_table, server_with_sqlml, thousand, write_results
 from tests.fakeaws import FakeAWSControl
 
@@ -31,6 +34,12 @@ CONNECTIONS = 16
 CALLS_PER_CONNECTION = 100
 LATENCY_TARGET_ROWS = 200_000
 LATENCY_TARGET_REPEATS = 3
+APP_ROWS = 1_000_000
+APP_LATENCIES = (0, 20)
+APP_REPEATS = 2
+BATCH_INSERT = ("INSERT INTO scores_sql (n, score) SELECT n, aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
+                "10000, v) FROM series WHERE (SELECT sqlml_warm_sagemaker('sum-b', 10000, v) FROM series) >= 0")
+COPY_INSERT = "INSERT INTO scores_copy (n, score) SELECT n, v FROM series"
 
 
 def start_fake(tmp: Path):
@@ -88,6 +97,81 @@ def scalar_calls(job) -> None:
 def rss_kb(server) -> int:
     with open(f"/proc/{server.pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+
+
+def app_side_vs_batch(cur, server, fake, fake_pid: int, url: str, rows: int) -> dict:
+    """The batch path writing its answers into a table (INSERT ... SELECT with the warm-up)
+    against bench/app_side.py doing the same from a client (PyMySQL + boto3, 4 threads,
+    10,000-row text/csv bodies, executemany INSERT), at each of APP_LATENCIES: best of
+    APP_REPEATS alternating runs per shape, then both tables compared row by row."""
+    fill(cur, rows)
+    connect = app_side.connector(server.host, server.port, server.user, "bench")
+    client = app_side.sagemaker_client(url)
+    out = {"rows": rows, "batch_rows": app_side.BATCH, "threads": app_side.THREADS, "repeats": APP_REPEATS,
+           "batch_statement": BATCH_INSERT}
+    # The last shape is no ML at all: the same rows written by the server alone, the part
+    # of the batch path's time that is the INSERT rather than the service.
+    shapes = {"batch path (INSERT ... SELECT)": "scores_sql",
+              **{f"app-side {s}": "scores_app" for s in app_side.SHAPES},
+              "reference: INSERT ... SELECT n, v, no ML": "scores_copy"}
+    for latency in APP_LATENCIES:
+        fake.configure(latency_ms=latency)
+        best: dict[str, dict] = {}
+        for _ in range(APP_REPEATS):
+            for shape, table in shapes.items():
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+                cur.execute(f"CREATE TABLE {table} (n INT PRIMARY KEY, score DOUBLE)")
+                cur.execute("SELECT sqlml_cache_clear()")
+                fake.clear_stats()
+                server_cpu, fake_cpu = cpu_s(server.pid), cpu_s(fake_pid)
+                if table != "scores_app":
+                    started = time.perf_counter()
+                    cur.execute(BATCH_INSERT if table == "scores_sql" else COPY_INSERT)
+                    t, app_cpu, n = time.perf_counter() - started, 0.0, cur.rowcount
+                else:
+                    run_ = app_side.SHAPES[shape.split()[-1]](connect, client, "sum-b", "SELECT n, v FROM series",
+                                                             "INSERT INTO scores_app (n, score) VALUES (%s, %s)")
+                    t, app_cpu, n = run_.seconds, run_.cpu_s, run_.rows
+                server_cpu, fake_cpu = cpu_s(server.pid) - server_cpu, cpu_s(fake_pid) - fake_cpu
+                reqs = fake.stats(log=False)["requests"]
+                if n != rows:
+                    raise RuntimeError(f"app_side_vs_batch: {shape} wrote {n} rows of {rows}")
+                if shape not in best or t < best[shape]["seconds"]:
+                    best[shape] = {"shape": shape, "rows": n, "requests": reqs, "seconds": round(t, 3),
+                                   "rows_per_s": round(n / t), "server_cpu_us_per_row": round(server_cpu / n * 1e6, 2),
+                                   "app_cpu_us_per_row": round(app_cpu / n * 1e6, 2),
+                                   "fake_cpu_us_per_row": round(fake_cpu / n * 1e6, 2)}
+                if shape.startswith("app-side"):
+                    # Same answers: every row in both tables, equal scores, and each the model's
+                    # answer (the sum endpoint on one field returns the field itself).
+                    cur.execute("SELECT COUNT(*) FROM series s LEFT JOIN scores_sql q ON q.n = s.n "
+                                "LEFT JOIN scores_app a ON a.n = s.n WHERE q.score IS NULL OR a.score IS NULL "
+                                "OR q.score <> a.score OR q.score <> s.v")
+                    differing = cur.fetchone()[0]
+                    if differing:
+                        raise RuntimeError(f"app_side_vs_batch: {differing} rows differ between the batch path "
+                                           f"and {shape} at {latency} ms")
+        results = list(best.values())
+        batch_rate = results[0]["rows_per_s"]
+        for r in results:
+            r["batch_vs_this"] = round(batch_rate / r["rows_per_s"], 2)
+        out[f"{latency}ms"] = {"results": results, "rows_differing": 0}
+    fake.configure(latency_ms=0)
+    return out
+
+
+def print_app_side(app: dict) -> None:
+    rows = []
+    for latency in APP_LATENCIES:
+        for r in app[f"{latency}ms"]["results"]:
+            rows.append([f"{latency} ms", r["shape"], f"{r['rows']:,}", f"{r['requests']:,}", f"{r['seconds']:.2f}",
+                         f"{r['rows_per_s']:,}", f"{r['server_cpu_us_per_row']:.2f}", f"{r['app_cpu_us_per_row']:.2f}",
+                         f"{r['fake_cpu_us_per_row']:.2f}", f"{r['batch_vs_this']:.2f}x"])
+    print_table(f"Answers written to a table, {app['rows']:,} rows: the batch path vs the application-side baseline "
+                f"(PyMySQL + boto3, {app['threads']} threads, {app['batch_rows']:,}-row text/csv bodies, "
+                f"executemany INSERT; best of {app['repeats']}; rows differing between the tables: 0)",
+                ["latency", "shape", "rows", "requests", "s", "rows/s", "server cpu us/row", "app cpu us/row",
+                 "fake cpu us/row", "batch path vs this"], rows)
 
 
 def run() -> dict:
@@ -158,6 +242,7 @@ def run() -> dict:
                 expected = math.ceil(n_batch / 10000)
                 out[f"sagemaker_{latency}ms"] = {"results": results, "batch_requests_expected": expected,
                                                  "batch_peak_rss_growth_kb": rss_growth}
+            out["app_side"] = app_side_vs_batch(cur, server, fake, proc.pid, url, APP_ROWS)
             # Comprehend: 100,000 texts through the batch path, 25 per request.
             fake.configure(latency_ms=0)
             cur.execute("DROP TABLE IF EXISTS bench.texts")
@@ -206,6 +291,7 @@ def run() -> dict:
     print_table("Batching (SageMaker sum endpoint unless noted; max_batch_size 10000, Comprehend 25)",
                 ["latency", "shape", "rows", "requests", "rows/req", "rows/s", "us/row", "cpu us/row", "vs scalar"],
                 table)
+    print_app_side(out["app_side"])
     lt = out["latency_20ms_target"]
     print(f"20 ms (alternating with 0 ms, best of {lt['runs_each']} each over {lt['rows']:,} rows): batch path "
           f"{lt['batch_rows_per_s']:,} rows/s = {lt['fraction_of_bound']:.0%} of min(CPU bound "

@@ -162,3 +162,40 @@ def test_counters_are_exact_after_a_batch_statement_longer_than_a_tally_flush(db
     for name in ("logical_request_cnt", "cache_hit_cnt", "logical_response_cnt"):
         assert after[name] - before[name] == rows, name
     assert after["actual_request_cnt"] - before["actual_request_cnt"] == 1
+
+
+def test_insert_select_with_the_warm_up_writes_what_the_app_side_baseline_writes(db, fake):
+    """The benchmark's comparison in small (bench/app_side.py): the batch path writing its answers
+    with INSERT ... SELECT, and plain client code (PyMySQL + boto3, text/csv chunks, executemany)
+    must store the same double for every row, over values whose CSV text the shim writes in C
+    (m/10^k) and those it leaves to Python (more than 15 significant digits)."""
+    from bench import app_side
+    from tests.conftest import DATABASE
+
+    rnd = random.Random(16)
+    values = [round(rnd.uniform(-1e6, 1e6), rnd.randint(0, 6)) for _ in range(8000)]
+    values += [rnd.uniform(-1, 1) * 10 ** rnd.randint(-20, 20) for _ in range(4000)] + [0.0, -0.0, 76, 1e15, 2 ** 53]
+    values += values[:500]  # duplicates share an answer, never a row
+    with db.connect() as conn, conn.cursor() as cur:
+        for table in ("app_src", "scores_sql", "scores_app"):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute("CREATE TABLE app_src (n INT PRIMARY KEY, v DOUBLE)")
+        cur.executemany("INSERT INTO app_src VALUES (%s, %s)", list(enumerate(values)))
+        cur.execute("CREATE TABLE scores_sql (n INT PRIMARY KEY, score DOUBLE)")
+        cur.execute("CREATE TABLE scores_app (n INT PRIMARY KEY, score DOUBLE)")
+        fake.clear_stats()
+        cur.execute("INSERT INTO scores_sql (n, score) SELECT n, aws_sagemaker_invoke_endpoint_real('sum-b', 'REAL', "
+                    "10000, v) FROM app_src WHERE (SELECT sqlml_warm_sagemaker('sum-b', 10000, v) FROM app_src) >= 0")
+        assert cur.rowcount == len(values)
+        distinct = len(set(values))
+        assert fake.stats()["requests"] == math.ceil(distinct / 10000)
+    connect = app_side.connector(db.server.host, db.server.port, db.server.user, DATABASE)
+    client = app_side.sagemaker_client(db.fake.url)
+    for shape in app_side.SHAPES.values():
+        db.query("DELETE FROM scores_app")
+        run = shape(connect, client, "sum-b", "SELECT n, v FROM app_src",
+                    "INSERT INTO scores_app (n, score) VALUES (%s, %s)")
+        assert run.rows == len(values)
+        assert db.scalar("SELECT COUNT(*) FROM app_src s LEFT JOIN scores_sql q ON q.n = s.n "
+                         "LEFT JOIN scores_app a ON a.n = s.n WHERE q.score IS NULL OR a.score IS NULL "
+                         "OR q.score <> a.score OR q.score <> s.v") == 0
