@@ -1,6 +1,6 @@
 """Batching: the scalar path vs the SQL-only batch path vs 16 coalesced connections.
 
-Against tests/fakeaws (a separate process on 127.0.0.1) with 0, 5 and 20 ms of injected
+Against tests/doubles/fakeaws (a separate process on 127.0.0.1) with 0, 5 and 20 ms of injected
 latency per request. For each shape: rows, requests, rows per request, rows/s, wall and
 server-CPU microseconds per row, and the ratio of rows/s to the scalar path's measured
 in the same run. The scalar path runs on fewer rows (one request per row would take
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import app_side
 from bench.common import ROOT, print_table, server_with_sqlml, thousand, write_results
-from tests.fakeaws import FakeAWSControl
+from tests.doubles.fakeaws import FakeAWSControl
 
 BATCH_ROWS = {0: 1_000_000, 5: 200_000, 20: 200_000}
 SCALAR_ROWS = {0: 2_000, 5: 300, 20: 100}
@@ -45,7 +45,7 @@ COPY_INSERT = "INSERT INTO scores_copy (n, score) SELECT n, v FROM series"
 def start_fake(tmp: Path):
     port_file = tmp / "fake.port"
     port_file.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakeaws", "--port", "0", "--port-file", str(port_file)],
+    proc = subprocess.Popen([sys.executable, "-m", "tests.doubles.fakeaws", "--port", "0", "--port-file", str(port_file)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (port_file.exists() and port_file.read_text().strip()):
         time.sleep(0.05)

@@ -35,7 +35,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from bench.common import ServerUnavailable, print_table, server_with_sqlml, thousand, write_results
-from tests import motoserver
+from tests.doubles import motoserver
 
 SCALE = float(os.environ.get("SQLML_BENCH_EXPORT_SCALE", "1"))
 RUNS = tuple((shape, fmt, int(rows * SCALE)) for shape, fmt, rows in (

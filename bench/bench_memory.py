@@ -1,6 +1,6 @@
 """Memory across cycles: the server's RSS over repeated batch statements and cache clears.
 
-One MariaDB server with sqlml, tests/fakeaws on 127.0.0.1 (no latency). A table of
+One MariaDB server with sqlml, tests/doubles/fakeaws on 127.0.0.1 (no latency). A table of
 ROWS rows; then CYCLES times: the batch path over every row (a warm-up aggregate and
 the reading function, as README "Batching" shows), then `SELECT sqlml_cache_clear()`.
 Per cycle: the server's peak RSS during the statement (VmHWM, reset before each
@@ -23,7 +23,7 @@ import time
 
 from bench.bench_batching import cpu_s, fill, start_fake
 from bench.common import ROOT, print_table, server_with_sqlml, write_results
-from tests.fakeaws import FakeAWSControl
+from tests.doubles.fakeaws import FakeAWSControl
 
 ROWS = int(os.environ.get("SQLML_BENCH_MEMORY_ROWS", "1000000"))
 CYCLES = int(os.environ.get("SQLML_BENCH_MEMORY_CYCLES", "5"))

@@ -21,7 +21,7 @@ import time
 
 from bench.common import ServerUnavailable, print_table, server_with_sqlml, thousand, write_results
 from sqlml.rewrite import batch_sql, registry
-from tests.fakeaws import FakeAWS
+from tests.doubles.fakeaws import FakeAWS
 
 OLTP = {
     "point select": "SELECT c, pad FROM sbtest1 WHERE id = 4711",

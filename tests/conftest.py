@@ -21,7 +21,7 @@ import pymysql
 import pytest
 
 from sqlml import config, installer
-from tests.fakeaws import FakeAWS
+from tests.doubles.fakeaws import FakeAWS
 from tests.servers import FLAVORS, KINDS as ALL_KINDS, ServerUnavailable, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent

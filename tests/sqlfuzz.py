@@ -5,7 +5,7 @@ a record of distinct failures, each with the shortest statement that showed it.
 tests/test_fuzz.py drives these; it holds no SQL of its own. Two kinds of case:
 
 * Echo cases: one of the typed SageMaker functions (REAL, INT, DECIMAL, STRING) over
-  an echo endpoint of tests/fakeaws, whose answer is the row's first field. The rows
+  an echo endpoint of tests/doubles/fakeaws, whose answer is the row's first field. The rows
   are generated with NULLs between them and duplicates among them, in one of several
   statement shapes (scalar, derived table, the warm-up idiom, GROUP BY, a merged
   derived table, INSERT ... SELECT, UPDATE). Each row's answer must equal its own

@@ -10,7 +10,7 @@ import random
 import pymysql
 import pytest
 
-from tests.fakeaws import fake_sentiment
+from tests.doubles.fakeaws import fake_sentiment
 
 Error = pymysql.err.MySQLError
 

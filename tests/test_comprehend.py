@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.fakeaws import fake_sentiment
+from tests.doubles.fakeaws import fake_sentiment
 
 REVIEWS = [
     (1, "I love this blender, it is excellent"),

@@ -6,7 +6,7 @@ import threading
 import pymysql
 
 from sqlml import installer
-from tests.fakeaws import fake_sentiment
+from tests.doubles.fakeaws import fake_sentiment
 
 TEXTS = ["good day", "bad day", "a day", "great but awful", "love it", "worst ever"]
 

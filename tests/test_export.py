@@ -1,6 +1,6 @@
 """Training-data export (sqlml_export_s3) into moto's S3, through a fault-injecting stub.
 
-The server's sqlml.so writes to tests/s3stub.py on 127.0.0.1, which forwards to moto's
+The server's sqlml.so writes to tests/doubles/s3stub.py on 127.0.0.1, which forwards to moto's
 S3 server (a third-party implementation of multipart upload) and fails or slows the
 UploadPart requests a test asks for. Files are read back from moto with boto3 and
 compared with the table they came from.
@@ -21,8 +21,8 @@ import pymysql
 import pytest
 
 from sqlml import installer
-from tests.motoserver import moto_server
-from tests.s3stub import S3Stub
+from tests.doubles.motoserver import moto_server
+from tests.doubles.s3stub import S3Stub
 
 BIG_ROWS = 1_000_000
 

@@ -1,4 +1,4 @@
-"""Tests of the fake Comprehend / SageMaker Runtime service (tests/fakeaws).
+"""Tests of the fake Comprehend / SageMaker Runtime service (tests/doubles/fakeaws).
 
 Run: PYTHONPATH=/work/main /tmp/testvenv/bin/python -m pytest tests/test_fakeaws.py -q
 Everything talks to 127.0.0.1 only; boto3 gets dummy credentials.
@@ -22,7 +22,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.fakeaws import (
+from tests.doubles.fakeaws import (
     FakeAWS,
     FakeAWSControl,
     MAX_BODY_BYTES,
@@ -844,7 +844,7 @@ def test_cli_subprocess(tmp_path, aws_env):
     port_file = tmp_path / "port"
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakeaws", "--port", "0", "--port-file", str(port_file)],
+        [sys.executable, "-m", "tests.doubles.fakeaws", "--port", "0", "--port-file", str(port_file)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -14,7 +14,7 @@ It asserts what a user must be able to rely on (issue 13):
 
 The per-row path ("scalar"), the warm-up idiom ("warmup"), concurrent connections whose
 calls share requests ("coalesced"), and MySQL's pre-parse rewrite ("rewritten", batch
-size 1). The service is a private fake (tests/fakeaws) so that "refused" can stop it
+size 1). The service is a private fake (tests/doubles/fakeaws) so that "refused" can stop it
 in the middle of a statement and start it again on the same port.
 
 A failure here means: a fault outlives itself, a statement waits out every batch, an
@@ -31,7 +31,7 @@ import time
 import pymysql
 import pytest
 
-from tests.fakeaws import FakeAWS, fake_sentiment
+from tests.doubles.fakeaws import FakeAWS, fake_sentiment
 
 Error = pymysql.err.MySQLError
 TIMEOUT_S = 1

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from sqlml.engine.functions import REGISTRY
 from tests import sqlfuzz
 from tests.conftest import ROOT
-from tests.motoserver import moto_server
+from tests.doubles.motoserver import moto_server
 
 SEED = int(os.environ.get("SQLML_FUZZ_SEED", "13"))
 CALLS = int(os.environ.get("SQLML_FUZZ_CALLS", "3000"))

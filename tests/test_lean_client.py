@@ -1,7 +1,7 @@
 """The lean request path (services/lean.py) against the boto3 path it replaces.
 
 No database server here: the Comprehend and SageMaker modules are called directly,
-the way the engine calls them, against tests/fakeaws (faults), moto (an independent
+the way the engine calls them, against tests/doubles/fakeaws (faults), moto (an independent
 implementation of both wire formats) and small local servers that check what arrives
 (the SigV4 signature recomputed with botocore, TLS with a private CA, a proxy).
 The boto3 client each LeanClient is made from is the reference: for the same answer
@@ -31,9 +31,9 @@ from sqlml.errors import ServiceError
 from sqlml.services import aws, comprehend, sagemaker
 from sqlml.services.codecs import parse_response
 from sqlml.services.lean import LeanClient
-from tests.fakeaws import FakeAWS, fake_sentiment
-from tests.fakeaws.sts import FakeSTS
-from tests.motoserver import moto_server
+from tests.doubles.fakeaws import FakeAWS, fake_sentiment
+from tests.doubles.fakeaws.sts import FakeSTS
+from tests.doubles.motoserver import moto_server
 
 ROLE = "arn:aws:iam::123456789012:role/sqlml-comprehend"
 TEXTS = ["I love this, it is excellent", "Terrible, broken after a week", "It is a blender", "#fail# this one"]

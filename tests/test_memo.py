@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.fakeaws import fake_sentiment
+from tests.doubles.fakeaws import fake_sentiment
 
 
 def make_table(db, rows, txt_type="VARCHAR(200)"):

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.motoserver import moto_server
+from tests.doubles.motoserver import moto_server
 
 
 @pytest.fixture

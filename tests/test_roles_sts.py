@@ -9,7 +9,7 @@ nothing, and no secret appears in an error message.
 import pymysql
 import pytest
 
-from tests.fakeaws.sts import SECRET_PREFIX, FakeSTS
+from tests.doubles.fakeaws.sts import SECRET_PREFIX, FakeSTS
 
 ROLE = "arn:aws:iam::123456789012:role/sqlml-sagemaker"
 

@@ -1,6 +1,6 @@
 """Fake Amazon Comprehend + SageMaker Runtime (stdlib only): FakeAWS runs one in this
 process, FakeAWSControl drives one in another over its control API. See
-tests/fakeaws/__init__.py for the overview."""
+tests/doubles/fakeaws/__init__.py for the overview."""
 
 import copy
 import json
@@ -153,7 +153,7 @@ class FakeAWS(_ControlMixin):
 
 
 class FakeAWSControl(_ControlMixin):
-    """Control a fake running elsewhere (e.g. ``python -m tests.fakeaws``) over HTTP."""
+    """Control a fake running elsewhere (e.g. ``python -m tests.doubles.fakeaws``) over HTTP."""
 
     _ROUTES = {
         "health": ("GET", "/_fake/health"),

@@ -1,4 +1,4 @@
-"""``python -m tests.fakeaws --port N``: serve the fake until SIGTERM/SIGINT.
+"""``python -m tests.doubles.fakeaws --port N``: serve the fake until SIGTERM/SIGINT.
 
 Prints ``fakeaws listening on http://HOST:PORT`` (flushed) once ready; with
 ``--port-file`` also writes the port number there (written atomically).
@@ -14,7 +14,7 @@ from .control import FakeAWS
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tests.fakeaws", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tests.doubles.fakeaws", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     p.add_argument("--port-file", help="write the bound port number to this file")

@@ -18,7 +18,7 @@ unmodified boto3 client pointed at it with ``endpoint_url`` works:
 
 Python::
 
-    from tests.fakeaws import FakeAWS, FakeAWSControl, fake_sentiment
+    from tests.doubles.fakeaws import FakeAWS, FakeAWSControl, fake_sentiment
     with FakeAWS() as fake:                          # or FakeAWS(port=0).start() / .stop()
         cm = fake.client("comprehend")               # boto3 client, no retries
         fake.fail_next(2, code="ThrottlingException", service="comprehend")
@@ -41,7 +41,7 @@ Control over HTTP on the same port (JSON; FakeAWSControl(url) wraps it)::
 
 CLI (serves until SIGTERM/SIGINT; prints "fakeaws listening on URL")::
 
-    python -m tests.fakeaws --port 0 --port-file /tmp/fake.port
+    python -m tests.doubles.fakeaws --port 0 --port-file /tmp/fake.port
 """
 
 from .endpoints import KINDS as ENDPOINT_KINDS
