@@ -208,7 +208,21 @@ class ResultCache:
 
     def fresh(self, key) -> bool:
         """Whether key has an answer that has not expired; does not touch its recency."""
-        return self.peek_many([key])[0] is not MISS
+        if not self.enabled:
+            return False
+        names = self._ids.get(key[0])
+        prefix = names.get(key[1]) if names is not None else None
+        if prefix is None:
+            return False
+        compact = prefix + key[2]
+        with self._lock:
+            gens = self._gens
+            if gens and gens[0].expires < _clock.now:
+                self._expire()
+            for g in reversed(gens):
+                if compact in g.items:
+                    return True
+        return False
 
     def unanswered(self, keys: list) -> list[bool]:
         """Per key, whether it lacks a fresh answer (False for None): fresh() for many."""
