@@ -196,15 +196,24 @@ class ResultCache:
         compact = prefix + key[2]
         with self._lock:
             gens = self._gens
-            if gens and gens[0].expires < _clock.now:
+            if not gens:
+                return MISS
+            if gens[0].expires < _clock.now:
                 self._expire()
-            for g in reversed(gens):
-                items = g.items
-                value = items.pop(compact, MISS)
-                if value is not MISS:
-                    items[compact] = value  # to the end: the most recently used
-                    return value
-        return MISS
+                if not gens:
+                    return MISS
+            items = gens[-1].items  # the newest first: most hits are there
+            value = items.pop(compact, MISS)
+            if value is MISS:
+                for g in gens[-2::-1]:
+                    items = g.items
+                    value = items.pop(compact, MISS)
+                    if value is not MISS:
+                        break
+                else:
+                    return MISS
+            items[compact] = value  # to the end: the most recently used
+            return value
 
     def fresh(self, key) -> bool:
         """Whether key has an answer that has not expired; does not touch its recency."""
