@@ -9,11 +9,11 @@ deterministic: within ttl_s a repeated input returns the cached answer, not a fr
 (README: "Result cache").
 
 Storage, for memory (issue 16: the old OrderedDict of key tuple -> (answer, expiry)
-cost about 320 bytes an entry; this costs about 110 plus the answer):
-- one plain dict per write generation, whose key is one str: the target's fixed-length
-  prefix (TARGET_ID_CHARS characters, none of them in another target's prefix at the
-  same place, so two targets' keys can never be equal) followed by the exact payload.
-  The whole input is the key: two inputs never share an entry, no digest is involved.
+cost about 350 bytes an entry in the server; this about 130, the answer included):
+- one plain dict per write generation, whose key is one str: the target's id (every id
+  has TARGET_ID_CHARS characters, and no two targets share one, so keys of two targets
+  differ in those first characters) followed by the exact payload. The whole input is
+  the key: two inputs never share an entry, no digest is involved.
 - the answer is the dict's value as it is (no per-entry tuple); the expiry is the
   generation's: every entry written within GENERATION_FRACTION of ttl_s shares one
   generation, which expires ttl_s after it was opened, so an answer can expire up to
