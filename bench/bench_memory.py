@@ -11,6 +11,12 @@ without sqlml, so that InnoDB's buffer pool pages of the table are already count
 
 A steady state means the after-clear RSS stops growing from cycle to cycle.
 
+Bytes per cached answer: what the clear gave back (RSS after the statement minus RSS
+after the clear) over the entries it dropped: the cache's whole cost per entry in the
+server (key, answer, the dict's slot, allocator slack), its statement memo being gone
+by then. The peak over the RSS after the statement is the statement's own (the memo,
+the warm-up's per-row lists).
+
 Prints a table and writes bench/results/memory.json.
 Run: `make bench BENCH=memory`, or `.venv/bin/python -m bench memory` (about a minute
 at 1,000,000 rows; SQLML_BENCH_MEMORY_ROWS=200000 for a quicker look).
@@ -61,6 +67,8 @@ def cycles(cur, pid: int, rows: int, n: int, statement: str = STATEMENT) -> dict
         out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "server_cpu_s": round(cpu, 2), "clear_ms": round(clear_ms, 1), "peak_kb": peak,
                               "after_statement_kb": after_statement, "after_clear_kb": status_kb(pid, "VmRSS"),
                               "entries_cleared": cleared, "sum": float(total)})
+        c = out["cycles"][-1]
+        c["bytes_per_cached_answer"] = round((c["after_statement_kb"] - c["after_clear_kb"]) * 1024 / max(cleared, 1))
     return out
 
 
@@ -85,19 +93,24 @@ def run() -> dict:
     before = out["rss_before_kb"]
     table = [[c["cycle"], mb(c["peak_kb"]), f"+{mb(c['peak_kb'] - before)}", mb(c["after_statement_kb"]),
               mb(c["after_clear_kb"]), f"{(c['after_clear_kb'] - before) / 1024:+,.0f}", f"{c['seconds']:.1f}",
-              f"{c['server_cpu_s']:.1f}", f"{c['clear_ms']:.0f}"]
+              f"{c['server_cpu_s']:.1f}", f"{c['clear_ms']:.0f}", c["bytes_per_cached_answer"]]
              for c in out["cycles"]]
     print_table(f"Memory across cycles: MariaDB server RSS (MiB), batch path over {ROWS:,} rows then "
                 f"sqlml_cache_clear(); before: {mb(before)} MiB",
                 ["cycle", "peak", "peak vs before", "after statement", "after clear", "clear vs before", "s",
-                 "cpu s", "clear ms"], table)
+                 "cpu s", "clear ms", "B/answer"], table)
     last, second = out["cycles"][-1], out["cycles"][min(1, len(out["cycles"]) - 1)]
     out["summary"] = {"rss_before_kb": before, "rss_after_last_clear_kb": last["after_clear_kb"],
                       "growth_after_clear_cycle2_to_last_kb": last["after_clear_kb"] - second["after_clear_kb"],
-                      "max_peak_kb": max(c["peak_kb"] for c in out["cycles"])}
+                      "max_peak_kb": max(c["peak_kb"] for c in out["cycles"]),
+                      "max_peak_growth_kb": max(c["peak_kb"] for c in out["cycles"]) - before,
+                      "bytes_per_cached_answer": sorted(c["bytes_per_cached_answer"]
+                                                        for c in out["cycles"])[len(out["cycles"]) // 2]}
     print(f"RSS after {len(out['cycles'])} cycles: {mb(last['after_clear_kb'])} MiB "
           f"({(last['after_clear_kb'] - before) / 1024:+,.0f} MiB vs before; "
           f"{out['summary']['growth_after_clear_cycle2_to_last_kb'] / 1024:+,.0f} MiB since cycle 2's clear)")
+    print(f"peak growth over before: +{out['summary']['max_peak_growth_kb'] / 1024:,.0f} MiB; "
+          f"the cache's cost per answer (median): {out['summary']['bytes_per_cached_answer']} bytes")
     path = write_results("memory", out)
     print(f"wrote {path}")
     return out

@@ -83,3 +83,64 @@ def test_rss_after_cache_clear_reaches_a_steady_state(db, series):
     print(report)
     assert after_clear[-1] - after_clear[1] <= GROWTH_BOUND_MB, report
     assert after_clear[-1] - before <= ABOVE_BEFORE_BOUND_MB, report
+
+
+# ---- the cost of the batch path's answers (issue 16) -------------------------------------
+
+PEAK_ROWS = 500_000
+# The server's peak RSS during the batch path over PEAK_ROWS new rows, over its RSS
+# after a clear, may grow by at most this. Measured at 500,000 rows, MariaDB: +186 and
+# +194 MiB with the OrderedDict cache (and the 40-byte memo entries); +99 and +105 with
+# the generations' dicts (about 125 bytes an answer, the memo 56, the warm-up's per-row
+# lists 32).
+PEAK_GROWTH_BOUND_MB = 140
+# ... and its RSS after the clear that follows, over the same baseline.
+AFTER_CLEAR_BOUND_MB = 32
+PEAK_TABLE = "mem_peak"
+
+
+def status_mb(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+@pytest.fixture
+def peak_series(db):
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {PEAK_TABLE}")
+        cur.execute(f"CREATE TABLE {PEAK_TABLE} (n INT PRIMARY KEY, v DOUBLE)")
+        cur.execute(f"INSERT INTO {PEAK_TABLE} SELECT (a.n - 1) * 10000 + b.n, ((a.n - 1) * 10000 + b.n) * 0.25 "
+                    f"FROM numbers a, numbers b WHERE a.n <= {PEAK_ROWS // 10000}")
+    try:
+        yield PEAK_TABLE
+    finally:
+        db.query(f"DROP TABLE IF EXISTS {PEAK_TABLE}")
+        db.query("SELECT sqlml_cache_clear()")
+
+
+def test_batch_path_peak_rss_growth_is_bounded_and_returns_after_clear(db, peak_series):
+    pid = db.server.pid
+    statement = (f"SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-p', 'REAL', 10000, v)), COUNT(*) "
+                 f"FROM {peak_series} WHERE (SELECT sqlml_warm_sagemaker('sum-p', 10000, v) FROM {peak_series}) >= 0")
+    expected_sum = PEAK_ROWS * (PEAK_ROWS + 1) / 2 * 0.25
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT SUM(v) FROM {peak_series}")  # the table's pages into the buffer pool
+        cur.fetchall()
+        cur.execute(statement)  # once, so that the allocators' first growth is not counted
+        cur.fetchall()
+        cur.execute("SELECT sqlml_cache_clear()")
+        cur.fetchall()
+        before = status_mb(pid, "VmRSS")
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")  # VmHWM restarts from the RSS now
+        cur.execute(statement)
+        total, count = cur.fetchone()
+        peak = status_mb(pid, "VmHWM")
+        assert count == PEAK_ROWS and float(total) == expected_sum
+        cur.execute("SELECT sqlml_cache_clear()")
+        assert cur.fetchone()[0] == PEAK_ROWS
+        after_clear = status_mb(pid, "VmRSS")
+    report = f"{db.kind}: RSS {before:.0f} MiB, peak +{peak - before:.0f}, after the clear {after_clear - before:+.0f}"
+    print(report)
+    assert peak - before <= PEAK_GROWTH_BOUND_MB, report
+    assert after_clear - before <= AFTER_CLEAR_BOUND_MB, report

@@ -4,14 +4,28 @@ Keys are ("comprehend", language, text) and ("sagemaker", endpoint, csv_line), s
 sentiment and confidence functions on the same text share one Comprehend answer, and a
 warm-up (warmup.py) that fills it makes every later read a lookup by the row's own input:
 a result can never land on another row. Bounded by entries and by bytes (least recently
-used first out) and by age (ttl_s). ML answers are not deterministic: within ttl_s a
-repeated input returns the cached answer, not a fresh one (README: "Result cache").
+used first out, within a write generation: below) and by age (ttl_s). ML answers are not
+deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
+(README: "Result cache").
 
-Reads are on every row of the batch path, so they take no lock: under the GIL one
-OrderedDict lookup or move_to_end is atomic, and a read needs nothing more. Writes
-(a whole batch's answers at once), eviction and clearing keep the byte count and take
-the lock. An entry is (value, expires_at); its size is derived from its key, so the
-byte count needs no per-entry number.
+Storage, for memory (issue 16: the old OrderedDict of key tuple -> (answer, expiry)
+cost about 350 bytes an entry in the server; this about 130, the answer included):
+- one plain dict per write generation, whose key is one str: the target's id (every id
+  has TARGET_ID_CHARS characters, and no two targets share one, so keys of two targets
+  differ in those first characters) followed by the exact payload. The whole input is
+  the key: two inputs never share an entry, no digest is involved.
+- the answer is the dict's value as it is (no per-entry tuple); the expiry is the
+  generation's: every entry written within GENERATION_FRACTION of ttl_s shares one
+  generation, which expires ttl_s after it was opened, so an answer can expire up to
+  that fraction of the TTL early (a fresh request then), never late.
+- recency: a hit moves its entry to the end of its generation's dict (pop and store
+  again; a dict keeps insertion order), and eviction takes the oldest generation's
+  entries from its front: exact LRU among entries written in one generation, older
+  generations first (they also expire first).
+A key is in at most one generation: rewriting it moves it to the newest.
+
+Every access takes the lock (one acquire per call, also for the bulk calls): a hit's
+move is a pop then a store, which another thread must not see half done.
 """
 
 from __future__ import annotations
@@ -19,18 +33,22 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections import OrderedDict
-from itertools import repeat
-from operator import itemgetter
+from itertools import islice
 
 from .. import host
 
 MISS = object()
-# Per entry besides the payload: key tuple, entry tuple, the answer object, the
-# OrderedDict's slot and node, about 330 bytes by their sizes. (bench_batching: the
-# server's RSS grew 391 MiB over 1M entries of short CSV lines, the warm-up's transient
-# buffers included.)
-ENTRY_OVERHEAD_BYTES = 330
+# Per entry besides the payload, by tracemalloc over a million sagemaker entries like
+# the engine's (bench/bench_memory.py prints the server's figure): the dict's slot
+# (its index and its 24-byte entry, at the load a grown dict has) about 40 bytes, the
+# key str's header and prefix 52 (64 with pymalloc's rounding for a short line), the
+# answer (a float: 24). Was 330 with the OrderedDict and the (answer, expiry) tuples.
+ENTRY_OVERHEAD_BYTES = 120
+# A target's id: this many characters, each 1..127, so that the compact key stays an
+# ASCII str when the payload is ASCII; 127**3 targets (ids are not reused).
+TARGET_ID_CHARS = 3
+# A generation holds what is written within this fraction of the TTL.
+GENERATION_FRACTION = 1 / 8
 
 _monotonic = time.monotonic
 CLOCK_TICK_S = 0.05
@@ -63,11 +81,6 @@ class _CoarseClock:
 _clock = _CoarseClock()
 
 
-def entry_size(key: tuple) -> int:
-    """The bytes one entry is charged: its payload (the key's last part) plus overhead."""
-    return len(key[-1]) + ENTRY_OVERHEAD_BYTES
-
-
 def release_memory() -> None:
     """Hands what a cleared cache held back to the system, so that the server's RSS
     after sqlml_cache_clear() does not drift up from cycle to cycle (bench/bench_memory.py).
@@ -83,58 +96,169 @@ def release_memory() -> None:
     host.release_memory()
 
 
+def entry_size(key: tuple) -> int:
+    """The bytes one entry is charged: its payload (the key's last part) plus overhead."""
+    return len(key[-1]) + ENTRY_OVERHEAD_BYTES
+
+
+def _charge(compact: str) -> int:
+    return len(compact) - TARGET_ID_CHARS + ENTRY_OVERHEAD_BYTES
+
+
+class _Generation:
+    """The entries written from `opened` on, for GENERATION_FRACTION of the TTL."""
+
+    __slots__ = ("items", "opened", "expires", "bytes")
+
+    def __init__(self, opened: float, ttl_s: float):
+        self.items: dict = {}  # compact key -> answer, least recently used first
+        self.opened = opened
+        self.expires = opened + ttl_s
+        self.bytes = 0
+
+
 class ResultCache:
     def __init__(self, max_entries: int, max_bytes: int, ttl_s: float, enabled: bool = True):
         self._lock = threading.Lock()
-        self._items: OrderedDict = OrderedDict()  # key -> (value, expires_at)
+        self._gens: list[_Generation] = []  # oldest first
+        self._n = 0
         self._bytes = 0
+        self._ids: dict[str, dict[str, str]] = {}  # service -> target name -> its id
         self.configure(max_entries, max_bytes, ttl_s, enabled)
         _clock.start()
 
     def configure(self, max_entries: int, max_bytes: int, ttl_s: float, enabled: bool) -> None:
         with self._lock:
+            if ttl_s != getattr(self, "ttl_s", ttl_s):  # the expiries kept were for the old TTL
+                for g in self._gens:
+                    g.expires = g.opened + ttl_s
             self.max_entries, self.max_bytes, self.ttl_s, self.enabled = max_entries, max_bytes, ttl_s, enabled
             if not enabled:
-                self._items.clear()
-                self._bytes = 0
+                self._drop_all()
                 host.memo_invalidate()
             self._evict()
 
+    # ---- compact keys ----------------------------------------------------------------
+
+    def _id(self, service: str, name: str, make: bool) -> str | None:
+        names = self._ids.get(service)
+        found = names.get(name) if names is not None else None
+        if found is not None or not make:
+            return found
+        n = sum(map(len, self._ids.values()))
+        if n >= 127 ** TARGET_ID_CHARS:
+            return None  # not cached: its reads miss, which is always safe
+        digits = []
+        for _ in range(TARGET_ID_CHARS):
+            n, d = divmod(n, 127)
+            digits.append(chr(d + 1))
+        found = self._ids.setdefault(service, {})[name] = "".join(digits)
+        return found
+
+    def _compact(self, keys: list, make: bool) -> list:
+        """Per key (service, name, payload), its compact key, or None (for None, or a
+        target never stored when make is false: nothing of it can be cached)."""
+        out: list = []
+        append = out.append
+        last_service = last_name = prefix = None
+        for key in keys:
+            if key is None:
+                append(None)
+                continue
+            if key[1] is not last_name or key[0] is not last_service:  # mostly one target
+                last_service, last_name = key[0], key[1]
+                prefix = self._id(last_service, last_name, make)
+            append(None if prefix is None else prefix + key[2])
+        return out
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def _find(self, compact: str):
+        """(generation, answer) for a compact key in a live generation, or (None, MISS).
+        Under the lock. Expired generations go on the way."""
+        gens = self._gens
+        if gens and gens[0].expires < _clock.now:
+            self._expire()
+        for g in reversed(gens):
+            value = g.items.get(compact, MISS)
+            if value is not MISS:
+                return g, value
+        return None, MISS
+
     def get(self, key):
         """The cached answer for key (and it becomes the most recently used), or MISS."""
-        item = self._items.get(key)
-        if item is None or not self.enabled:
+        if not self.enabled:
             return MISS
-        if item[1] < _clock.now:
-            self._expire(key, item)
+        names = self._ids.get(key[0])  # ids are only ever added: no lock needed to read
+        prefix = names.get(key[1]) if names is not None else None
+        if prefix is None:
             return MISS
-        try:
-            self._items.move_to_end(key)
-        except KeyError:  # evicted or cleared by another thread just now
-            pass
-        return item[0]
+        compact = prefix + key[2]
+        with self._lock:
+            gens = self._gens
+            if not gens:
+                return MISS
+            if gens[0].expires < _clock.now:
+                self._expire()
+                if not gens:
+                    return MISS
+            items = gens[-1].items  # the newest first: most hits are there
+            value = items.pop(compact, MISS)
+            if value is MISS:
+                for g in gens[-2::-1]:
+                    items = g.items
+                    value = items.pop(compact, MISS)
+                    if value is not MISS:
+                        break
+                else:
+                    return MISS
+            items[compact] = value  # to the end: the most recently used
+            return value
 
     def fresh(self, key) -> bool:
         """Whether key has an answer that has not expired; does not touch its recency."""
-        item = self._items.get(key)
-        return item is not None and self.enabled and item[1] >= _clock.now
+        if not self.enabled:
+            return False
+        names = self._ids.get(key[0])
+        prefix = names.get(key[1]) if names is not None else None
+        if prefix is None:
+            return False
+        compact = prefix + key[2]
+        with self._lock:
+            gens = self._gens
+            if gens and gens[0].expires < _clock.now:
+                self._expire()
+            for g in reversed(gens):
+                if compact in g.items:
+                    return True
+        return False
 
     def unanswered(self, keys: list) -> list[bool]:
         """Per key, whether it lacks a fresh answer (False for None): fresh() for many."""
         if not self.enabled:
             return [key is not None for key in keys]
-        get, now = self._items.get, _clock.now
-        return [key is not None and ((item := get(key)) is None or item[1] < now) for key in keys]
+        return [key is not None and value is MISS for key, value in zip(keys, self.peek_many(keys))]
 
     def peek_many(self, keys: list) -> list:
         """Per key, its fresh answer or MISS (also for None); recency is not touched."""
         if not self.enabled:
             return [MISS] * len(keys)
-        get, now = self._items.get, _clock.now
-        return [MISS if key is None or (item := get(key)) is None or item[1] < now else item[0] for key in keys]
+        with self._lock:
+            compact = self._compact(keys, False)
+            if self._gens and self._gens[0].expires < _clock.now:
+                self._expire()
+            gens = self._gens
+            if not gens:
+                return [MISS] * len(keys)
+            if len(gens) == 1:
+                get = gens[0].items.get
+                return [MISS if c is None else get(c, MISS) for c in compact]
+            return [MISS if c is None else self._find(c)[1] for c in compact]
 
     def contains(self, key) -> bool:
         return self.get(key) is not MISS
+
+    # ---- writes ----------------------------------------------------------------------
 
     def put(self, key, value) -> None:
         self.put_many([key], [value])
@@ -142,42 +266,93 @@ class ResultCache:
     def put_many(self, keys: list, values: list) -> None:
         """Stores values[i] under keys[i]: one lock and one eviction pass for a whole batch.
 
-        A key already present keeps its place and gets the new answer and expiry (its
-        size, derived from the key, is unchanged)."""
+        A key already in the newest generation keeps its place and gets the new answer
+        (and that generation's expiry); one in an older generation moves to the newest."""
         if not self.enabled or not keys:
             return
-        items = self._items
         with self._lock:
-            new_keys = [key for key in keys if key not in items]
+            compact = self._compact(keys, True)
+            if None in compact:  # targets past the id space: not cached
+                pairs = [(c, v) for c, v in zip(compact, values) if c is not None]
+                compact, values = [c for c, _ in pairs], [v for _, v in pairs]
+            now = _monotonic()
+            gens = self._gens
+            if gens and gens[0].expires < now:
+                self._expire(now)
+            if not gens or now - gens[-1].opened > self.ttl_s * GENERATION_FRACTION:
+                gens.append(_Generation(now, self.ttl_s))
+            newest = gens[-1]
+            items = newest.items
+            for older in gens[:-1]:  # a key lives in one generation only
+                found = [c for c in compact if c in older.items]
+                for c in dict.fromkeys(found):
+                    del older.items[c]
+                    older.bytes -= _charge(c)
+                self._n -= len(set(found))
+            new = [c for c in compact if c not in items]
             before = len(items)
-            items.update(zip(keys, zip(values, repeat(_monotonic() + self.ttl_s))))
-            if len(items) - before != len(new_keys):  # a key repeated within the batch
-                new_keys = list(dict.fromkeys(new_keys))
-            self._bytes += sum(map(len, map(itemgetter(-1), new_keys))) + ENTRY_OVERHEAD_BYTES * len(new_keys)
+            items.update(zip(compact, values))
+            if len(items) - before != len(new):  # a key repeated within the batch
+                new = list(dict.fromkeys(new))
+            added = sum(map(len, new)) + (ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS) * len(new)
+            newest.bytes += added
+            self._n += len(new)
+            self._bytes = sum(g.bytes for g in gens)
+            self._drop_empty()
             self._evict()
 
     def clear(self) -> int:
         with self._lock:
-            n = len(self._items)
-            self._items.clear()
-            self._bytes = 0
+            n = self._n
+            self._drop_all()
         host.memo_invalidate()  # and what statements running now keep in C (native/memo.h)
         release_memory()
         return n
 
     def stats(self) -> dict:
         with self._lock:
-            return {"entries": len(self._items), "bytes": self._bytes, "max_entries": self.max_entries,
-                    "max_bytes": self.max_bytes, "ttl_s": self.ttl_s, "enabled": self.enabled}
+            return {"entries": self._n, "bytes": self._bytes, "max_entries": self.max_entries,
+                    "max_bytes": self.max_bytes, "ttl_s": self.ttl_s, "enabled": self.enabled,
+                    "generations": len(self._gens)}
 
-    def _expire(self, key, item) -> None:
-        with self._lock:
-            if self._items.get(key) is item:
-                del self._items[key]
-                self._bytes -= entry_size(key)
+    # ---- under the lock --------------------------------------------------------------
+
+    def _drop_all(self) -> None:
+        self._gens.clear()
+        self._n = self._bytes = 0
+
+    def _drop_empty(self) -> None:
+        gens = self._gens
+        gens[:-1] = [g for g in gens[:-1] if g.items]
+
+    def _expire(self, now: float | None = None) -> None:
+        """Drops the generations past their expiry (the oldest ones: opened in order)."""
+        now = _clock.now if now is None else now
+        gens = self._gens
+        while gens and gens[0].expires < now:
+            g = gens.pop(0)
+            self._n -= len(g.items)
+            self._bytes -= g.bytes
 
     def _evict(self) -> None:
-        items = self._items
-        while items and (len(items) > self.max_entries or self._bytes > self.max_bytes):
-            key, _ = items.popitem(last=False)
-            self._bytes -= entry_size(key)
+        """Least recently used first, oldest generation first, until within both bounds.
+        The victims of a pass are collected by one walk over the dict's front, not a
+        next(iter()) each: that would re-walk the holes the pops leave."""
+        gens = self._gens
+        while gens and (self._n > self.max_entries or self._bytes > self.max_bytes):
+            g = gens[0]
+            excess_n = self._n - self.max_entries
+            excess_b = self._bytes - self.max_bytes
+            victims, freed = [], 0
+            for c in islice(g.items, len(g.items)):
+                if len(victims) >= excess_n and freed >= excess_b:
+                    break
+                victims.append(c)
+                freed += _charge(c)
+            for c in victims:
+                del g.items[c]
+            g.bytes -= freed
+            self._n -= len(victims)
+            self._bytes -= freed
+            if not g.items:
+                gens.pop(0)
