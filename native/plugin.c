@@ -24,6 +24,7 @@
 #include "counters.h"
 #include "plugin_abi.h"
 #include "filter.h"
+#include "native_module.h"
 #include "pyhost.h"
 #include "rewrite.h"
 #include "server_api.h"
@@ -315,7 +316,7 @@ static unsigned long settings_generation_now(void)
   return g;
 }
 
-static int settings_snapshot(struct pyhost_setting *out, int max, unsigned long *generation)
+static int settings_snapshot(struct native_setting *out, int max, unsigned long *generation)
 {
   int n = 0;
   pthread_mutex_lock(&settings_lock);
@@ -324,7 +325,7 @@ static int settings_snapshot(struct pyhost_setting *out, int max, unsigned long 
     const struct setting *s = &settings[i];
     if (!(plugins_ready & s->plugin_bit))
       continue;
-    struct pyhost_setting *o = &out[n++];
+    struct native_setting *o = &out[n++];
     o->name = s->full_name;
     o->is_set = s->is_set;
     o->kind = (int)s->kind;
@@ -355,11 +356,11 @@ static void tell_below(void)
 
 /* ---- init and deinit ------------------------------------------------------------------------ */
 
-static const struct pyhost_settings_source settings_source = {settings_generation_now, settings_snapshot};
+static const struct native_settings_source settings_source = {settings_generation_now, settings_snapshot};
 
 static void mark_ready(int bit, bool ready)
 {
-  pyhost_set_settings_source(&settings_source); /* the engine reads our variables from now on */
+  native_set_settings_source(&settings_source); /* the engine reads our variables from now on */
   pthread_mutex_lock(&settings_lock);
   if (ready) {
     plugins_ready |= bit;

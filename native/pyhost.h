@@ -41,23 +41,6 @@ unsigned pyhost_take_error(char *buf, size_t buflen);
 int pyhost_check_setting(const char *name, const char *str, long long num, int is_num, char *err,
                          size_t errlen);
 
-/* System variables, as the engine reads them. kind: 0 string, 1 bool, 2 integer. */
-struct pyhost_setting {
-  const char *name;
-  int kind;
-  bool is_set;
-  long long num;
-  char str[2100]; /* an IAM role ARN is at most 2048 characters */
-};
-
-/* Where they come from: the plugins that declare them (plugin.c gives this once one of
- * them starts; until then there are none, at generation 0). */
-struct pyhost_settings_source {
-  unsigned long (*generation)(void); /* changes whenever a value changes */
-  int (*snapshot)(struct pyhost_setting *out, int max, unsigned long *generation); /* how many */
-};
-void pyhost_set_settings_source(const struct pyhost_settings_source *source);
-
 /* What sqlml.rewrite.rewrite said about a statement: a new text (NUL-terminated, made
  * with the server's my_malloc, which the server frees) or NULL to leave it as written,
  * and whether a registry change now waits for this statement's end. */
