@@ -2,7 +2,7 @@
 
 One MariaDB server with sqlml, tests/doubles/fakeaws on 127.0.0.1 (no latency). A table of
 ROWS rows; then CYCLES times: the batch path over every row (a warm-up aggregate and
-the reading function, as README "Batching" shows), then `SELECT sqlml_cache_clear()`.
+the reading function, as docs/sql.md "Batching" shows), then `SELECT sqlml_cache_clear()`.
 Per cycle: the server's peak RSS during the statement (VmHWM, reset before each
 statement through /proc/<pid>/clear_refs), its RSS after the statement and its RSS
 after the clear; the statement's wall and server CPU seconds and the clear's

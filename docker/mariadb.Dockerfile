@@ -9,7 +9,7 @@
 # `sql` at first start through the entrypoint's /docker-entrypoint-initdb.d hook, which
 # fails the first start if sqlml_version() does not answer. The entrypoint and the mysql
 # user are the image's own: mariadbd still runs as mysql, never as root. Settings come
-# from the environment (docker run -e SQLML_...; see README "Docker images").
+# from the environment (docker run -e SQLML_...; see docs/install.md "Docker images").
 # Pin a digest for reproducible builds: --build-arg MARIADB_IMAGE=mariadb:11.8@sha256:...
 ARG MARIADB_IMAGE=mariadb:11.8
 

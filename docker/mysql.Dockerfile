@@ -1,7 +1,7 @@
 # sqlml on the official MySQL image, by default 9.7 (the LTS `make test` runs on; Oracle
 # Linux 9). From the repository root:
 #   docker build -f docker/mysql.Dockerfile -t sqlml-mysql:9.7 .
-# MySQL 8.4 LTS (same UDF and plugin ABI; not run by `make test`, see README's support matrix):
+# MySQL 8.4 LTS (same UDF and plugin ABI; not run by `make test`, see docs/install.md's support matrix):
 #   docker build -f docker/mysql.Dockerfile --build-arg MYSQL_IMAGE=mysql:8.4 -t sqlml-mysql:8.4 .
 # Stage 1 builds sqlml into the venv /opt/sqlml on the same base image and records the
 # exact packages of the Python it was linked against (install-sqlml.sh python-packages);
@@ -10,7 +10,7 @@
 # `sql` at first start through the entrypoint's /docker-entrypoint-initdb.d hook, which
 # fails the first start if sqlml_version() does not answer. The entrypoint and the mysql
 # user are the image's own: mysqld still runs as mysql, never as root. Settings come
-# from the environment (docker run -e SQLML_...; see README "Docker images").
+# from the environment (docker run -e SQLML_...; see docs/install.md "Docker images").
 # Pin a digest for reproducible builds: --build-arg MYSQL_IMAGE=mysql:9.7@sha256:...
 ARG MYSQL_IMAGE=mysql:9.7
 

@@ -122,7 +122,7 @@ static void promote_libpython(void)
     dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
 }
 
-/* glibc's thresholds, fixed once (README "Performance", memory across cycles). By default they move: each free of
+/* glibc's thresholds, fixed once (docs/performance.md, memory across cycles). By default they move: each free of
  * a large mapped block raises the mmap threshold to its size (up to 32 MB) and the trim
  * threshold to twice that, and a thread arena's free top is given back only above the
  * trim threshold; malloc_trim() does not shrink those tops either. After a batch

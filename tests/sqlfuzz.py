@@ -202,7 +202,7 @@ def echo_cases(draw, kind: str, slow: bool = False) -> EchoCase:
         expected = [rounded(d) for d in picks]
         column = f"DECIMAL({max(whole, 1) + frac},{frac})"
         # The function returns the decimal's exact text (install.sql: RETURNS STRING, see
-        # README); read back as the declared type it must be the rounded input.
+        # docs/sql.md); read back as the declared type it must be the rounded input.
         result_column, ok = f"DECIMAL({p},{s})", f"CAST(({{r}}) AS DECIMAL({p},{s})) <=> ROUND({{v}}, {s})"
     else:
         length = draw(st.integers(1, 300))

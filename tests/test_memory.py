@@ -17,7 +17,7 @@ Python's arenas, and MySQL's tcmalloc kept its free spans. After the fix:
     MariaDB 11.8    169: 190 -> 190 -> 195 -> 201 -> 208   (+39)
     MySQL 9.7       393: 413 -> 422 -> 422 -> 433 -> 430   (+37)
 
-bench/bench_memory.py is the 1,000,000-row version (README "Memory"). The bounds
+bench/bench_memory.py is the 1,000,000-row version (docs/performance.md, "Memory"). The bounds
 leave room for a shared 2-core machine and for other tests' state in the same server;
 the bound against the RSS before the run is the one the old code fails at this size
 (its cycle-to-cycle growth here, +14 to +30 MB from cycle 2 to 5, is too close to the

@@ -411,7 +411,7 @@ RETURN_TYPES = [
     ("real", "REAL", float),
     ("int", "INTEGER", int),
     ("int", "BIGINT", int),
-    # The exact digits as text (README: the server's DECIMAL UDF type keeps NULL flags).
+    # The exact digits as text (docs/sql.md: the server's DECIMAL UDF type keeps NULL flags).
     ("decimal", "DECIMAL(10,3)", lambda v: str(Decimal(v).quantize(Decimal("0.001")))),
     ("string", "VARCHAR(20)", str),
 ]

@@ -84,7 +84,7 @@ def install(conn, settings: dict[str, str], plugin_dir: str | None = None, pytho
     target = plugin_dir or server_plugin_dir
     if not os.path.isdir(target):
         raise SystemExit(f"sqlml: the server's plugin_dir {target} is not on this machine: copy {library_file()} and "
-                         f"a sqlml.cnf there yourself (see README), then run install.sql")
+                         f"a sqlml.cnf there yourself (see docs/install.md), then run install.sql")
     with open(library_file(), "rb") as f:
         write_atomically(os.path.join(target, LIBRARY), f.read())
     cnf_path = os.path.join(target, CNF)

@@ -2,7 +2,7 @@
 
 TESTED is the one list of server series that `make test` runs on (tests/servers:
 MariaDB 10.11 from bookworm, MariaDB 11.8 from trixie, Oracle MySQL 9.7 from sid);
-README's support matrix and a test on every leg check against it. sqlml still loads
+docs/install.md's support matrix and a test on every leg check against it. sqlml still loads
 on any other version (sqlml_version() then says "untested"); what it refuses is an
 ABI it can see is not the one it was built for (native/server_api.h), and then every
 function but sqlml_version() fails with the mismatch named.

@@ -6,7 +6,7 @@ warm-up (warmup.py) that fills it makes every later read a lookup by the row's o
 a result can never land on another row. Bounded by entries and by bytes (least recently
 used first out, within a write generation: below) and by age (ttl_s). ML answers are not
 deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
-(README: "Result cache").
+(docs/sql.md: "The result cache").
 
 Storage, for memory (issue 16: the old OrderedDict of key tuple -> (answer, expiry)
 cost about 350 bytes an entry in the server; this about 130, the answer included):

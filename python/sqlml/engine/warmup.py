@@ -10,7 +10,7 @@ input. Used as
 
     SELECT ..., f(x) FROM t WHERE sqlml_warm_...(...) over the same FROM/WHERE ...
 
-(README: "Batching"). Flush rule: a batch leaves when it holds max_batch_size distinct
+(docs/sql.md: "Batching"). Flush rule: a batch leaves when it holds max_batch_size distinct
 new inputs or would pass the byte limit; add() blocks only while max_in_flight batches
 are already out (back-pressure), so memory is bounded by the cache, not by the table.
 

@@ -95,7 +95,7 @@ def client_error(exc: Exception, where: str) -> ServiceError:
         return ServiceError(f"{where} failed: cannot connect to {exc.kwargs.get('endpoint_url', 'the endpoint')}",
                             code="ConnectionError", retryable=True)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return ServiceError(f"{where} failed: no AWS credentials found (see README: credentials)",
+        return ServiceError(f"{where} failed: no AWS credentials found (see docs/configuration.md: credentials)",
                             code="NoCredentials")
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return ServiceError(f"{where} failed: {type(exc).__name__}: {str(exc)[:200]}", code=type(exc).__name__,

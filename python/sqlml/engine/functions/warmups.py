@@ -109,7 +109,7 @@ class WarmAggregate:
 
     def __call__(self):
         """The group's result: the inputs sent. A failed batch has raised already under
-        on_error = 'error'; under 'null' the warm-up still counts (so the README's
+        on_error = 'error'; under 'null' the warm-up still counts (so docs/sql.md's
         `WHERE (SELECT sqlml_warm_...) >= 0` keeps every row), warns once, and each row's
         own read decides its NULL (engine/warmup.py, failure rule)."""
         sent, error = 0, None
