@@ -18,6 +18,31 @@ NOT_FIXED_DEC = 31
 # How a reading function takes its answer from the statement memo (native/memo.h).
 MEMO_REAL, MEMO_INT, MEMO_LABEL, MEMO_CONFIDENCE = 0, 1, 2, 3
 
+# The status variables, in SHOW STATUS order: (C id, name). Aurora's seven keep Aurora's
+# names and meanings (engine/counters.py says them); sqlml's own totals carry the Sqlml_
+# prefix. C keeps the values (native/counters.c, SQLML_COUNTER_<id>); the engine finds
+# each by its name without the prefix.
+STATUS_COUNTERS = (
+    ("LOGICAL_REQUEST", "Aurora_ml_logical_request_cnt"),
+    ("LOGICAL_RESPONSE", "Aurora_ml_logical_response_cnt"),
+    ("ACTUAL_REQUEST", "Aurora_ml_actual_request_cnt"),
+    ("ACTUAL_RESPONSE", "Aurora_ml_actual_response_cnt"),
+    ("CACHE_HIT", "Aurora_ml_cache_hit_cnt"),
+    ("RETRY_REQUEST", "Aurora_ml_retry_request_cnt"),
+    ("SINGLE_REQUEST", "Aurora_ml_single_request_cnt"),
+    ("BATCHED_ROW", "Sqlml_batched_row_cnt"),
+    ("WARMUP", "Sqlml_warmup_cnt"),
+    ("ERROR", "Sqlml_error_cnt"),
+    ("THROTTLE", "Sqlml_throttle_cnt"),
+    ("TIMEOUT", "Sqlml_timeout_cnt"),
+    ("BATCH_MAX_ROWS", "Sqlml_batch_max_rows"),
+    ("SERVICE_TIME_US", "Sqlml_service_time_us"),
+    ("ACCESS_DENIED", "Sqlml_access_denied_cnt"),
+    ("REWRITTEN", "Sqlml_rewritten_cnt"),  # MySQL: statements the rewrite changed
+    ("MEMO_HIT", "Sqlml_memo_hit_cnt"),  # rows the batch path answered in C from the statement memo
+    ("REWRITE_ANALYSED", "Sqlml_rewrite_analysed_cnt"),  # MySQL: statements the filter gave Python
+)
+
 # The names generate_header() writes, with the C prefix each takes.
 C_CONSTANTS = {
     "RESULT_": ("KIND_STRING", "KIND_REAL", "KIND_INT", "KIND_DECIMAL"),
@@ -60,5 +85,10 @@ def generate_header() -> str:
         for name in names:
             c_name = prefix + (name[len("KIND_"):] if prefix else name)
             lines.append(f"enum {{ {c_name} = {globals()[name]} }};")
+    continued = " \\"
+    lines += ["", "/* X(id, name) per status counter, in SHOW STATUS order (native/counters.h). */",
+              "#define SQLML_COUNTERS(X)" + continued]
+    for i, (cid, name) in enumerate(STATUS_COUNTERS):
+        lines.append(f'  X({cid}, "{name}")' + (continued if i < len(STATUS_COUNTERS) - 1 else ""))
     lines += ["", "#endif", ""]
     return "\n".join(lines)

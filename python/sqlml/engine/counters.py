@@ -19,29 +19,13 @@ import threading
 from dataclasses import dataclass, field
 
 from .. import host
+from ..crossing import STATUS_COUNTERS
 
-AURORA = (
-    "logical_request_cnt",
-    "logical_response_cnt",
-    "actual_request_cnt",
-    "actual_response_cnt",
-    "cache_hit_cnt",
-    "retry_request_cnt",
-    "single_request_cnt",
-)
-# sqlml's own totals, beside Aurora's (status variables Sqlml_<name>).
-EXTENDED = (
-    "batched_row_cnt",
-    "warmup_cnt",
-    "error_cnt",
-    "throttle_cnt",
-    "timeout_cnt",
-    "batch_max_rows",
-    "service_time_us",
-    "access_denied_cnt",
-    "memo_hit_cnt",  # rows the batch path answered in C from the statement memo (native/memo.h)
-)
 PREFIXES = ("Aurora_ml_", "Sqlml_")
+# Aurora's seven, and sqlml's own totals beside them (status variables Sqlml_<name>),
+# by their names without the prefix (crossing.STATUS_COUNTERS declares them).
+AURORA = tuple(name[len(PREFIXES[0]):] for _, name in STATUS_COUNTERS if name.startswith(PREFIXES[0]))
+EXTENDED = tuple(name[len(PREFIXES[1]):] for _, name in STATUS_COUNTERS if name.startswith(PREFIXES[1]))
 
 
 def _bare(status_name: str) -> str:
