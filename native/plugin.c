@@ -80,31 +80,43 @@ static void tell_below(void);
                                                     check_setting, update_setting,                 \
                                                     &plugin##_##name##_value, def, min, max, 1};
 
-/* Defaults equal sqlml.config.Settings' (tests/test_plugin.py checks they agree). */
-STR_VAR(aws, default_sagemaker_role, "", "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials")
-STR_VAR(aws, default_comprehend_role, "", "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials")
-STR_VAR(aws, default_s3_role, "", "IAM role ARN assumed (STS) for S3 exports; empty: default credentials")
+/* Each system variable once, by plugin and kind: STR(plugin, name, default, comment),
+ * BOOL(plugin, name, default, comment), LL(plugin, name, default, min, max, comment). The
+ * declarations, the plugins' variable arrays and the settings table all come from these
+ * lists. Defaults equal sqlml.config.Settings' (tests/test_plugin.py checks they agree). */
+#define AWS_VARIABLES(STR, BOOL, LL)                                                               \
+  STR(aws, default_sagemaker_role, "", "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials") \
+  STR(aws, default_comprehend_role, "", "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials") \
+  STR(aws, default_s3_role, "", "IAM role ARN assumed (STS) for S3 exports; empty: default credentials")
 
-STR_VAR(sqlml, region, "us-east-1", "AWS region of the services")
-STR_VAR(sqlml, comprehend_endpoint_url, "", "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS")
-STR_VAR(sqlml, sagemaker_endpoint_url, "", "SageMaker Runtime endpoint URL override; empty: AWS")
-STR_VAR(sqlml, sts_endpoint_url, "", "STS endpoint URL override (role assumption); empty: AWS")
-STR_VAR(sqlml, s3_endpoint_url, "", "S3 endpoint URL override (exports); empty: AWS")
-LL_VAR(sqlml, export_part_mb, 8, 5, 5120, "Export multipart part size (MiB)")
-LL_VAR(sqlml, export_file_mb, 6144, 1, 5242880, "Export file size before the next .part_NNNNN (MiB)")
-LL_VAR(aurora_ml, inference_timeout, 30000, 1, 86400000, "Budget for one row's answer, retries included (ms)")
-LL_VAR(sqlml, connect_timeout_ms, 5000, 1, 86400000, "Connect timeout to a service (ms)")
-LL_VAR(sqlml, max_attempts, 3, 1, 10, "Attempts per request (throttling, 5xx, timeouts)")
-STR_VAR(sqlml, on_error, "error", "A failing row: 'error' fails the statement, 'null' gives NULL and a warning")
-LL_VAR(sqlml, max_in_flight, 16, 1, 256, "Requests in flight at once per server")
-STR_VAR(sqlml, sagemaker_accept, "text/csv", "Accept header of SageMaker requests")
-BOOL_VAR(sqlml, cache_enabled, 1, "Result cache on or off")
-LL_VAR(sqlml, cache_max_entries, 2000000, 0, 100000000, "Result cache size (entries)")
-LL_VAR(sqlml, cache_max_mb, 512, 0, 65536, "Result cache size (MB)")
-LL_VAR(sqlml, cache_ttl_s, 300, 1, 86400, "Result cache time to live (s)")
-BOOL_VAR(sqlml, coalesce, 1, "Merge concurrent calls from several connections into one request")
-LL_VAR(sqlml, coalesce_linger_ms, 0, 0, 100, "How long a request waits for company (ms)")
-BOOL_VAR(sqlml, rewrite, 1, "MySQL: rewrite statements with ML calls into batched form before they are parsed")
+#define SQLML_VARIABLES(STR, BOOL, LL)                                                             \
+  STR(sqlml, region, "us-east-1", "AWS region of the services")                                    \
+  STR(sqlml, comprehend_endpoint_url, "", "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS") \
+  STR(sqlml, sagemaker_endpoint_url, "", "SageMaker Runtime endpoint URL override; empty: AWS")    \
+  STR(sqlml, sts_endpoint_url, "", "STS endpoint URL override (role assumption); empty: AWS")      \
+  STR(sqlml, s3_endpoint_url, "", "S3 endpoint URL override (exports); empty: AWS")                \
+  LL(sqlml, export_part_mb, 8, 5, 5120, "Export multipart part size (MiB)")                        \
+  LL(sqlml, export_file_mb, 6144, 1, 5242880, "Export file size before the next .part_NNNNN (MiB)") \
+  LL(sqlml, connect_timeout_ms, 5000, 1, 86400000, "Connect timeout to a service (ms)")            \
+  LL(sqlml, max_attempts, 3, 1, 10, "Attempts per request (throttling, 5xx, timeouts)")            \
+  STR(sqlml, on_error, "error", "A failing row: 'error' fails the statement, 'null' gives NULL and a warning") \
+  LL(sqlml, max_in_flight, 16, 1, 256, "Requests in flight at once per server")                    \
+  STR(sqlml, sagemaker_accept, "text/csv", "Accept header of SageMaker requests")                  \
+  BOOL(sqlml, cache_enabled, 1, "Result cache on or off")                                          \
+  LL(sqlml, cache_max_entries, 2000000, 0, 100000000, "Result cache size (entries)")               \
+  LL(sqlml, cache_max_mb, 512, 0, 65536, "Result cache size (MB)")                                 \
+  LL(sqlml, cache_ttl_s, 300, 1, 86400, "Result cache time to live (s)")                           \
+  BOOL(sqlml, coalesce, 1, "Merge concurrent calls from several connections into one request")     \
+  LL(sqlml, coalesce_linger_ms, 0, 0, 100, "How long a request waits for company (ms)")            \
+  BOOL(sqlml, rewrite, 1, "MySQL: rewrite statements with ML calls into batched form before they are parsed")
+
+#define AURORA_ML_VARIABLES(STR, BOOL, LL)                                                         \
+  LL(aurora_ml, inference_timeout, 30000, 1, 86400000, "Budget for one row's answer, retries included (ms)")
+
+#define ALL_VARIABLES(STR, BOOL, LL)                                                               \
+  AWS_VARIABLES(STR, BOOL, LL) SQLML_VARIABLES(STR, BOOL, LL) AURORA_ML_VARIABLES(STR, BOOL, LL)
+
+ALL_VARIABLES(STR_VAR, BOOL_VAR, LL_VAR)
 
 enum setting_kind { KIND_STR = 0, KIND_BOOL = 1, KIND_LL = 2 };
 
@@ -117,64 +129,29 @@ struct setting {
   char *owned; /* strings: our copy of the value SET GLOBAL stored last */
 };
 
-#define S(plugin, bit, name, kind)                                                                  \
-  {#plugin "_" #name, kind, (struct sys_var_header *)&plugin##_##name, bit, false, NULL}
-static struct setting settings[] = {
-    S(aws, 2, default_sagemaker_role, KIND_STR),
-    S(aws, 2, default_comprehend_role, KIND_STR),
-    S(aws, 2, default_s3_role, KIND_STR),
-    S(sqlml, 1, region, KIND_STR),
-    S(sqlml, 1, comprehend_endpoint_url, KIND_STR),
-    S(sqlml, 1, sagemaker_endpoint_url, KIND_STR),
-    S(sqlml, 1, sts_endpoint_url, KIND_STR),
-    S(sqlml, 1, s3_endpoint_url, KIND_STR),
-    S(sqlml, 1, export_part_mb, KIND_LL),
-    S(sqlml, 1, export_file_mb, KIND_LL),
-    S(aurora_ml, 4, inference_timeout, KIND_LL),
-    S(sqlml, 1, connect_timeout_ms, KIND_LL),
-    S(sqlml, 1, max_attempts, KIND_LL),
-    S(sqlml, 1, on_error, KIND_STR),
-    S(sqlml, 1, max_in_flight, KIND_LL),
-    S(sqlml, 1, sagemaker_accept, KIND_STR),
-    S(sqlml, 1, cache_enabled, KIND_BOOL),
-    S(sqlml, 1, cache_max_entries, KIND_LL),
-    S(sqlml, 1, cache_max_mb, KIND_LL),
-    S(sqlml, 1, cache_ttl_s, KIND_LL),
-    S(sqlml, 1, coalesce, KIND_BOOL),
-    S(sqlml, 1, coalesce_linger_ms, KIND_LL),
-    S(sqlml, 1, rewrite, KIND_BOOL),
-};
+/* The bit of each plugin in plugins_ready. */
+#define PLUGIN_BIT_sqlml 1
+#define PLUGIN_BIT_aws 2
+#define PLUGIN_BIT_aurora_ml 4
+
+#define S(plugin, name, kind)                                                                      \
+  {#plugin "_" #name, kind, (struct sys_var_header *)&plugin##_##name, PLUGIN_BIT_##plugin, false, NULL},
+#define S_STR(plugin, name, def, comment) S(plugin, name, KIND_STR)
+#define S_BOOL(plugin, name, def, comment) S(plugin, name, KIND_BOOL)
+#define S_LL(plugin, name, def, min, max, comment) S(plugin, name, KIND_LL)
+static struct setting settings[] = {ALL_VARIABLES(S_STR, S_BOOL, S_LL)};
 #undef S
 #define SETTING_COUNT ((int)(sizeof settings / sizeof settings[0]))
 
-static struct sys_var_header *aws_vars[] = {
-    (struct sys_var_header *)&aws_default_sagemaker_role,
-    (struct sys_var_header *)&aws_default_comprehend_role,
-    (struct sys_var_header *)&aws_default_s3_role, NULL};
-
-static struct sys_var_header *sqlml_vars[] = {
-    (struct sys_var_header *)&sqlml_region,
-    (struct sys_var_header *)&sqlml_comprehend_endpoint_url,
-    (struct sys_var_header *)&sqlml_sagemaker_endpoint_url,
-    (struct sys_var_header *)&sqlml_sts_endpoint_url,
-    (struct sys_var_header *)&sqlml_s3_endpoint_url,
-    (struct sys_var_header *)&sqlml_export_part_mb,
-    (struct sys_var_header *)&sqlml_export_file_mb,
-    (struct sys_var_header *)&sqlml_connect_timeout_ms,
-    (struct sys_var_header *)&sqlml_max_attempts,
-    (struct sys_var_header *)&sqlml_on_error,
-    (struct sys_var_header *)&sqlml_max_in_flight,
-    (struct sys_var_header *)&sqlml_sagemaker_accept,
-    (struct sys_var_header *)&sqlml_cache_enabled,
-    (struct sys_var_header *)&sqlml_cache_max_entries,
-    (struct sys_var_header *)&sqlml_cache_max_mb,
-    (struct sys_var_header *)&sqlml_cache_ttl_s,
-    (struct sys_var_header *)&sqlml_coalesce,
-    (struct sys_var_header *)&sqlml_coalesce_linger_ms,
-    (struct sys_var_header *)&sqlml_rewrite,
-    NULL};
-
-static struct sys_var_header *aurora_ml_vars[] = {(struct sys_var_header *)&aurora_ml_inference_timeout, NULL};
+/* Each plugin's variables, as the server's plugin descriptor wants them (NULL-ended). */
+#define HDR(plugin, name) (struct sys_var_header *)&plugin##_##name,
+#define HDR_STR(plugin, name, def, comment) HDR(plugin, name)
+#define HDR_BOOL(plugin, name, def, comment) HDR(plugin, name)
+#define HDR_LL(plugin, name, def, min, max, comment) HDR(plugin, name)
+static struct sys_var_header *aws_vars[] = {AWS_VARIABLES(HDR_STR, HDR_BOOL, HDR_LL) NULL};
+static struct sys_var_header *sqlml_vars[] = {SQLML_VARIABLES(HDR_STR, HDR_BOOL, HDR_LL) NULL};
+static struct sys_var_header *aurora_ml_vars[] = {AURORA_ML_VARIABLES(HDR_STR, HDR_BOOL, HDR_LL) NULL};
+#undef HDR
 
 static struct setting *setting_of(const struct sys_var_header *decl)
 {
@@ -349,7 +326,7 @@ static int settings_snapshot(struct native_setting *out, int max, unsigned long 
  * whether the SQLML_* privileges exist. */
 static void tell_below(void)
 {
-  bool sqlml_ready = plugins_ready & 1;
+  bool sqlml_ready = plugins_ready & PLUGIN_BIT_sqlml;
   rewrite_set_enabled(sqlml_ready && sqlml_rewrite_value);
   server_set_privileges_ready(sqlml_ready);
 }
@@ -401,14 +378,14 @@ static int sqlml_plugin_init(void *p)
                       "refuse to run\n");
     filter_load_names();
   }
-  mark_ready(1, true);
+  mark_ready(PLUGIN_BIT_sqlml, true);
   return 0;
 }
 
 static int sqlml_plugin_deinit(void *p)
 {
   (void)p;
-  mark_ready(1, false);
+  mark_ready(PLUGIN_BIT_sqlml, false);
   return 0;
 }
 
@@ -429,8 +406,8 @@ static int sqlml_plugin_deinit(void *p)
     return 0;                                                                                      \
   }
 
-READY_ONLY_PLUGIN(aws, 2)
-READY_ONLY_PLUGIN(aurora_ml, 4)
+READY_ONLY_PLUGIN(aws, PLUGIN_BIT_aws)
+READY_ONLY_PLUGIN(aurora_ml, PLUGIN_BIT_aurora_ml)
 
 static void maria_notify(void *thd, unsigned int event_class, const void *event)
 {
