@@ -57,8 +57,7 @@ CLOCK_TICK_S = 0.05
 class _CoarseClock:
     """time.monotonic(), read by a ticker thread every CLOCK_TICK_S.
 
-    Reading the clock costs 0.2-1 µs on this kind of virtual machine, more than a
-    cache lookup; reads compare expiries with this attribute instead, so an entry may
+    Reading the clock can cost more than a cache lookup on a virtual machine; reads compare expiries with this attribute instead, so an entry may
     live up to CLOCK_TICK_S past its TTL."""
 
     def __init__(self):

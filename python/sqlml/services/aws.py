@@ -1,6 +1,6 @@
 """The process's boto3 Sessions and their clients.
 
-A Session plus client costs ~70 ms to build and Sessions are not thread-safe, while
+A Session plus client is slow to build (tens of ms) and Sessions are not thread-safe, while
 clients are: so there is one Session and one client per service per process, built
 at boot and rebuilt only when a setting they depend on changes. Retries are ours
 (engine/dispatch.py counts and bounds them), so botocore's are pinned to a single

@@ -1,11 +1,12 @@
 """SigV4-signed POSTs to one AWS service, without botocore's per-call machinery.
 
-A 25-text BatchDetectSentiment through a boto3 client cost ~1.6 ms of client CPU on
-this project's machine: endpoint ruleset resolution, a dozen event hooks, serialization
-by shape, user-agent assembly, then botocore's HTTP session (urllib3 around http.client,
-~0.6 ms alone). Comprehend (JSON 1.1) and SageMaker Runtime (REST-JSON, raw body)
-requests are a path, a few headers and a body we already hold, so this client sends
-them itself (~0.6 ms for the same request, answer checks included). Everything that
+A request through a boto3 client spends most of its client CPU around the request
+rather than in it: endpoint ruleset resolution, a dozen event hooks, serialization by
+shape, user-agent assembly, then botocore's HTTP session (urllib3 around http.client).
+Comprehend (JSON 1.1) and SageMaker Runtime (REST-JSON, raw body) requests are a path, a
+few headers and a body we already hold, so this client sends them itself, at a fraction
+of that CPU (bench/bench_local_service.py and tests/test_lean_client.py compare the two
+paths). Everything that
 decides *what* is sent, and how it may fail, is still botocore's, taken once from the
 boto3 client built for the service:
 
@@ -23,8 +24,8 @@ boto3 client built for the service:
   into a ClientError, so comprehend.client_error maps both exactly as it maps a boto3 call's failures.
 
 What is ours: kept-alive http.client connections (LIFO, at most max_pool_connections
-idle, a dropped one is noticed before reuse): ~0.2 ms of CPU per request where
-botocore's HTTP session took ~0.6 ms.
+idle, a dropped one is noticed before reuse), cheaper per request than botocore's HTTP
+session.
 """
 
 from __future__ import annotations
