@@ -41,24 +41,34 @@ STATEMENT = (f"SELECT SUM(aws_sagemaker_invoke_endpoint_real('sum-m', 'REAL', 10
              f"WHERE (SELECT sqlml_warm_sagemaker('sum-m', 10000, v) FROM {TABLE}) >= 0")
 
 
-def rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str) -> float:
+    """A /proc/<pid>/status figure (VmRSS, VmHWM) in MB."""
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def rss_mb(pid: int) -> float:
+    return status_mb(pid, "VmRSS")
+
+
+def distinct_series(db, table: str, rows: int):
+    """Yields table (n, v): rows distinct values, made from numbers (1..10000) x rows/10000;
+    drops it and clears the cache after."""
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (n INT PRIMARY KEY, v DOUBLE)")
+        cur.execute(f"INSERT INTO {table} SELECT (a.n - 1) * 10000 + b.n, ((a.n - 1) * 10000 + b.n) * 0.25 "
+                    f"FROM numbers a, numbers b WHERE a.n <= {rows // 10000}")
+    try:
+        yield table
+    finally:
+        db.query(f"DROP TABLE IF EXISTS {table}")
+        db.query("SELECT sqlml_cache_clear()")
 
 
 @pytest.fixture
 def series(db):
-    """mem_series (n, v): ROWS distinct values, made from numbers (1..10000) x 20."""
-    with db.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
-        cur.execute(f"CREATE TABLE {TABLE} (n INT PRIMARY KEY, v DOUBLE)")
-        cur.execute(f"INSERT INTO {TABLE} SELECT (a.n - 1) * 10000 + b.n, ((a.n - 1) * 10000 + b.n) * 0.25 "
-                    f"FROM numbers a, numbers b WHERE a.n <= {ROWS // 10000}")
-    try:
-        yield TABLE
-    finally:
-        db.query(f"DROP TABLE IF EXISTS {TABLE}")
-        db.query("SELECT sqlml_cache_clear()")
+    yield from distinct_series(db, TABLE, ROWS)
 
 
 def test_rss_after_cache_clear_reaches_a_steady_state(db, series):
@@ -99,23 +109,9 @@ AFTER_CLEAR_BOUND_MB = 32
 PEAK_TABLE = "mem_peak"
 
 
-def status_mb(pid: int, field: str) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
 @pytest.fixture
 def peak_series(db):
-    with db.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {PEAK_TABLE}")
-        cur.execute(f"CREATE TABLE {PEAK_TABLE} (n INT PRIMARY KEY, v DOUBLE)")
-        cur.execute(f"INSERT INTO {PEAK_TABLE} SELECT (a.n - 1) * 10000 + b.n, ((a.n - 1) * 10000 + b.n) * 0.25 "
-                    f"FROM numbers a, numbers b WHERE a.n <= {PEAK_ROWS // 10000}")
-    try:
-        yield PEAK_TABLE
-    finally:
-        db.query(f"DROP TABLE IF EXISTS {PEAK_TABLE}")
-        db.query("SELECT sqlml_cache_clear()")
+    yield from distinct_series(db, PEAK_TABLE, PEAK_ROWS)
 
 
 def test_batch_path_peak_rss_growth_is_bounded_and_returns_after_clear(db, peak_series):
