@@ -188,49 +188,27 @@ class ResultCache:
         """The cached answer for key (and it becomes the most recently used), or MISS."""
         if not self.enabled:
             return MISS
-        names = self._ids.get(key[0])  # ids are only ever added: no lock needed to read
-        prefix = names.get(key[1]) if names is not None else None
+        prefix = self._id(key[0], key[1], False)  # ids are only ever added: no lock needed to read
         if prefix is None:
             return MISS
         compact = prefix + key[2]
         with self._lock:
-            gens = self._gens
-            if not gens:
+            g, value = self._find(compact)
+            if g is None:
                 return MISS
-            if gens[0].expires < _clock.now:
-                self._expire()
-                if not gens:
-                    return MISS
-            items = gens[-1].items  # the newest first: most hits are there
-            value = items.pop(compact, MISS)
-            if value is MISS:
-                for g in gens[-2::-1]:
-                    items = g.items
-                    value = items.pop(compact, MISS)
-                    if value is not MISS:
-                        break
-                else:
-                    return MISS
-            items[compact] = value  # to the end: the most recently used
+            del g.items[compact]
+            g.items[compact] = value  # to the end of its generation: the most recently used
             return value
 
     def fresh(self, key) -> bool:
         """Whether key has an answer that has not expired; does not touch its recency."""
         if not self.enabled:
             return False
-        names = self._ids.get(key[0])
-        prefix = names.get(key[1]) if names is not None else None
+        prefix = self._id(key[0], key[1], False)
         if prefix is None:
             return False
-        compact = prefix + key[2]
         with self._lock:
-            gens = self._gens
-            if gens and gens[0].expires < _clock.now:
-                self._expire()
-            for g in reversed(gens):
-                if compact in g.items:
-                    return True
-        return False
+            return self._find(prefix + key[2])[0] is not None
 
     def unanswered(self, keys: list) -> list[bool]:
         """Per key, whether it lacks a fresh answer (False for None): fresh() for many."""
