@@ -2,11 +2,13 @@
 
 import sys
 
-from bench import bench_batching, bench_crossing, bench_export, bench_local_service, bench_memory, bench_rewrite
+from bench import bench_batching, bench_crossing, bench_export, bench_local_service, bench_memory, bench_rewrite, \
+    bench_scalar
 
 BENCHMARKS = {
     "crossing": bench_crossing.run,
     "batching": bench_batching.run,
+    "scalar": bench_scalar.run,
     "local_service": bench_local_service.run,
     "rewrite": bench_rewrite.run,
     "export": bench_export.run,
