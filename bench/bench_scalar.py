@@ -106,7 +106,7 @@ def summarise(runs: list[Run]) -> list[dict]:
         noop, curl = chosen.get((NOOP, pattern)), chosen.get((CURL, pattern))
         if noop:
             record["server_cpu_vs_noop"] = round(cpu_us / per_row_us(noop.server_cpu_s, noop.rows), 1)
-        if curl:
+        if curl and function != NOOP:  # the no-op makes no request: no ratio to a client
             record["server_cpu_vs_curl"] = round(cpu_us / per_row_us(curl.server_cpu_s, curl.rows), 2)
             record["rows_per_s_vs_curl"] = round(r.rows / r.seconds / (curl.rows / curl.seconds), 2)
         if function != NOOP:
