@@ -232,12 +232,19 @@ def test_fault_matrix(db, clean, policy, fault, path):
                 side.refuse_soon(0.3)
 
         arm_fault()
+        failed = 0
         for ids, (rows, warnings, error, elapsed) in run_path(db, path, select):
             assert elapsed < bound_s(path, policy), (elapsed, error)
+            failed += error is not None or any(got is None for _, got in rows)
             others = [str(values[j]) if service == "sagemaker" else TEXTS[j]
                       for j in range(ROWS) if j + 1 not in ids]
             assert not any(o in (error or "") or any(o in w for w in warnings) for o in others), \
                 (error, warnings)  # a caller hears only of its own input (12.2)
+            if fault == "refused" and path == "coalesced" and error is None and rows == [(ids[0], want[ids[0] - 1])]:
+                # One connection's call, sent while the fake still ran: a lone call that
+                # found the held request in flight from another thread (sent by that
+                # caller itself, engine/dispatch.py attempt_inline) need not queue behind it.
+                continue
             if policy == "error" and any(i - 1 in failing for i in ids):
                 assert error is not None and re.search(message, error), (error, rows)
                 assert "internal error" not in error
@@ -253,6 +260,7 @@ def test_fault_matrix(db, clean, policy, fault, path):
                 assert any(got is None for _, got in rows), rows
                 assert any(re.search(message, w) for w in warnings), warnings
 
+        assert failed, "no statement met the fault"
         if policy == "error" and path != "coalesced":
             # A failing UPDATE changes no row, and fails as fast.
             if side.fake._server is None:

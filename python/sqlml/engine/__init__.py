@@ -18,10 +18,11 @@ from ..config import Settings
 from ..errors import ServiceError, SqlmlError
 from ..services import comprehend, sagemaker
 from ..services.aws import Clients
+from ..services.lean import NoIdleConnection
 from .cache import MISS, ResultCache
 from .coalesce import Coalescer
 from .counters import Counters
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, NotSent
 
 
 class Engine:
@@ -183,17 +184,47 @@ class Engine:
             if failed is not None:
                 raise failed
             deadline = self.dispatcher.deadline()
-            if self.settings.coalesce:
-                future = self._coalescer(target).call(payload, max_batch_size,
-                                                      self.settings.coalesce_linger_ms / 1000.0)
-            else:  # one request per call: the baseline the benchmarks compare against
-                send = self.send_sentiment if target[0] == "comprehend" else self.send_invoke
-                future = self.dispatcher.spawn(lambda: _raise_item(send(target[1], [payload])[0]))
-            value = self.dispatcher.wait(future, deadline, target, where)
+            try:
+                value = self._send_alone(key, target, payload, deadline, where)
+            except NotSent:
+                value = self._send_shared(target, payload, max_batch_size, deadline, where)
         else:
             self.counters.add("cache_hit_cnt")
         self.counters.add("logical_response_cnt")
         return value
+
+    def _send_alone(self, key: tuple, target: tuple[str, str], payload: str, deadline: float, where: str):
+        """A call no other connection's could share a request with (its coalescer idle and
+        no other caller recent, or coalescing off) is sent from this thread over a
+        kept-alive connection (dispatch.attempt_inline); NotSent if it cannot be."""
+        settings = self.settings
+        service, name = target
+        if settings.coalesce and (settings.coalesce_linger_ms or not self._coalescer(target).alone()):
+            raise NotSent()
+        client = self.clients.get("comprehend" if service == "comprehend" else "sagemaker-runtime")
+        if not client.can_send_inline():
+            raise NotSent()
+        if service == "comprehend":
+            def request(wait):
+                return _raise_item(comprehend.detect(client, [payload], name, wait)[0])
+        else:
+            accept = settings.sagemaker_accept
+
+            def request(wait):
+                return sagemaker.invoke(client, name, [payload], accept, wait)[0]
+        value = self.dispatcher.attempt_inline(request, target, deadline, where, NoIdleConnection)
+        self.cache.put_many([key], [value])
+        self._count_batch(1)
+        return value
+
+    def _send_shared(self, target: tuple[str, str], payload: str, max_batch_size: int, deadline: float, where: str):
+        """Through the target's coalescer (or alone on a worker with coalescing off)."""
+        if self.settings.coalesce:
+            future = self._coalescer(target).call(payload, max_batch_size, self.settings.coalesce_linger_ms / 1000.0)
+        else:  # one request per call: the baseline the benchmarks compare against
+            send = self.send_sentiment if target[0] == "comprehend" else self.send_invoke
+            future = self.dispatcher.spawn(lambda: _raise_item(send(target[1], [payload])[0]))
+        return self.dispatcher.wait(future, deadline, target, where)
 
     def sentiment(self, text: str, language: str, max_batch_size: int = 25) -> comprehend.Sentiment:
         return self._answer(("comprehend", language, text), ("comprehend", language), text,

@@ -3,8 +3,10 @@
 A scalar call cannot see the next row, but concurrent calls from other connections
 for the same target (a Comprehend language, a SageMaker endpoint) can share a request.
 
-Flush rule: a call that finds no request in flight for its target sends at once if its
-connection is the only recent caller, so a lone connection waits for nobody. Calls that
+Flush rule: a call that finds no request of the coalescer in flight for its target and
+whose connection is the only recent caller (alone()) is sent by its own server thread
+(engine/dispatch.py, attempt_inline), so a lone connection waits for nobody and pays no
+hop to a worker. Calls that
 arrive while a request is in flight queue up and leave together in the next request, up
 to max_batch_size rows (a full batch leaves at once, on another sender if need be). Adaptive linger: when a request returns,
 the callers it answered are about to come back with their next call, and so are the
@@ -14,8 +16,8 @@ such callers, but only while they keep arriving (at most ARRIVAL_GAP_S between t
 arrivals), and at most that request's own time (but at least ADAPTIVE_LINGER_FLOOR_S: a
 client round trip on a loaded machine takes that long) and never more than
 ADAPTIVE_LINGER_CAP_S. A sender that starts while several callers are active waits
-for them the same way, for up to ADAPTIVE_LINGER_FLOOR_S. A lone connection is the only
-caller awaited, so its next call leaves on arrival.
+for them the same way, for up to ADAPTIVE_LINGER_FLOOR_S. After answering a lone
+connection a sender does not wait at all: that connection's next call is alone().
 `linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
 request. Identical payloads in one batch are sent once. Every waiter gets its answer
 or its error, and only its own: a shared request that fails in a way that may quote
@@ -56,6 +58,19 @@ class Coalescer:
         self._queue: deque = deque()  # (payload, max_batch_size, future)
         self._senders = 0
         self._callers: dict[int, float] = {}  # caller thread -> when it last called
+
+    def alone(self) -> bool:
+        """Notes a call from this thread; True if no request of this coalescer is being
+        sent or waiting and no other connection called within RECENT_CALLER_S: the call
+        would leave at once in a request of its own, so it may be sent by its caller."""
+        now = time.monotonic()
+        me = threading.get_ident()
+        with self._cond:
+            self._callers[me] = now
+            if self._senders or self._queue:
+                return False
+            since = now - RECENT_CALLER_S
+            return all(at < since for caller, at in self._callers.items() if caller != me)
 
     def call(self, payload, max_batch_size: int, linger_s: float) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -126,7 +141,9 @@ class Coalescer:
                 started = time.monotonic()
                 self._answer(batch)
                 expected = max(len(batch), self._active_callers())
-                adaptive_s = min(ADAPTIVE_LINGER_CAP_S, max(ADAPTIVE_LINGER_FLOOR_S, time.monotonic() - started))
+                # A lone connection sends its next call itself (alone()): nobody to wait for.
+                adaptive_s = (0.0 if expected <= 1 else
+                              min(ADAPTIVE_LINGER_CAP_S, max(ADAPTIVE_LINGER_FLOOR_S, time.monotonic() - started)))
         finally:
             if not finished:  # an unexpected error: the queue must not be left without a sender
                 with self._cond:

@@ -46,6 +46,7 @@ class TargetStats:
     timeouts: int = 0
     max_batch_rows: int = 0
     service_time_s: float = 0.0
+    inline_requests: int = 0  # sent from the calling server thread (dispatch.attempt_inline)
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -113,7 +114,7 @@ class Counters:
         self._totals.add(name, n)
 
     def request_done(self, target: tuple[str, str], rows: int, seconds: float, *, error: bool = False,
-                     throttled: bool = False, timed_out: bool = False) -> None:
+                     throttled: bool = False, timed_out: bool = False, inline: bool = False) -> None:
         """Records one request sent to `target` (service, endpoint) and how it ended."""
         with self._lock:
             t = self.targets.get(target)
@@ -125,6 +126,7 @@ class Counters:
             t.throttles += throttled
             t.timeouts += timed_out
             t.max_batch_rows = max(t.max_batch_rows, rows)
+            t.inline_requests += inline
             t.service_time_s += seconds
         totals = self._totals
         if error:

@@ -1,8 +1,11 @@
-"""Sends service requests from engine-owned threads, with bounded retries.
+"""Sends service requests, with bounded retries, at most `max_in_flight` at once.
 
-Server threads have 292 KB stacks and must not do network I/O themselves: a request
-runs on one of `max_in_flight` worker threads while the calling server thread waits
-on its future with the GIL released. Every wait has a deadline (timeout_s covers all
+A request runs on one of `max_in_flight` worker threads while the calling server thread
+waits on its future with the GIL released, except a lone scalar call's first attempt
+over a kept-alive connection (attempt_inline): that is sent from the calling thread,
+which saves the hop to a worker and back (bench/bench_scalar.py measures it), and
+waits for the answer in KILL_POLL_S slices (wait_readable). Connecting, backoff and
+retries stay on worker threads: a connect cannot be cut short by a KILL. Every wait has a deadline (timeout_s covers all
 attempts and their backoff) and is cut in KILL_POLL_S slices, between which the
 server's kill flag is read: KILL QUERY ends a waiting statement within a slice, not at
 its deadline (wait_for). Throttling, 5xx and connection failures are retried with
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import random
+import select
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -61,11 +66,34 @@ def wait_for(future: concurrent.futures.Future, timeout_s: float, where: str):
                 raise
 
 
+def wait_readable(sock, deadline: float, where: str, timeout_s: float) -> None:
+    """Returns once sock has something to read; raises QueryKilled as soon as the calling
+    statement is killed, ServiceTimeout once the deadline passes (read in KILL_POLL_S
+    slices, the GIL released while it waits)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    while True:
+        remaining = deadline - time.monotonic()
+        if poller.poll(max(0, int(min(KILL_POLL_S, remaining) * 1000))):
+            return
+        if host.killed():
+            raise QueryKilled(f"{where}: query killed while waiting for the service")
+        if remaining <= KILL_POLL_S:
+            raise ServiceTimeout(f"{where}: no answer within timeout_s={timeout_s:g} s")
+
+
+class NotSent(Exception):
+    """attempt_inline sent nothing (no free slot, no kept-alive connection): send the
+    request from a worker instead."""
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, counters: Counters):
         self._counters = counters
         self._settings = settings
         self._pool = self._new_pool(settings)
+        # Every attempt holds a slot while its request is out, inline or on a worker.
+        self._slots = threading.BoundedSemaphore(settings.max_in_flight)
 
     @staticmethod
     def _new_pool(settings: Settings) -> concurrent.futures.ThreadPoolExecutor:
@@ -76,6 +104,7 @@ class Dispatcher:
         if settings.max_in_flight != self._settings.max_in_flight:
             old, self._pool = self._pool, self._new_pool(settings)
             old.shutdown(wait=False)
+            self._slots = threading.BoundedSemaphore(settings.max_in_flight)  # holders give theirs back to the old one
         self._settings = settings
 
     def spawn(self, fn: Callable[..., T], *args) -> concurrent.futures.Future:
@@ -104,26 +133,78 @@ class Dispatcher:
     def settings(self) -> Settings:
         return self._settings
 
+    def attempt_inline(self, request: Callable[..., T], target: tuple[str, str], deadline: float, where: str,
+                       no_connection: type[Exception]) -> T:
+        """The first attempt of a one-row request, sent from the calling thread:
+        request(wait) with wait(sock) = wait_readable up to the deadline. Raises NotSent
+        if nothing was sent (no free slot, or request raised no_connection); if the
+        attempt failed in a way worth retrying, the retries run as request(None) on a
+        worker and the caller waits for them as for any request."""
+        settings, slots = self._settings, self._slots
+        if not slots.acquire(blocking=False):
+            raise NotSent()
+        started = time.monotonic()
+        try:
+            result = request(lambda sock: wait_readable(sock, deadline, where, settings.timeout_s))
+        except no_connection:
+            raise NotSent() from None
+        except QueryKilled:
+            self._counters.add("actual_request_cnt")
+            self._counters.request_done(target, 1, time.monotonic() - started, error=True, inline=True)
+            raise
+        except ServiceError as exc:
+            self._counters.add("actual_request_cnt")
+            self._counters.request_done(target, 1, time.monotonic() - started, error=True,
+                                        throttled=exc.code in THROTTLE_CODES, timed_out=exc.code == "Timeout",
+                                        inline=True)
+            backoff = BACKOFF_BASE_S * (0.5 + random.random() / 2)
+            if not exc.retryable or settings.max_attempts <= 1 or time.monotonic() + backoff >= deadline:
+                raise
+        else:
+            self._counters.add("actual_request_cnt")
+            self._counters.request_done(target, 1, time.monotonic() - started, inline=True)
+            self._counters.add("actual_response_cnt")
+            return result
+        finally:
+            slots.release()
+        future = self._pool.submit(self._retry_after, backoff, lambda: request(None), target, deadline, settings)
+        return self.wait(future, deadline, target, where)
+
+    def _retry_after(self, backoff: float, request: Callable[[], T], target: tuple[str, str], deadline: float,
+                     settings: Settings) -> T:
+        time.sleep(backoff)
+        return self.attempts(request, target, 1, deadline, settings, first=2)
+
     def attempts(self, request: Callable[[], T], target: tuple[str, str], rows: int, deadline: float,
-                 settings: Settings | None = None) -> T:
-        """Runs request() on this thread until it succeeds, fails for good, or time runs out."""
+                 settings: Settings | None = None, first: int = 1) -> T:
+        """Runs request() on this thread until it succeeds, fails for good, or time runs
+        out; `first` is the number of its first attempt (2: one was made already)."""
         settings = settings or self._settings
-        attempt = 0
+        attempt = first - 1
         while True:
             attempt += 1
             if attempt > 1:
                 self._counters.add("retry_request_cnt")
             self._counters.add("actual_request_cnt")
+            slots = self._slots
+            slots.acquire()
             started = time.monotonic()
             try:
                 result = request()
             except ServiceError as exc:
+                failure = exc
+            else:
+                failure = None
+            finally:
+                slots.release()
+            if failure is not None:
+                exc = failure
                 elapsed = time.monotonic() - started
                 self._counters.request_done(target, rows, elapsed, error=True, throttled=exc.code in THROTTLE_CODES,
                                             timed_out=exc.code == "Timeout")
                 backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
                 if not exc.retryable or attempt >= settings.max_attempts or time.monotonic() + backoff >= deadline:
-                    raise
+                    raise exc
                 time.sleep(backoff)
                 continue
             self._counters.request_done(target, rows, time.monotonic() - started)

@@ -106,12 +106,12 @@ def client_error(exc: Exception, where: str) -> ServiceError:
     raise exc
 
 
-def _call(client, operation: str, params: dict, where: str):
+def _call(client, operation: str, params: dict, where: str, wait=None):
     """One JSON 1.1 request; the answer's JSON document (any JSON value), or ServiceError."""
     body = json.dumps(params, separators=(",", ":")).encode()
     try:
         reply = client.send(operation, "/", body, {"X-Amz-Target": TARGET_PREFIX + operation,
-                                                   "Content-Type": JSON_1_1})
+                                                   "Content-Type": JSON_1_1}, wait)
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
         raise client_error(exc, where) from None
     try:
@@ -120,17 +120,17 @@ def _call(client, operation: str, params: dict, where: str):
         raise ServiceError(f"{where}: malformed answer (not JSON: {reply.body[:60]!r})") from None
 
 
-def detect(client, texts: list[str], language: str) -> list[Sentiment | ServiceError]:
+def detect(client, texts: list[str], language: str, wait=None) -> list[Sentiment | ServiceError]:
     """One request for 1..25 texts through `client` (a LeanClient); per-text results in
-    order (an item may be an error)."""
+    order (an item may be an error). wait: see LeanClient.send."""
     if len(texts) == 1:
         where = f"Comprehend DetectSentiment ({language})"
-        reply = _call(client, "DetectSentiment", {"Text": texts[0], "LanguageCode": language}, where)
+        reply = _call(client, "DetectSentiment", {"Text": texts[0], "LanguageCode": language}, where, wait)
         if not isinstance(reply, dict):
             raise ServiceError(f"{where}: malformed answer (not a JSON object)")
         return [Sentiment.from_wire(reply, where)]
     where = f"Comprehend BatchDetectSentiment ({language}, {len(texts)} texts)"
-    reply = _call(client, "BatchDetectSentiment", {"TextList": texts, "LanguageCode": language}, where)
+    reply = _call(client, "BatchDetectSentiment", {"TextList": texts, "LanguageCode": language}, where, wait)
     if not isinstance(reply, dict) or not isinstance(reply.get("ResultList", []), list) or not isinstance(reply.get("ErrorList", []), list):
         raise ServiceError(f"{where}: malformed answer (expected an object with ResultList and ErrorList lists)")
     out: list[Sentiment | ServiceError | None] = [None] * len(texts)

@@ -51,6 +51,12 @@ USER_AGENT = f"sqlml/{__version__} Botocore/{botocore.__version__} Python/{platf
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+class NoIdleConnection(Exception):
+    """send(wait=...) found no kept-alive connection: nothing was sent. A new connection
+    would be opened under the connect timeout, which no wait function can cut short,
+    so the caller sends from a worker thread instead."""
+
+
 class Reply:
     """A 2xx answer: the body as sent, and headers (.get() by name in any letter case)."""
 
@@ -137,9 +143,19 @@ class LeanClient:
         """Closes idle connections; requests still in flight close theirs when done."""
         self._connections.close()
 
-    def send(self, operation: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+    def can_send_inline(self) -> bool:
+        """Whether send(wait=...) would find a kept-alive connection now (it may still
+        raise NoIdleConnection if the server closes that connection meanwhile)."""
+        return not self._proxied and self._connections.has_idle()
+
+    def send(self, operation: str, path: str, body: bytes, headers: dict[str, str], wait=None) -> Reply:
         """POSTs `body` to self.path(path), signed; a 2xx Reply, else raises what botocore
-        would: ClientError (error answers), its HTTP exceptions, NoCredentialsError."""
+        would: ClientError (error answers), its HTTP exceptions, NoCredentialsError.
+
+        wait(sock), if given, is called once the request is written and returns when the
+        answer starts to arrive, or raises (the connection is then closed): the calling
+        thread can stop waiting on its own terms (a KILL). With wait, only a kept-alive
+        connection is used (NoIdleConnection otherwise, before anything is sent)."""
         path = self.path(path)
         url = self._origin + path
         if self._credentials is None:
@@ -149,11 +165,13 @@ class LeanClient:
         headers = {**self._extra_headers[operation], "Host": self._host_header, "User-Agent": USER_AGENT, **headers}
         request = AWSRequest(method="POST", url=url, data=body, headers=headers)
         _SigV4Auth(credentials, self._signing_name, self._region).add_auth(request)
+        if wait is not None and self._proxied:
+            raise NoIdleConnection()
         if self._proxied:
             answer = self._http_session.send(request.prepare())
             status, reply_headers, data = answer.status_code, answer.headers, answer.content
         else:
-            status, reply_headers, data = self._connections.post(path, body, request.headers.items(), url)
+            status, reply_headers, data = self._connections.post(path, body, request.headers.items(), url, wait)
         if status >= 300:
             raise self._client_error(operation, status, reply_headers, data)
         return Reply(status, reply_headers, data)
@@ -216,12 +234,20 @@ class _Connections:
                                     context=self._ssl_context, options=self)
         return _HTTPConnection(self._host, self._port, timeout=self._connect_timeout_s, options=self)
 
-    def _take(self) -> http.client.HTTPConnection:
+    def has_idle(self) -> bool:
+        return bool(self._idle)
+
+    def _take(self, idle_only: bool = False) -> http.client.HTTPConnection:
         while True:
             try:
                 conn = self._idle.pop()
             except IndexError:
+                if idle_only:
+                    raise NoIdleConnection() from None
                 return self._new()
+            if conn.sock is None and idle_only:
+                conn.close()
+                continue
             if conn.sock is None or not _dropped(conn.sock):
                 return conn
             conn.close()  # closed by the server while idle (keep-alive timeout)
@@ -240,9 +266,10 @@ class _Connections:
             except IndexError:
                 break
 
-    def post(self, path: str, body: bytes, headers, url: str) -> tuple[int, http.client.HTTPMessage, bytes]:
-        """(status, headers, body); raises botocore's HTTP exceptions, as URLLib3Session.send does."""
-        conn = self._take()
+    def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """(status, headers, body); raises botocore's HTTP exceptions, as URLLib3Session.send
+        does. wait: see LeanClient.send."""
+        conn = self._take(idle_only=wait is not None)
         if conn.sock is None:
             try:
                 conn.connect()
@@ -261,6 +288,12 @@ class _Connections:
                 conn.putheader(name, value)
             conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body)
+            if wait is not None:
+                try:
+                    wait(conn.sock)
+                except BaseException:
+                    conn.close()  # its answer may still come: the connection cannot carry another request
+                    raise
             answer = conn.getresponse()
             data = answer.read()
         except TimeoutError as exc:

@@ -25,16 +25,16 @@ def check_endpoint(name: str, function: str) -> str:
     return name
 
 
-def invoke(client, endpoint: str, lines: list[str], accept: str) -> list[object]:
+def invoke(client, endpoint: str, lines: list[str], accept: str, wait=None) -> list[object]:
     """Sends the CSV rows in one request through `client` (a LeanClient); returns the
-    first output of each row, in order."""
+    first output of each row, in order. wait: see LeanClient.send."""
     body = csv_body(lines)
     where = f"SageMaker InvokeEndpoint (endpoint '{endpoint}')"
     if len(body) > MAX_BODY_BYTES:
         raise ServiceError(f"{where}: request body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY_BYTES}")
     try:
         reply = client.send("InvokeEndpoint", f"/endpoints/{quote(endpoint, safe='')}/invocations", body,
-                            {"Content-Type": "text/csv", "Accept": accept})
+                            {"Content-Type": "text/csv", "Accept": accept}, wait)
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
         raise client_error(exc, where) from None
     return parse_response(reply.body, reply.headers.get("Content-Type") or "", len(lines), where)
