@@ -207,12 +207,26 @@ def test_each_default_passes_set_globals_check_and_means_the_settings_default():
         assert getattr(config.parse({key: raw}), key) == pytest.approx(getattr(defaults, key)), name
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"kind": config.LL, "key": "region"}, "cannot carry region's default"),
+    ({"kind": config.BOOL}, "cannot carry max_attempts's default 3"),
+    ({"low": 5, "high": 9}, "default 3 is outside 5..9"),
+    ({"key": "timeout_s", "scale": 7.0, "low": 0}, "not a whole number"),
+    ({"plugin": "foo"}, "plugin must be one of"),
+])
+def test_a_row_that_contradicts_settings_fails_at_build_time(change, message):
+    row = {"plugin": "sqlml", "name": "probe", "kind": config.LL, "key": "max_attempts", "comment": "",
+           "low": 1, "high": 10, **change}
+    with pytest.raises(ValueError, match=message):
+        config.SystemVariable(**row)
+
+
 def test_the_build_generates_the_variable_lists_from_config_alone(tmp_path):
     """CMake runs this before sqlml is installed: config.py must load by path, with no
     sqlml import, and give one X-macro call per variable of each plugin."""
     header = tmp_path / "sqlml_variables.h"
     subprocess.run([sys.executable, "-I", str(ROOT / "native" / "gen_constants.py"), "variables",
-                    config.__file__, str(header)], check=True, cwd=tmp_path)
+                    str(ROOT / "python" / "sqlml" / "config.py"), str(header)], check=True, cwd=tmp_path)
     text = header.read_text()
     for name, var in config.SYSTEM_VARIABLES.items():
         assert text.count(f"{var.kind}({var.plugin}, {var.name}, ") == 1, name

@@ -211,6 +211,7 @@ KEYS = tuple(_PARSERS)
 STR, BOOL, LL = "STR", "BOOL", "LL"
 PLUGINS = ("aws", "sqlml", "aurora_ml")  # the plugins native/plugin.c declares, in its order
 _DEFAULTS = Settings()
+_DEFAULT_TYPES = {STR: (str, type(None)), BOOL: (bool,), LL: (int, float)}  # Settings' types per kind
 
 
 @dataclass(frozen=True)
@@ -235,11 +236,13 @@ class SystemVariable:
         if self.plugin not in PLUGINS or self.kind not in (STR, BOOL, LL) or self.key not in _PARSERS:
             raise ValueError(f"{self.full_name}: plugin must be one of {PLUGINS}, kind STR/BOOL/LL and key a "
                              f"setting; got {self.plugin!r}, {self.kind!r}, {self.key!r}")
+        value = getattr(_DEFAULTS, self.key)
+        if not isinstance(value, _DEFAULT_TYPES[self.kind]) or (self.kind != BOOL and isinstance(value, bool)):
+            raise ValueError(f"{self.full_name}: a {self.kind} variable cannot carry {self.key}'s default {value!r}")
         if self.kind == LL:
-            value = getattr(_DEFAULTS, self.key)
             if abs(self.default * self.scale - value) > 1e-9 * max(1.0, abs(value)):
-                raise ValueError(f"{self.full_name}: default {self.key}={value!r} is not a whole number of "
-                                 f"{self.scale!r}{self.unit_text}")
+                raise ValueError(f"{self.full_name}: default {self.key}={value!r} is not a whole number of the "
+                                 f"variable's unit (setting = value * {self.scale!r})")
             if not self.low <= self.default <= self.high:
                 raise ValueError(f"{self.full_name}: default {self.default} is outside {self.low}..{self.high}")
 
