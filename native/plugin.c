@@ -28,6 +28,7 @@
 #include "pyhost.h"
 #include "rewrite.h"
 #include "server_api.h"
+#include "sqlml_variables.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -80,39 +81,12 @@ static void tell_below(void);
                                                     check_setting, update_setting,                 \
                                                     &plugin##_##name##_value, def, min, max, 1};
 
-/* Each system variable once, by plugin and kind: STR(plugin, name, default, comment),
- * BOOL(plugin, name, default, comment), LL(plugin, name, default, min, max, comment). The
- * declarations, the plugins' variable arrays and the settings table all come from these
- * lists. Defaults equal sqlml.config.Settings' (tests/test_plugin.py checks they agree). */
-#define AWS_VARIABLES(STR, BOOL, LL)                                                               \
-  STR(aws, default_sagemaker_role, "", "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials") \
-  STR(aws, default_comprehend_role, "", "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials") \
-  STR(aws, default_s3_role, "", "IAM role ARN assumed (STS) for S3 exports; empty: default credentials")
-
-#define SQLML_VARIABLES(STR, BOOL, LL)                                                             \
-  STR(sqlml, region, "us-east-1", "AWS region of the services")                                    \
-  STR(sqlml, comprehend_endpoint_url, "", "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS") \
-  STR(sqlml, sagemaker_endpoint_url, "", "SageMaker Runtime endpoint URL override; empty: AWS")    \
-  STR(sqlml, sts_endpoint_url, "", "STS endpoint URL override (role assumption); empty: AWS")      \
-  STR(sqlml, s3_endpoint_url, "", "S3 endpoint URL override (exports); empty: AWS")                \
-  LL(sqlml, export_part_mb, 8, 5, 5120, "Export multipart part size (MiB)")                        \
-  LL(sqlml, export_file_mb, 6144, 1, 5242880, "Export file size before the next .part_NNNNN (MiB)") \
-  LL(sqlml, connect_timeout_ms, 5000, 1, 86400000, "Connect timeout to a service (ms)")            \
-  LL(sqlml, max_attempts, 3, 1, 10, "Attempts per request (throttling, 5xx, timeouts)")            \
-  STR(sqlml, on_error, "error", "A failing row: 'error' fails the statement, 'null' gives NULL and a warning") \
-  LL(sqlml, max_in_flight, 16, 1, 256, "Requests in flight at once per server")                    \
-  STR(sqlml, sagemaker_accept, "text/csv", "Accept header of SageMaker requests")                  \
-  BOOL(sqlml, cache_enabled, 1, "Result cache on or off")                                          \
-  LL(sqlml, cache_max_entries, 2000000, 0, 100000000, "Result cache size (entries)")               \
-  LL(sqlml, cache_max_mb, 512, 0, 65536, "Result cache size (MB)")                                 \
-  LL(sqlml, cache_ttl_s, 300, 1, 86400, "Result cache time to live (s)")                           \
-  BOOL(sqlml, coalesce, 1, "Merge concurrent calls from several connections into one request")     \
-  LL(sqlml, coalesce_linger_ms, 0, 0, 100, "How long a request waits for company (ms)")            \
-  BOOL(sqlml, rewrite, 1, "MySQL: rewrite statements with ML calls into batched form before they are parsed")
-
-#define AURORA_ML_VARIABLES(STR, BOOL, LL)                                                         \
-  LL(aurora_ml, inference_timeout, 30000, 1, 86400000, "Budget for one row's answer, retries included (ms)")
-
+/* Each system variable once, by plugin and kind, in sqlml_variables.h, generated at build
+ * time from python/sqlml/config.py's SYSTEM_VARIABLES (the one declaration; defaults come
+ * from its Settings) as AWS_VARIABLES, SQLML_VARIABLES and AURORA_ML_VARIABLES, each
+ * (STR, BOOL, LL) with STR(plugin, name, default, comment), BOOL(plugin, name, default,
+ * comment), LL(plugin, name, default, min, max, comment). The declarations, the plugins'
+ * variable arrays and the settings table all come from these lists. */
 #define ALL_VARIABLES(STR, BOOL, LL)                                                               \
   AWS_VARIABLES(STR, BOOL, LL) SQLML_VARIABLES(STR, BOOL, LL) AURORA_ML_VARIABLES(STR, BOOL, LL)
 

@@ -7,12 +7,19 @@ the requests the fake service actually received.
 
 import concurrent.futures
 import dataclasses
+import importlib.util
+import subprocess
+import sys
 import threading
+import types
+from pathlib import Path
 
 import pymysql
 import pytest
 
 from sqlml import config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 AURORA = ["Aurora_ml_logical_request_cnt", "Aurora_ml_logical_response_cnt", "Aurora_ml_actual_request_cnt",
           "Aurora_ml_actual_response_cnt", "Aurora_ml_cache_hit_cnt", "Aurora_ml_retry_request_cnt",
@@ -134,22 +141,136 @@ def test_exporters_see_the_counters_in_the_status_tables(db, fake):
 # ---- system variables --------------------------------------------------------------------
 
 
-def test_system_variables_exist_with_the_engines_defaults(db):
-    shown = {**variables(db, "sqlml%"), **variables(db, "aws_default%"), **variables(db, "aurora_ml%")}
-    assert set(shown) == set(config.SYSTEM_VARIABLES)
-    defaults = dataclasses.asdict(config.Settings())
-    # The suite starts its servers with sqlml_rewrite OFF (conftest): check its default here.
-    db.query("SET GLOBAL sqlml_rewrite = DEFAULT")
-    shown["sqlml_rewrite"] = variables(db, "sqlml_rewrite")["sqlml_rewrite"]
-    db.query("SET GLOBAL sqlml_rewrite = OFF")
+def shown(var: config.SystemVariable) -> str:
+    """The table's default as SHOW VARIABLES shows it."""
+    if var.kind == config.BOOL:
+        return "ON" if var.default else "OFF"
+    return str(var.default)
+
+
+def test_system_variables_exist_with_the_tables_defaults(db, reset_variables):
+    """plugin.c's declarations are generated from config.SYSTEM_VARIABLES: the server
+    shows exactly the table's variables, each at the table's default."""
+    names = ("sqlml%", "aws_default%", "aurora_ml%")
+    assert set().union(*(variables(db, pattern) for pattern in names)) == set(config.SYSTEM_VARIABLES)
+    # The suite starts its servers with sqlml_rewrite OFF (conftest): every variable back
+    # to the default the server was built with (reset_variables turns rewrite OFF again).
+    with db.connect() as conn, conn.cursor() as cur:
+        for name in config.SYSTEM_VARIABLES:
+            cur.execute(f"SET GLOBAL {name} = DEFAULT")
+    now = {name: value for pattern in names for name, value in variables(db, pattern).items()}
+    assert now == {name: shown(var) for name, var in config.SYSTEM_VARIABLES.items()}
+
+
+def test_the_server_describes_each_variable_as_the_table_does(db):
+    """Ranges (both servers) and, on MariaDB, defaults, types and comments as the server's
+    own tables report them: the generated C strings reached the server intact."""
+    table = config.SYSTEM_VARIABLES
+    ll = {name: (str(var.low), str(var.high)) for name, var in table.items() if var.kind == config.LL}
+    if db.flavor == "mysql":
+        rows = db.query("SELECT VARIABLE_NAME, MIN_VALUE, MAX_VALUE FROM performance_schema.variables_info "
+                        "WHERE VARIABLE_NAME LIKE 'sqlml%' OR VARIABLE_NAME LIKE 'aws_default%' "
+                        "OR VARIABLE_NAME LIKE 'aurora_ml%'")
+        assert {name for name, _, _ in rows} == set(table)
+        assert {name: (low, high) for name, low, high in rows if name in ll} == ll
+        return
+    rows = db.query("SELECT LOWER(VARIABLE_NAME), VARIABLE_TYPE, DEFAULT_VALUE, NUMERIC_MIN_VALUE, "
+                    "NUMERIC_MAX_VALUE, VARIABLE_COMMENT FROM information_schema.SYSTEM_VARIABLES "
+                    "WHERE VARIABLE_NAME LIKE 'sqlml%' OR VARIABLE_NAME LIKE 'aws_default%' "
+                    "OR VARIABLE_NAME LIKE 'aurora_ml%'")
+    described = {name: rest for name, *rest in rows}
+    assert set(described) == set(table)
+    for name, var in table.items():
+        kind, default, low, high, comment = described[name]
+        assert comment == var.comment, name
+        assert default == shown(var), name
+        assert kind == {config.STR: "VARCHAR", config.BOOL: "BOOLEAN", config.LL: "BIGINT"}[var.kind], name
+        if var.kind == config.LL:
+            assert (low, high) == ll[name], name
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("gen_constants", ROOT / "native" / "gen_constants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_default_passes_set_globals_check_and_means_the_settings_default():
+    """The server's default of each variable, as SET GLOBAL ... = DEFAULT hands it to the
+    engine, is accepted and gives back Settings' default (scale and unit agree)."""
+    defaults = config.Settings()
     for name, var in config.SYSTEM_VARIABLES.items():
-        value = shown[name]
-        if var.scale:
-            assert int(value) * var.scale == pytest.approx(defaults[var.key]), name
-        elif isinstance(defaults[var.key], bool):
-            assert value == ("ON" if defaults[var.key] else "OFF"), name
-        else:
-            assert value == (defaults[var.key] or ""), name
+        value = bool(var.default) if var.kind == config.BOOL else var.default
+        key, raw = config.system_variable_raw(name, value)
+        assert key == var.key
+        assert getattr(config.parse({key: raw}), key) == pytest.approx(getattr(defaults, key)), name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"kind": config.LL, "key": "region"}, "cannot carry region's default"),
+    ({"kind": config.BOOL}, "cannot carry max_attempts's default 3"),
+    ({"low": 5, "high": 9}, "default 3 is outside 5..9"),
+    ({"key": "timeout_s", "scale": 7.0, "low": 0}, "not a whole number"),
+    ({"plugin": "foo"}, "plugin must be one of"),
+])
+def test_a_row_that_contradicts_settings_fails_at_build_time(change, message):
+    row = {"plugin": "sqlml", "name": "probe", "kind": config.LL, "key": "max_attempts", "comment": "",
+           "low": 1, "high": 10, **change}
+    with pytest.raises(ValueError, match=message):
+        config.SystemVariable(**row)
+
+
+def test_the_build_generates_the_variable_lists_from_config_alone(tmp_path):
+    """CMake runs this before sqlml is installed: config.py must load by path, with no
+    sqlml import, and give one X-macro call per variable of each plugin."""
+    header = tmp_path / "sqlml_variables.h"
+    subprocess.run([sys.executable, "-I", str(ROOT / "native" / "gen_constants.py"), "variables",
+                    str(ROOT / "python" / "sqlml" / "config.py"), str(header)], check=True, cwd=tmp_path)
+    text = header.read_text()
+    for name, var in config.SYSTEM_VARIABLES.items():
+        assert text.count(f"{var.kind}({var.plugin}, {var.name}, ") == 1, name
+    assert [line.split("(")[0] for line in text.splitlines() if line.startswith("#define ")] == [
+        "#define SQLML_VARIABLES_H", "#define AWS_VARIABLES", "#define SQLML_VARIABLES", "#define AURORA_ML_VARIABLES"]
+
+
+def test_generated_c_strings_reach_c_byte_for_byte(tmp_path):
+    """Comments and defaults with quotes, backslashes, control characters, trigraph
+    sequences, % and UTF-8 compile (trigraphs on) to exactly their UTF-8 bytes."""
+    gen = load_generator()
+    texts = ['say "hi"', "back\\slash\\", "two\nlines\tand tab\r", "??/ ??= ??' ???( ?", "% s %d",
+             "caf\u00e9 \u2014 \U0001F600", "\x7f1 \x01", "\u00e97 then digits 123", ""]
+    rows = [types.SimpleNamespace(plugin="sqlml", name=f"v{i}", kind="STR", default=text, comment=texts[-1 - i])
+            for i, text in enumerate(texts)]
+    rows.append(types.SimpleNamespace(plugin="aws", name="big", kind="LL", default=2**40, low=-(2**40), high=2**62,
+                                      comment="ll"))
+    (tmp_path / "sqlml_variables.h").write_text(gen.variables_header(rows, ["aws", "sqlml", "aurora_ml"]))
+    (tmp_path / "probe.c").write_text("""
+#include <stdio.h>
+#include "sqlml_variables.h"
+#define OUT(s) fwrite(s, 1, sizeof(s) - 1, stdout), putchar(0)
+#define STR(plugin, name, def, comment) OUT(def); OUT(comment);
+#define LL(plugin, name, def, min, max, comment) printf("%lld %lld %lld", (long long)def, (long long)min, \\
+    (long long)max), putchar(0), OUT(comment);
+int main(void) { AWS_VARIABLES(STR, BOOL, LL) SQLML_VARIABLES(STR, BOOL, LL) AURORA_ML_VARIABLES(STR, BOOL, LL) }
+""")
+    subprocess.run(["gcc", "-std=c11", "-trigraphs", "-Wall", "-Werror", "-o", "probe", "probe.c"],
+                   cwd=tmp_path, check=True)
+    out = subprocess.run([str(tmp_path / "probe")], capture_output=True, check=True).stdout
+    expected = [f"{2**40} {-(2**40)} {2**62}", "ll"] + [t for i, text in enumerate(texts)
+                                                      for t in (text, texts[-1 - i])]
+    assert out.split(b"\0")[:-1] == [t.encode() for t in expected]
+
+
+def test_the_generator_refuses_what_c_cannot_say():
+    gen = load_generator()
+    row = types.SimpleNamespace(plugin="sqlml", name="ok", kind="STR", default="", comment="a\0b")
+    with pytest.raises(ValueError, match="NUL"):
+        gen.variables_header([row], ["sqlml"])
+    with pytest.raises(ValueError, match="no known plugin"):
+        gen.variables_header([dataclasses.replace(config.SYSTEM_VARIABLES["sqlml_region"], plugin="aws")], ["sqlml"])
+    with pytest.raises(ValueError, match="C identifier"):
+        gen.variables_header([types.SimpleNamespace(**{**vars(row), "comment": "", "name": "bad-name"})], ["sqlml"])
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ one set with SET GLOBAL, in my.cnf or on the command line (to a value other than
 default) wins over the file and the environment, and reaches the engine at the next
 statement. Every value is validated where it enters, with a message that says what is
 allowed: SET GLOBAL refuses a bad value before it is stored (check_system_variable).
+
+SYSTEM_VARIABLES is also the C side's declaration: the build loads this file by path
+(native/gen_constants.py) and generates the plugins' variable lists from it, so keep its
+module-level imports to the standard library (like crossing.py's).
 """
 
 from __future__ import annotations
@@ -203,46 +207,115 @@ _PARSERS = {
 KEYS = tuple(_PARSERS)
 
 
+# The kinds of system variable the plugins declare (native/plugin.c's STR, BOOL and LL).
+STR, BOOL, LL = "STR", "BOOL", "LL"
+PLUGINS = ("aws", "sqlml", "aurora_ml")  # the plugins native/plugin.c declares, in its order
+_DEFAULTS = Settings()
+_DEFAULT_TYPES = {STR: (str, type(None)), BOOL: (bool,), LL: (int, float)}  # Settings' types per kind
+
+
 @dataclass(frozen=True)
 class SystemVariable:
-    """A server system variable (declared in native/plugin.c) and the setting it drives."""
+    """A server system variable and the setting it drives: one row of SYSTEM_VARIABLES.
 
-    key: str
-    scale: float = 0.0  # integer variables: setting = value * scale (0: a string or ON/OFF)
+    The server's default is Settings' default for `key` (divided by `scale` for LL), so a
+    default is written once, in Settings. `unit` only words messages ("from 1 to 10 ms")."""
+
+    plugin: str  # aws, sqlml or aurora_ml: the server shows the variable as <plugin>_<name>
+    name: str
+    kind: str  # STR (text), BOOL (ON/OFF) or LL (an integer from low to high)
+    key: str  # the Settings field it sets
+    comment: str  # the server's description of it (information_schema, mysqld --help)
     low: int = 0
     high: int = 0
     unit: str = ""
+    scale: float = 1.0  # LL: setting = value * scale (0.001: the variable is in ms, the setting in s)
+
+    def __post_init__(self) -> None:
+        # Fails the build (native/gen_constants.py loads this table) rather than a server.
+        if self.plugin not in PLUGINS or self.kind not in (STR, BOOL, LL) or self.key not in _PARSERS:
+            raise ValueError(f"{self.full_name}: plugin must be one of {PLUGINS}, kind STR/BOOL/LL and key a "
+                             f"setting; got {self.plugin!r}, {self.kind!r}, {self.key!r}")
+        value = getattr(_DEFAULTS, self.key)
+        if not isinstance(value, _DEFAULT_TYPES[self.kind]) or (self.kind != BOOL and isinstance(value, bool)):
+            raise ValueError(f"{self.full_name}: a {self.kind} variable cannot carry {self.key}'s default {value!r}")
+        if self.kind == LL:
+            if abs(self.default * self.scale - value) > 1e-9 * max(1.0, abs(value)):
+                raise ValueError(f"{self.full_name}: default {self.key}={value!r} is not a whole number of the "
+                                 f"variable's unit (setting = value * {self.scale!r})")
+            if not self.low <= self.default <= self.high:
+                raise ValueError(f"{self.full_name}: default {self.default} is outside {self.low}..{self.high}")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.plugin}_{self.name}"
+
+    @property
+    def unit_text(self) -> str:
+        return f" {self.unit}" if self.unit else ""
+
+    @property
+    def default(self) -> str | int:
+        """The server's default: text for STR, 1/0 for BOOL, an integer for LL."""
+        value = getattr(_DEFAULTS, self.key)
+        if self.kind == STR:
+            return "" if value is None else str(value)
+        if self.kind == BOOL:
+            return 1 if value else 0
+        return round(value / self.scale)
 
 
-def _int_var(key: str, low: int, high: int, unit: str = "", scale: float = 1.0) -> SystemVariable:
-    return SystemVariable(key, scale, low, high, unit)
-
-
-SYSTEM_VARIABLES = {
-    "aws_default_sagemaker_role": SystemVariable("sagemaker_role_arn"),
-    "aws_default_comprehend_role": SystemVariable("comprehend_role_arn"),
-    "aws_default_s3_role": SystemVariable("s3_role_arn"),
-    "sqlml_region": SystemVariable("region"),
-    "sqlml_comprehend_endpoint_url": SystemVariable("comprehend_endpoint_url"),
-    "sqlml_sagemaker_endpoint_url": SystemVariable("sagemaker_endpoint_url"),
-    "sqlml_sts_endpoint_url": SystemVariable("sts_endpoint_url"),
-    "sqlml_s3_endpoint_url": SystemVariable("s3_endpoint_url"),
-    "sqlml_export_part_mb": _int_var("export_part_mb", 5, 5120, " MiB"),
-    "sqlml_export_file_mb": _int_var("export_file_mb", 1, 5 * 1024 * 1024, " MiB"),
-    "aurora_ml_inference_timeout": _int_var("timeout_s", 1, 86_400_000, " ms", 0.001),
-    "sqlml_connect_timeout_ms": _int_var("connect_timeout_s", 1, 86_400_000, " ms", 0.001),
-    "sqlml_max_attempts": _int_var("max_attempts", 1, 10),
-    "sqlml_on_error": SystemVariable("on_error"),
-    "sqlml_max_in_flight": _int_var("max_in_flight", 1, 256),
-    "sqlml_sagemaker_accept": SystemVariable("sagemaker_accept"),
-    "sqlml_cache_enabled": SystemVariable("cache_enabled"),
-    "sqlml_cache_max_entries": _int_var("cache_max_entries", 0, 100_000_000),
-    "sqlml_cache_max_mb": _int_var("cache_max_mb", 0, 65536, " MB"),
-    "sqlml_cache_ttl_s": _int_var("cache_ttl_s", 1, 86400, " s"),
-    "sqlml_coalesce": SystemVariable("coalesce"),
-    "sqlml_coalesce_linger_ms": _int_var("coalesce_linger_ms", 0, 100, " ms"),
-    "sqlml_rewrite": SystemVariable("rewrite"),
-}
+# Every system variable, once: native/plugin.c's declarations are generated from this table
+# at build time (native/gen_constants.py writes sqlml_variables.h), SET GLOBAL is checked
+# against it (check_system_variable) and the engine reads the values through it.
+# Columns: plugin, name, kind, setting key, comment, then for LL: low, high, unit, scale.
+_SYSTEM_VARIABLE_TABLE = (
+    SystemVariable("aws", "default_sagemaker_role", STR, "sagemaker_role_arn",
+                   "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials"),
+    SystemVariable("aws", "default_comprehend_role", STR, "comprehend_role_arn",
+                   "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials"),
+    SystemVariable("aws", "default_s3_role", STR, "s3_role_arn",
+                   "IAM role ARN assumed (STS) for S3 exports; empty: default credentials"),
+    SystemVariable("sqlml", "region", STR, "region", "AWS region of the services"),
+    SystemVariable("sqlml", "comprehend_endpoint_url", STR, "comprehend_endpoint_url",
+                   "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS"),
+    SystemVariable("sqlml", "sagemaker_endpoint_url", STR, "sagemaker_endpoint_url",
+                   "SageMaker Runtime endpoint URL override; empty: AWS"),
+    SystemVariable("sqlml", "sts_endpoint_url", STR, "sts_endpoint_url",
+                   "STS endpoint URL override (role assumption); empty: AWS"),
+    SystemVariable("sqlml", "s3_endpoint_url", STR, "s3_endpoint_url",
+                   "S3 endpoint URL override (exports); empty: AWS"),
+    SystemVariable("sqlml", "export_part_mb", LL, "export_part_mb",
+                   "Export multipart part size (MiB)", 5, 5120, "MiB"),
+    SystemVariable("sqlml", "export_file_mb", LL, "export_file_mb",
+                   "Export file size before the next .part_NNNNN (MiB)", 1, 5 * 1024 * 1024, "MiB"),
+    SystemVariable("sqlml", "connect_timeout_ms", LL, "connect_timeout_s",
+                   "Connect timeout to a service (ms)", 1, 86_400_000, "ms", 0.001),
+    SystemVariable("sqlml", "max_attempts", LL, "max_attempts",
+                   "Attempts per request (throttling, 5xx, timeouts)", 1, 10),
+    SystemVariable("sqlml", "on_error", STR, "on_error",
+                   "A failing row: 'error' fails the statement, 'null' gives NULL and a warning"),
+    SystemVariable("sqlml", "max_in_flight", LL, "max_in_flight",
+                   "Requests in flight at once per server", 1, 256),
+    SystemVariable("sqlml", "sagemaker_accept", STR, "sagemaker_accept", "Accept header of SageMaker requests"),
+    SystemVariable("sqlml", "cache_enabled", BOOL, "cache_enabled", "Result cache on or off"),
+    SystemVariable("sqlml", "cache_max_entries", LL, "cache_max_entries",
+                   "Result cache size (entries)", 0, 100_000_000),
+    SystemVariable("sqlml", "cache_max_mb", LL, "cache_max_mb", "Result cache size (MB)", 0, 65536, "MB"),
+    SystemVariable("sqlml", "cache_ttl_s", LL, "cache_ttl_s", "Result cache time to live (s)", 1, 86400, "s"),
+    SystemVariable("sqlml", "coalesce", BOOL, "coalesce",
+                   "Merge concurrent calls from several connections into one request"),
+    SystemVariable("sqlml", "coalesce_linger_ms", LL, "coalesce_linger_ms",
+                   "How long a request waits for company (ms)", 0, 100, "ms"),
+    SystemVariable("sqlml", "rewrite", BOOL, "rewrite",
+                   "MySQL: rewrite statements with ML calls into batched form before they are parsed"),
+    SystemVariable("aurora_ml", "inference_timeout", LL, "timeout_s",
+                   "Budget for one row's answer, retries included (ms)", 1, 86_400_000, "ms", 0.001),
+)
+SYSTEM_VARIABLES = {var.full_name: var for var in _SYSTEM_VARIABLE_TABLE}
+if len(SYSTEM_VARIABLES) != len(_SYSTEM_VARIABLE_TABLE):
+    raise ValueError(f"SYSTEM_VARIABLES: {len(_SYSTEM_VARIABLE_TABLE)} rows but only {len(SYSTEM_VARIABLES)} "
+                     "distinct names; each variable must be declared once")
 
 
 def system_variable_raw(name: str, value) -> tuple[str, str]:
@@ -250,9 +323,10 @@ def system_variable_raw(name: str, value) -> tuple[str, str]:
     var = SYSTEM_VARIABLES.get(name)
     if var is None:
         raise SettingError(f"{name} is not a sqlml system variable")
-    if var.scale:
+    if var.kind == LL:
         if isinstance(value, bool) or not isinstance(value, int) or not var.low <= value <= var.high:
-            raise SettingError(f"{name} must be an integer from {var.low} to {var.high}{var.unit}, got {value!r}")
+            raise SettingError(f"{name} must be an integer from {var.low} to {var.high}{var.unit_text}, "
+                               f"got {value!r}")
         return var.key, repr(value * var.scale) if var.scale != 1.0 else str(value)
     if isinstance(value, bool):
         return var.key, "1" if value else "0"
