@@ -1,5 +1,20 @@
 """What crosses between the C shim and the engine, declared once.
 
+A row's path across (native/sqlml_udf.c moves the values; bridge.py is the Python
+entry point):
+- at statement start, xxx_init calls bridge.prepare(name, kind, arg_types,
+  constants, arg_names) and gets a Prepared (below) for that call site;
+- per row, xxx calls Prepared.call(*args), each argument as its kind after the
+  server converted it to Prepared.coerce's kind: None for SQL NULL; KIND_INT as
+  int (a signed 64-bit value); KIND_REAL as float; KIND_STRING and KIND_DECIMAL as
+  bytes (a string's bytes in its column's charset; a decimal's ASCII digits), whose
+  meaning is Python's call;
+- the answer comes back as None (SQL NULL), float (REAL), int (INT), or bytes
+  (STRING, and DECIMAL as exact digits); a SqlmlError raised instead becomes the
+  statement's error (its sql_errno and message);
+- a batch path's rows may be answered in C from the statement memo (MemoSpec) without
+  entering Python at all.
+
 The constants here are the C side's too: the build generates native's
 sqlml_constants.h from this file (native/gen_constants.py), so C and Python cannot
 disagree. Keep this module free of imports beyond the standard library: the build
