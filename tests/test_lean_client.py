@@ -30,7 +30,7 @@ from sqlml import config
 from sqlml.errors import ServiceError
 from sqlml.services import aws, comprehend, sagemaker
 from sqlml.services.codecs import parse_response
-from sqlml.services.lean import LeanClient
+from sqlml.services.lean import LeanClient, NoIdleConnection
 from tests.doubles.fakeaws import FakeAWS, fake_sentiment
 from tests.doubles.fakeaws.sts import FakeSTS
 from tests.doubles.motoserver import moto_server
@@ -537,6 +537,70 @@ def test_tls_is_verified_against_the_ca_bundle_botocore_would_use(tmp_path, monk
         signature_verifies(recorder.requests[-1], "testing")
         client.close()
     finally:
+        recorder.close()
+
+
+def test_a_send_with_a_wait_fits_in_a_small_thread_stack_over_tls(tmp_path, monkeypatch):
+    """A lone scalar call is sent from the calling server thread (engine/dispatch.py,
+    attempt_inline): MariaDB gives those threads 292 KB of stack, part of it used by
+    the server before our row function runs. The whole send (signing, TLS write and
+    read, the answer's parsing) must fit in far less: here a 64 KiB thread."""
+    cert_file, key_file = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"), tls=tls)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    waited: list = []
+    out: dict = {}
+
+    def wait(sock) -> None:
+        waited.append(sock)
+
+    def send() -> None:
+        try:
+            out["answers"] = [sagemaker.invoke(client, "tls", [str(i)], "text/csv", wait)[0] for i in range(20)]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            out["error"] = repr(exc)
+
+    try:
+        assert sagemaker.invoke(client, "tls", ["0"], "text/csv") == ["0.5"]  # connects (a worker's job)
+        assert client.can_send_inline()
+        previous = threading.stack_size(64 * 1024)
+        try:
+            thread = threading.Thread(target=send)
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+        thread.join(30)
+        assert out == {"answers": ["0.5"] * 20}, out
+        assert len(waited) == 20 and all(isinstance(sock, ssl.SSLSocket) for sock in waited)
+    finally:
+        client.close()
+        recorder.close()
+
+
+def test_a_send_with_a_wait_uses_only_a_kept_alive_connection():
+    """With a wait, nothing is sent unless a kept-alive connection is there: a new one
+    would be opened under the connect timeout, which no KILL can cut short."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    try:
+        assert not client.can_send_inline()
+        with pytest.raises(NoIdleConnection):
+            sagemaker.invoke(client, "cold", ["1"], "text/csv", lambda sock: None)
+        assert recorder.requests == []
+        assert sagemaker.invoke(client, "cold", ["1"], "text/csv") == ["0.5"]
+        assert client.can_send_inline()
+
+        def refuse(sock):  # a wait that gives up (a KILL): the connection cannot be reused
+            raise TimeoutError("stopped waiting")
+
+        with pytest.raises(ServiceError):
+            sagemaker.invoke(client, "cold", ["2"], "text/csv", refuse)
+        assert not client.can_send_inline()
+    finally:
+        client.close()
         recorder.close()
 
 
