@@ -8,8 +8,8 @@ used first out, within a write generation: below) and by age (ttl_s). ML answers
 deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
 (docs/sql.md: "The result cache").
 
-Storage, for memory (issue 16: the old OrderedDict of key tuple -> (answer, expiry)
-cost about 350 bytes an entry in the server; this about 130, the answer included):
+Storage, for memory (about 130 bytes an entry in the server, the answer included;
+bench/bench_memory.py measures it):
 - one plain dict per write generation, whose key is one str: the target's id (every id
   has TARGET_ID_CHARS characters, and no two targets share one, so keys of two targets
   differ in those first characters) followed by the exact payload. The whole input is
@@ -42,7 +42,7 @@ MISS = object()
 # the engine's (bench/bench_memory.py prints the server's figure): the dict's slot
 # (its index and its 24-byte entry, at the load a grown dict has) about 40 bytes, the
 # key str's header and prefix 52 (64 with pymalloc's rounding for a short line), the
-# answer (a float: 24). Was 330 with the OrderedDict and the (answer, expiry) tuples.
+# answer (a float: 24).
 ENTRY_OVERHEAD_BYTES = 120
 # A target's id: this many characters, each 1..127, so that the compact key stays an
 # ASCII str when the payload is ASCII; 127**3 targets (ids are not reused).
@@ -57,8 +57,9 @@ CLOCK_TICK_S = 0.05
 class _CoarseClock:
     """time.monotonic(), read by a ticker thread every CLOCK_TICK_S.
 
-    Reading the clock can cost more than a cache lookup on a virtual machine; reads compare expiries with this attribute instead, so an entry may
-    live up to CLOCK_TICK_S past its TTL."""
+    Reading the clock can cost more than a cache lookup on a virtual machine; reads
+    compare expiries with this attribute instead, so an entry may live up to
+    CLOCK_TICK_S past its TTL."""
 
     def __init__(self):
         self.now = _monotonic()
