@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         problems = missing(wanted)
         if problems:
             print(f"tools/py_deps.py: {sys.prefix} lacks {'; '.join(problems)}; "
-                  "rerun `make venv` (or remove the venv) to install them", file=sys.stderr)
+                  "see pip's message above: fix the requirement in pyproject.toml (or the network) and rerun `make venv`", file=sys.stderr)
             return 1
         return 0
     if argv[1:]:
