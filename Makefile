@@ -15,8 +15,8 @@ SERVER ?= mariadb
 PORT ?= 3307
 RUN_DIR ?= $(CURDIR)/.run
 APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make
-PY_PACKAGES := boto3 PyMySQL pytest 'moto[server]' 'scikit-build-core>=0.10' vaderSentiment krcf scikit-learn xgboost-cpu \
-               testcontainers sqlglot hypothesis
+# The venv's Python packages are pyproject.toml's: build backend, dependencies and every extra.
+PY_DEPS := $(PYTHON_BASE) tools/py_deps.py
 
 .PHONY: deps venv build test demo up down bench fuzz clean
 
@@ -27,14 +27,15 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The stamp holds the package list: a venv made before a package was added here
-# gets it on the next `make build` instead of failing at import.
-$(VENV)/.deps-ok: Makefile | deps
-	@if [ -f $@ ] && [ "$$(cat $@)" = "$(PY_PACKAGES)" ]; then touch $@; exit 0; fi; \
+# The stamp holds the package list read from pyproject.toml: a venv made before a package
+# was added there gets it on the next `make build` instead of failing at import.
+$(VENV)/.deps-ok: Makefile pyproject.toml tools/py_deps.py | deps
+	@want="$$($(PY_DEPS))" || exit 1; \
+	if [ -f $@ ] && [ "$$(cat $@)" = "$$want" ]; then touch $@; exit 0; fi; \
 	$(PYTHON_BASE) -m venv $(VENV) && \
-	{ $(VENV)/bin/pip install -q --disable-pip-version-check $(PY_PACKAGES) 2>&1 | grep -v "is ignored" || true; } && \
-	$(PY) -c "import boto3, pymysql, pytest, moto, scikit_build_core, testcontainers, sqlglot, hypothesis" && \
-	echo "$(PY_PACKAGES)" > $@
+	{ $(VENV)/bin/pip install -q --disable-pip-version-check -r <(echo "$$want") 2>&1 | grep -v "is ignored" || true; } && \
+	$(PY) tools/py_deps.py --check && $(PY) -c "import boto3, pymysql, sqlglot" && \
+	echo "$$want" > $@
 
 venv: deps $(VENV)/.deps-ok
 
