@@ -1,5 +1,7 @@
 # sqlml developer interface. Every target installs what it needs on a fresh Debian 12.
-#   make test    the whole suite (MariaDB 10.11 always; MariaDB 11.8 and Oracle MySQL 9.7 when they can be fetched)
+#   make test    the whole suite (MariaDB 10.11 always; MariaDB 11.8 and Oracle MySQL 9.7 when they can be fetched),
+#                after make lint
+#   make lint    ruff over every .py (pyproject's rules), then native/ compiled with -Wall -Wextra -Werror
 #   make demo    the seed queries on a private server with sqlml and the local services
 #   make up      a private server on 127.0.0.1:3307 (root, no password) until `make down`
 #                (SERVER=mariadb|mariadb118|mysql for make up and make demo; default mariadb)
@@ -18,7 +20,7 @@ APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpyth
 # The venv's Python packages are pyproject.toml's: build backend, dependencies and every extra.
 PY_DEPS := $(PYTHON_BASE) tools/py_deps.py
 
-.PHONY: deps venv build test demo up down bench fuzz clean
+.PHONY: deps venv build lint test demo up down bench fuzz clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -47,7 +49,18 @@ build: venv
 	@grep -v "is ignored" .run/build.log || true
 	$(PY) -c "import sqlml.installer as i; print('built', i.library_file())"
 
-test: build
+# ruff with pyproject's [tool.ruff] rules (a check only: it never rewrites a file), then
+# native/ built as `make build` builds it (same CMakeLists, Python and build type) in a
+# tree of its own with SQLML_WERROR=ON, so a new C warning fails here. A few seconds.
+lint: venv
+	$(VENV)/bin/ruff check .
+	@mkdir -p .run
+	@{ cmake -S . -B build/lint -DPython_EXECUTABLE=$(PY) -DCMAKE_BUILD_TYPE=Release -DSQLML_WERROR=ON \
+	  && cmake --build build/lint -j2; } > .run/lint.log 2>&1 \
+	  || { cat .run/lint.log; echo "lint: native/ does not compile clean under -Wall -Wextra -Werror"; exit 1; }
+	@echo "native/ compiles clean under -Wall -Wextra -Werror"
+
+test: build lint
 	$(PY) -m pytest
 
 demo: build

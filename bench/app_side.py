@@ -53,7 +53,7 @@ def score_chunk(client, endpoint: str, chunk) -> list[tuple[int, float]]:
     scores = answer["Body"].read().decode().split()
     if len(scores) != len(chunk):
         raise RuntimeError(f"score_chunk: {endpoint} answered {len(scores)} rows for {len(chunk)}")
-    return [(row[0], float(s)) for row, s in zip(chunk, scores)]
+    return [(row[0], float(s)) for row, s in zip(chunk, scores, strict=True)]
 
 
 def _cpu() -> float:

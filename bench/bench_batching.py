@@ -45,7 +45,8 @@ COPY_INSERT = "INSERT INTO scores_copy (n, score) SELECT n, v FROM series"
 def start_fake(tmp: Path):
     port_file = tmp / "fake.port"
     port_file.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "tests.doubles.fakeaws", "--port", "0", "--port-file", str(port_file)],
+    proc = subprocess.Popen([sys.executable, "-m", "tests.doubles.fakeaws", "--port", "0",
+                             "--port-file", str(port_file)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (port_file.exists() and port_file.read_text().strip()):
         time.sleep(0.05)
@@ -233,7 +234,8 @@ def run() -> dict:
                     rate = n / t
                     results.append({"shape": name, "rows": n, "requests": reqs, "seconds": round(t, 3),
                                     "rows_per_s": round(rate), "requests_per_row": round(reqs / n, 5),
-                                    "us_per_row": round(t / n * 1e6, 2), "server_cpu_us_per_row": round(cpu / n * 1e6, 2),
+                                    "us_per_row": round(t / n * 1e6, 2),
+                                    "server_cpu_us_per_row": round(cpu / n * 1e6, 2),
                                     "rows_per_request": round(n / reqs, 2) if reqs else None,
                                     "vs_scalar": round(rate / scalar_rate, 1)})
                     table.append([f"{latency} ms", name, f"{n:,}", f"{reqs:,}", f"{n / reqs:,.1f}" if reqs else "-",
@@ -253,7 +255,8 @@ def run() -> dict:
                                               "FROM texts) >= 0 AND aws_comprehend_detect_sentiment(t, 'en') = "
                                               "'POSITIVE'", server)
             out["comprehend_batch_0ms"] = {"texts": COMPREHEND_TEXTS, "requests": reqs,
-                                           "requests_expected": math.ceil(COMPREHEND_TEXTS / 25), "seconds": round(t, 3),
+                                           "requests_expected": math.ceil(COMPREHEND_TEXTS / 25),
+                                           "seconds": round(t, 3),
                                            "texts_per_s": round(COMPREHEND_TEXTS / t),
                                            "us_per_text": round(t / COMPREHEND_TEXTS * 1e6, 2),
                                            "server_cpu_us_per_text": round(cpu / COMPREHEND_TEXTS * 1e6, 2)}
@@ -296,7 +299,8 @@ def run() -> dict:
     print(f"20 ms (alternating with 0 ms, best of {lt['runs_each']} each over {lt['rows']:,} rows): batch path "
           f"{lt['batch_rows_per_s']:,} rows/s = {lt['fraction_of_bound']:.0%} of min(CPU bound "
           f"{lt['cpu_bound_rows_per_s']:,}, pipeline bound {lt['pipeline_bound_rows_per_s']:,}) (target 80%)")
-    print(f"peak RSS growth batching 1,000,000 rows: {out['sagemaker_0ms']['batch_peak_rss_growth_kb'] / 1024:,.0f} MiB; "
+    print("peak RSS growth batching 1,000,000 rows: "
+          f"{out['sagemaker_0ms']['batch_peak_rss_growth_kb'] / 1024:,.0f} MiB; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     path = write_results("batching", out)
     print(f"wrote {path}")

@@ -15,7 +15,8 @@ SageMaker training CSV: nothing to quote). Memory: the server's RSS is sampled e
 before the export (after the INTO OUTFILE of the same rows, so the table is in the
 buffer pool either way): what the export itself holds. If memory is bounded, 3M rows
 cost no more than 1M. (The JSON also has the peak over the RSS before the first export
-on that server, which includes the buffer pool growing as larger tables are filled.) "server CPU" is the server process's user+system time during the statement (all
+on that server, which includes the buffer pool growing as larger tables are filled.)
+"server CPU" is the server process's user+system time during the statement (all
 its threads: scan, formatting, checksums and signing of the parts), steadier than wall
 time on a shared machine. Each statement runs REPEAT times; the best wall time and the
 lowest CPU are kept.
@@ -129,7 +130,7 @@ def run_server(kind: str, url: str, s3) -> list[dict]:
             columns = COLUMNS[shape]
             outfile = server.base_dir / f"bench-export-{shape}.out"
 
-            def remove_outfile():
+            def remove_outfile(outfile=outfile):
                 outfile.unlink(missing_ok=True)
 
             local_s, local_cpu, _, _ = measured(

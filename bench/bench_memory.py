@@ -64,7 +64,8 @@ def cycles(cur, pid: int, rows: int, n: int, statement: str = STATEMENT) -> dict
         cur.execute("SELECT sqlml_cache_clear()")
         cleared = cur.fetchone()[0]
         clear_ms = (time.perf_counter() - started) * 1000
-        out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "server_cpu_s": round(cpu, 2), "clear_ms": round(clear_ms, 1), "peak_kb": peak,
+        out["cycles"].append({"cycle": i + 1, "seconds": round(seconds, 2), "server_cpu_s": round(cpu, 2),
+                              "clear_ms": round(clear_ms, 1), "peak_kb": peak,
                               "after_statement_kb": after_statement, "after_clear_kb": status_kb(pid, "VmRSS"),
                               "entries_cleared": cleared, "sum": float(total)})
         c = out["cycles"][-1]

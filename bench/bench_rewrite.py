@@ -127,7 +127,8 @@ def run(kinds=("mysql",)) -> dict:
         return results
 
     for name, us in e2e_us.items():
-        rows.append(["point SELECT", name, f"{POINT_SELECTS:,} x3", f"{us:.2f} µs", f"{(us - base) * 1000:+.0f} ns vs no hook"])
+        rows.append(["point SELECT", name, f"{POINT_SELECTS:,} x3", f"{us:.2f} µs",
+                     f"{(us - base) * 1000:+.0f} ns vs no hook"])
     fn = registry.MlFunction("bench", "anomaly_score", "echo-seed", 10000, "REAL", ("REAL",),
                              "RETURN aws_sagemaker_invoke_endpoint_real('echo-seed', 'REAL', 10000, value)")
     functions = {fn.key: fn}

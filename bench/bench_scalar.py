@@ -16,7 +16,8 @@ Per shape: rows, requests the fake received, wall s, rows/s, wall and server-CPU
 (/proc/<pid>/stat, every server thread) microseconds per row, the fake's CPU per row, and
 the ratios to the C baselines of the same pattern. CPU comes in 10 ms ticks: 2 us a row
 over 5,000 rows, 5 us over 2,000 statements, 0.01 us over the no-op's 1,000,000 rows.
-Every answer is checked (SUM against the table's SUM, or each value against the one sent). Figures are the best of REPEATS runs
+Every answer is checked (SUM against the table's SUM, or each value against the one sent).
+Figures are the best of REPEATS runs
 (wall and CPU each); the runs interleave the shapes so load on the shared machine falls
 on all of them. The issue's targets (server CPU per request <= 120 us, one connection
 >= 5,000 rows/s) are reported as met or not, never raised.

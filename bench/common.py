@@ -70,10 +70,10 @@ def write_results(name: str, payload: dict) -> Path:
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
     widths = [max(len(str(x)) for x in [h] + [r[i] for r in rows]) for i, h in enumerate(header)]
     print(f"\n{title}")
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)))
 
 
 __all__ = ["ServerUnavailable", "print_table", "server_with_sqlml", "thousand", "timed", "write_results"]

@@ -34,9 +34,9 @@ def show(cur, title: str, sql: str) -> list[tuple]:
         names = [d[0] for d in cur.description]
         text = [[v.decode() if isinstance(v, bytes) else str(v) for v in r] for r in rows]
         widths = [max(len(n), *(len(r[i]) for r in text)) if text else len(n) for i, n in enumerate(names)]
-        print("  ".join(n.ljust(w) for n, w in zip(names, widths)))
+        print("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)))
         for r in text[:25]:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
         if len(text) > 25:
             print(f"... ({len(text)} rows)")
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''}, {elapsed:.2f} s)")

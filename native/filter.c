@@ -318,7 +318,8 @@ const char *filter_functions_file(char *buf, size_t len)
 void filter_load_names(void)
 {
   char path[1024], line[4096];
-  char *schemas[FILTER_MAX_FUNCTIONS], *names[FILTER_MAX_FUNCTIONS];
+  /* Zeroed although only the first n are read: gcc's -Wmaybe-uninitialized cannot see that. */
+  char *schemas[FILTER_MAX_FUNCTIONS] = {0}, *names[FILTER_MAX_FUNCTIONS] = {0};
   int n = 0;
   FILE *f = filter_functions_file(path, sizeof path) ? fopen(path, "r") : NULL;
   if (f) {

@@ -138,7 +138,9 @@ class EchoCase:
     def calls(self) -> int:
         """Rows x call sites: the answer and its check call the function each, the warm-up once more."""
         per_row = {"scalar": 2, "derived": 2, "warm": 3}.get(self.shape, 1)
-        return min(len(self.values), 2 if self.slow else 5) * 2 if self.shape == "scalar" else len(self.values) * per_row
+        if self.shape == "scalar":
+            return min(len(self.values), 2 if self.slow else 5) * 2
+        return len(self.values) * per_row
 
 
 def _int_type(draw) -> tuple[str, int, int]:
@@ -221,9 +223,9 @@ def echo_cases(draw, kind: str, slow: bool = False) -> EchoCase:
         column = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
         result_column = "LONGBLOB"
         ok = f"CAST(({{r}}) AS BINARY) <=> CAST(LEFT({{v}}, {length}) AS BINARY)"
-    truncated = rtype == "STRING" and any(len(t) > length for t, null in zip(picks, null_at) if not null)
-    values = [None if null else v for v, null in zip(values, null_at)]
-    expected = [None if null else e for e, null in zip(expected, null_at)]
+    truncated = rtype == "STRING" and any(len(t) > length for t, null in zip(picks, null_at, strict=True) if not null)
+    values = [None if null else v for v, null in zip(values, null_at, strict=True)]
+    expected = [None if null else e for e, null in zip(expected, null_at, strict=True)]
     shape = draw(st.sampled_from(("scalar", "derived", "warm") if slow else SHAPES))
     endpoint = "echo-slow" if slow else draw(st.sampled_from(["echo-fz", "echo-fz-2"]))
     extras = draw(st.lists(st.sampled_from(["k", "7", "'x,y'", "2.5e0", "1.50", "''"]), max_size=2))
@@ -303,9 +305,9 @@ class WildCase:
 
     def table(self, alias: str = "q") -> str:
         body = " UNION ALL ".join(
-            f"SELECT {k} AS k, {n} AS n, {x} AS x, {d} AS d, {s} AS s, {l} AS l, {b} AS b" if k == 1
-            else f"SELECT {k}, {n}, {x}, {d}, {s}, {l}, {b}"
-            for k, (n, x, d, s, l, b) in enumerate(self.rows, 1))
+            f"SELECT {k} AS k, {n} AS n, {x} AS x, {d} AS d, {s} AS s, {lang} AS l, {b} AS b" if k == 1
+            else f"SELECT {k}, {n}, {x}, {d}, {s}, {lang}, {b}"
+            for k, (n, x, d, s, lang, b) in enumerate(self.rows, 1))
         return f"({body}) {alias}"
 
     def call(self) -> str:
@@ -368,7 +370,6 @@ def echo_steps(case: EchoCase, table: str) -> list[Step]:
     bound = _statement_bound(case.calls(), case.slow)
     n = len(case.values)
     fn = case.function
-    want = [(k, v is None) for k, v in enumerate(case.values, 1)]
 
     def rows_check(rows: list) -> str | None:
         got = [(r[0], r[1], r[2]) for r in rows]  # k, answer, ok
@@ -385,7 +386,7 @@ def echo_steps(case: EchoCase, table: str) -> list[Step]:
     if case.shape == "scalar":
         literals = ["NULL" if v is None else v for v in case.values[:2 if case.slow else 5]]
         calls = [case.call(v, in_table=False) for v in literals]
-        sql = "SELECT " + ", ".join(f"{c}, {case.ok(c, v)}" for c, v in zip(calls, literals))
+        sql = "SELECT " + ", ".join(f"{c}, {case.ok(c, v)}" for c, v in zip(calls, literals, strict=True))
 
         def scalar_check(rows: list) -> str | None:
             row = rows[0]
@@ -413,7 +414,8 @@ def echo_steps(case: EchoCase, table: str) -> list[Step]:
                 return f"groups hold {sum(r[1] for r in rows)} rows for {n} rows in"
             bad = [r for r in rows if r[2] != r[1]]
             if bad:
-                return f"group k % 3 = {bad[0][0]}: {bad[0][1] - (bad[0][2] or 0)} of {bad[0][1]} rows got another answer"
+                group, count, same = bad[0]
+                return f"group k % 3 = {group}: {count - (same or 0)} of {count} rows got another answer"
             return None
 
         return [Step(sql, case.calls(), bound, group_check, fn)]
@@ -467,7 +469,8 @@ def wild_steps(case: WildCase, table: str) -> list[Step]:
             warm = f"sqlml_warm_comprehend({', '.join(case.args[:2]).replace('q.', 'q2.')})" if len(case.args) >= 2 \
                 else "sqlml_warm_comprehend(q2.s, q2.l)"
         elif fn.startswith("aws_sagemaker") and len(case.args) >= 4:
-            warm = f"sqlml_warm_sagemaker({', '.join([case.args[0], case.args[2]] + case.args[3:]).replace('q.', 'q2.')})"
+            warm_args = ", ".join([case.args[0], case.args[2]] + case.args[3:]).replace("q.", "q2.")
+            warm = f"sqlml_warm_sagemaker({warm_args})"
         return [Step(f"SELECT k, {call} FROM {source} WHERE (SELECT {warm} FROM {case.table('q2')}) >= 0 "
                      f"ORDER BY k", calls, bound, function=fn)]
     if case.shape == "sum":

@@ -176,7 +176,7 @@ def test_threads_reading_and_writing_never_see_another_keys_answer():
         for r in range(20):
             for w in range(4):
                 ks = [("sagemaker", f"ep{w % 2}", f"{w}-{r}-{i}") for i in range(300)]
-                for k, v in zip(ks, c.peek_many(ks)):
+                for k, v in zip(ks, c.peek_many(ks), strict=True):
                     if v is not MISS and v != k[1] + k[2]:
                         errors.append((k, v))
                 for k in ks[:30]:

@@ -52,7 +52,7 @@ def test_seed_query_average_sentiment_of_confident_assessments(db, fake, reviews
     confident = [label for label, scores in confident if scores[label.capitalize()] >= 0.7]
     weights = {"POSITIVE": 1.0, "NEGATIVE": -1.0}
     assert total == len(confident) >= 2
-    assert float(avg) == pytest.approx(sum(weights.get(l, 0.0) for l in confident) / len(confident), abs=1e-4)
+    assert float(avg) == pytest.approx(sum(weights.get(label, 0.0) for label in confident) / len(confident), abs=1e-4)
 
 
 def test_null_text_or_language_is_null_without_a_request(db, fake):

@@ -167,7 +167,7 @@ def variable_rows() -> dict[str, dict[str, str]]:
         assert len(cells) == len(TABLE_HEADER), f"{CONFIGURATION.name}: {len(cells)} cells in {line!r}"
         name = cells[0].strip("`")
         assert name not in rows, f"{CONFIGURATION.name}: {name} has two rows"
-        rows[name] = dict(zip(("name", "key", "default", "range", "meaning"), cells))
+        rows[name] = dict(zip(("name", "key", "default", "range", "meaning"), cells, strict=True))
     return rows
 
 

@@ -267,7 +267,7 @@ def test_lines_written_in_c_are_byte_for_byte_the_python_formatting(s3_db, clien
     assert b"".join(lines) == b"".join(expected)
     # Every file ends where a row ends, and says how many rows it holds.
     at = 0
-    for f, body in zip(summary["files"], lines):
+    for f, body in zip(summary["files"], lines, strict=True):
         assert body == b"".join(expected[at:at + f["rows"]])
         at += f["rows"]
     assert at == TRICKY_ROWS
@@ -667,8 +667,8 @@ def test_two_connections_export_at_once(s3_db, client, bucket, big):
     results = {}
 
     def run(i):
-        results[i] = export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/conc{i}', 'FORMAT TEXT', id) FROM export_big "
-                                   f"WHERE id % 2 = {i} AND id <= 400000")
+        results[i] = export(s3_db, f"SELECT sqlml_export_s3('s3://{bucket}/conc{i}', 'FORMAT TEXT', id) "
+                                   f"FROM export_big WHERE id % 2 = {i} AND id <= 400000")
 
     threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
     for t in threads:

@@ -279,7 +279,7 @@ def test_fault_matrix(db, clean, policy, fault, path):
             side.restart()
         side.fake.reset()
         side.fake.configure(item_errors={})
-        for ids, (rows, warnings, error, elapsed) in run_path(db, path, select):
+        for ids, (rows, _warnings, error, elapsed) in run_path(db, path, select):
             assert error is None, error
             assert rows == [(i, want[i - 1]) for i in ids], rows
             assert elapsed < TIMEOUT_S + MARGIN_S, elapsed

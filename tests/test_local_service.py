@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import http.client
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -372,7 +373,7 @@ def test_rcf_ranks_each_injected_demo_anomaly_in_the_top_percent(sm):
 
 def test_rcf_trained_from_csv_column_with_shingles(sm, taxi_csv):
     values = [float(r["value"]) for r in csv.DictReader(taxi_csv.open())][:200]
-    rows = "".join(f"{a},{b}\n" for a, b in zip(values, values[1:]))  # shingled by the caller, as AWS does
+    rows = "".join(f"{a},{b}\n" for a, b in itertools.pairwise(values))  # shingled by the caller, as AWS does
     _, body = _invoke(sm, "taxi-csv-shingled", rows)
     normal = [s["score"] for s in json.loads(body)["scores"]]
     _, body = _invoke(sm, "taxi-csv-shingled", f"{values[0]},{values[0] * 5}\n")  # a jump no window shows
@@ -541,7 +542,7 @@ def test_hundreds_of_concurrent_keep_alive_connections(svc):
     host, port = svc.url.rsplit("//", 1)[1].split(":")
     conns = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(200)]
     try:
-        for rnd in range(2):  # every connection open at once, each used twice
+        for _ in range(2):  # every connection open at once, each used twice
             for c in conns:
                 c.request("POST", f"/endpoints/{DEMO}/invocations", body=b"12000\n",
                           headers={"Content-Type": "text/csv"})

@@ -10,6 +10,7 @@ that answered differently from Python, fails here.
 import concurrent.futures
 import time
 
+import pymysql
 import pytest
 
 from tests.doubles.fakeaws import fake_sentiment
@@ -172,7 +173,8 @@ def test_a_prepared_statement_starts_each_execution_without_the_last_ones_memo(d
     # send again, and no answer may come from the previous execution's memo.
     make_table(db, [(i, None, i + 0.5, 0) for i in range(300)])
     with db.connect() as conn, conn.cursor() as cur:
-        cur.execute("PREPARE memo_ps FROM 'SELECT id, aws_sagemaker_invoke_endpoint_real(''echo-ps'', ''REAL'', 100, v) "
+        cur.execute("PREPARE memo_ps FROM "
+                    "'SELECT id, aws_sagemaker_invoke_endpoint_real(''echo-ps'', ''REAL'', 100, v) "
                     "FROM memo_items WHERE (SELECT sqlml_warm_sagemaker(''echo-ps'', 100, v) FROM memo_items) >= 0'")
         for _ in range(3):
             cur.execute("SELECT sqlml_cache_clear()")
@@ -202,8 +204,9 @@ def test_a_killed_warm_up_leaves_the_server_and_the_next_statement_whole(db, fak
                 time.sleep(0.02)
             with killer.cursor() as k:
                 k.execute(f"KILL QUERY {int(victim_id)}")
-            with pytest.raises(Exception):
+            with pytest.raises(pymysql.err.OperationalError) as err:
                 running.result(30)
+            assert err.value.args[0] == 1317, err.value  # ER_QUERY_INTERRUPTED
     fake.configure(latency_ms_by_endpoint={})
     assert db.query(query) == [(i, i + 0.25) for i in range(2000)]
 

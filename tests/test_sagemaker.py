@@ -44,7 +44,7 @@ def test_seed_anomaly_query_by_name(db, fake, taxi):
                         "WHERE anomaly_score(value) > @score_cutoff ORDER BY ts", conn=conn)
     scores = [abs(v - 100) / 10 for v in taxi]
     cutoff = statistics.fmean(scores) + 3 * statistics.pstdev(scores)
-    expected = [(v, s) for v, s in zip(taxi, scores) if s > cutoff]
+    expected = [(v, s) for v, s in zip(taxi, scores, strict=True) if s > cutoff]
     assert [v for _, v, _ in rows] == [v for v, _ in expected] == [400, 5]
     assert [s for _, _, s in rows] == pytest.approx([s for _, s in expected])
 
@@ -147,7 +147,8 @@ def test_a_null_row_leaves_every_later_row_its_own_answer(db, fake, udf, declare
 
 @pytest.mark.parametrize("call, message", [
     ("aws_sagemaker_invoke_endpoint_real('ep', 'REAL', 1)", "needs (endpoint, return_type, max_batch_size, arg1"),
-    ("aws_sagemaker_invoke_endpoint_real('ep', 'INT', 1, 2)", "return type INT needs aws_sagemaker_invoke_endpoint_int"),
+    ("aws_sagemaker_invoke_endpoint_real('ep', 'INT', 1, 2)",
+     "return type INT needs aws_sagemaker_invoke_endpoint_int"),
     ("aws_sagemaker_invoke_endpoint_real('bad name!', 'REAL', 1, 2)", "endpoint 'bad name!' invalid"),
     ("aws_sagemaker_invoke_endpoint_real('ep', 'REAL', 0, 2)", "3rd argument (max_batch_size) must be an integer > 0"),
     ("aws_sagemaker_invoke_endpoint_string('ep', 'BLOB', 1, 2)", "return type 'BLOB' invalid"),

@@ -72,7 +72,8 @@ def test_a_server_version_never_tested_is_called_untested_and_every_function_sti
     with server.connect(database="mysql") as conn:
         installer.install(conn, db.base_settings, log=lambda *_: None)
         version = scalar(conn, "SELECT sqlml_version()")
-        assert f"server mariadb 99.1.0-MariaDB-sqlml-test, untested: sqlml is tested on {support.tested_series_text()}" in version
+        assert ("server mariadb 99.1.0-MariaDB-sqlml-test, untested: "
+                f"sqlml is tested on {support.tested_series_text()}") in version
         assert scalar(conn, "SELECT aws_sagemaker_invoke_endpoint_real('echo-untested', 'REAL', 1, 7)") == 7.0
 
 

@@ -78,8 +78,8 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["--check"]:
         problems = missing(wanted)
         if problems:
-            print(f"tools/py_deps.py: {sys.prefix} lacks {'; '.join(problems)}; "
-                  "see pip's message above: fix the requirement in pyproject.toml (or the network) and rerun `make venv`", file=sys.stderr)
+            print(f"tools/py_deps.py: {sys.prefix} lacks {'; '.join(problems)}; see pip's message above: "
+                  "fix the requirement in pyproject.toml (or the network) and rerun `make venv`", file=sys.stderr)
             return 1
         return 0
     if argv[1:]:

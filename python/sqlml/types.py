@@ -167,7 +167,8 @@ def parse(spec: str, function: str) -> ReturnType:
     """Parses a declared type such as 'REAL', 'INT UNSIGNED', 'DECIMAL(10,2)', 'VARCHAR(64)'."""
     m = _TYPE_RE.match(spec or "")
     if not m:
-        raise ArgumentError(f"{function}: return type {spec[:16]!r} invalid: use INTEGER, REAL, DECIMAL(p,s), VARCHAR(n)")
+        raise ArgumentError(f"{function}: return type {spec[:16]!r} invalid: "
+                            "use INTEGER, REAL, DECIMAL(p,s), VARCHAR(n)")
     name = " ".join(m["name"].upper().split())
     a, b, unsigned = m["a"], m["b"], bool(m["unsigned"])
     if name in _INT_BITS and b is None:

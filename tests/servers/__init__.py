@@ -21,6 +21,6 @@ from .debian_unpacked import loader_command, mariadb118_root, mysql_root
 from .dbserver import FLAVORS, KINDS, Server, ensure_software, free_port, start_server, stop_dir
 
 __all__ = [
-    "FLAVORS", "KINDS", "Server", "ServerStartError", "ServerUnavailable", "ensure_software", "free_port", "loader_command",
-    "mariadb118_root", "mariadb_binaries", "mysql_root", "start_server", "stop_dir",
+    "FLAVORS", "KINDS", "Server", "ServerStartError", "ServerUnavailable", "ensure_software", "free_port",
+    "loader_command", "mariadb118_root", "mariadb_binaries", "mysql_root", "start_server", "stop_dir",
 ]

@@ -112,9 +112,9 @@ class Engine:
         out: list = []
         for i in range(0, len(texts), comprehend.MAX_BATCH_TEXTS):
             chunk = texts[i:i + comprehend.MAX_BATCH_TEXTS]
-            results = self.dispatcher.attempts(lambda: comprehend.detect(client, chunk, language), target, len(chunk),
-                                               self.dispatcher.deadline())
-            ok = [(("comprehend", language, text), result) for text, result in zip(chunk, results)
+            results = self.dispatcher.attempts(lambda chunk=chunk: comprehend.detect(client, chunk, language), target,
+                                               len(chunk), self.dispatcher.deadline())
+            ok = [(("comprehend", language, text), result) for text, result in zip(chunk, results, strict=True)
                   if not isinstance(result, Exception)]
             self.cache.put_many([key for key, _ in ok], [result for _, result in ok])
             out.extend(results)
@@ -128,8 +128,8 @@ class Engine:
         target = ("sagemaker", endpoint)
         out: list = []
         for chunk in _chunks_by_bytes(lines, sagemaker.MAX_BODY_BYTES):
-            results = self.dispatcher.attempts(lambda: sagemaker.invoke(client, endpoint, chunk, accept), target,
-                                               len(chunk), self.dispatcher.deadline())
+            results = self.dispatcher.attempts(lambda chunk=chunk: sagemaker.invoke(client, endpoint, chunk, accept),
+                                               target, len(chunk), self.dispatcher.deadline())
             self.cache.put_many([("sagemaker", endpoint, line) for line in chunk], results)
             out.extend(results)
         self._count_batch(len(lines))

@@ -215,7 +215,7 @@ class ResultCache:
         """Per key, whether it lacks a fresh answer (False for None): fresh() for many."""
         if not self.enabled:
             return [key is not None for key in keys]
-        return [key is not None and value is MISS for key, value in zip(keys, self.peek_many(keys))]
+        return [key is not None and value is MISS for key, value in zip(keys, self.peek_many(keys), strict=True)]
 
     def peek_many(self, keys: list) -> list:
         """Per key, its fresh answer or MISS (also for None); recency is not touched."""
@@ -251,7 +251,7 @@ class ResultCache:
         with self._lock:
             compact = self._compact(keys, True)
             if None in compact:  # targets past the id space: not cached
-                pairs = [(c, v) for c, v in zip(compact, values) if c is not None]
+                pairs = [(c, v) for c, v in zip(compact, values, strict=True) if c is not None]
                 compact, values = [c for c, _ in pairs], [v for _, v in pairs]
             now = _monotonic()
             gens = self._gens
@@ -269,7 +269,7 @@ class ResultCache:
                 self._n -= len(set(found))
             new = [c for c in compact if c not in items]
             before = len(items)
-            items.update(zip(compact, values))
+            items.update(zip(compact, values, strict=True))
             if len(items) - before != len(new):  # a key repeated within the batch
                 new = list(dict.fromkeys(new))
             added = sum(map(len, new)) + (ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS) * len(new)

@@ -8,7 +8,8 @@ whose connection is the only recent caller (alone()) is sent by its own server t
 (engine/dispatch.py, attempt_inline), so a lone connection waits for nobody and pays no
 hop to a worker. Calls that
 arrive while a request is in flight queue up and leave together in the next request, up
-to max_batch_size rows (a full batch leaves at once, on another sender if need be). Adaptive linger: when a request returns,
+to max_batch_size rows (a full batch leaves at once, on another sender if need be).
+Adaptive linger: when a request returns,
 the callers it answered are about to come back with their next call, and so are the
 other callers active a moment ago (a caller is a server thread, i.e. a connection; one
 seen within RECENT_CALLER_S counts). The sender waits for as many calls as there are
@@ -161,7 +162,7 @@ class Coalescer:
             results = self._send(unique)
             if len(results) != len(unique):  # never guess which answer is whose
                 raise RuntimeError(f"coalescer: sent {len(unique)} payloads, send returned {len(results)} results")
-            by_payload = dict(zip(unique, results))
+            by_payload = dict(zip(unique, results, strict=True))
         except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
             if len(unique) == 1:
                 by_payload = {unique[0]: exc}

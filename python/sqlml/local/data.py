@@ -146,7 +146,8 @@ def read_csv_columns(path: str | Path, columns: list[str]) -> list[list[float]]:
             try:
                 rows.append([float(record[p]) for p in positions])
             except (ValueError, IndexError):
-                bad = next(c for c, p in zip(columns, positions) if p >= len(record) or not _is_float(record[p]))
+                bad = next(c for c, p in zip(columns, positions, strict=True)
+                           if p >= len(record) or not _is_float(record[p]))
                 value = record[header.index(bad)] if header.index(bad) < len(record) else "(missing)"
                 raise ValueError(f"{path}:{line_no}: column {bad!r} holds {value!r}, not a number") from None
     if not rows:

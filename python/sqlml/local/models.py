@@ -217,8 +217,8 @@ class SklearnModel:
                 proba = self._estimator.predict_proba(x)
                 labels = [_python_value(self._classes[k]) for k in proba.argmax(axis=1)]
                 if proba.shape[1] == 2:
-                    return [Prediction(float(p), lab) for p, lab in zip(proba[:, 1], labels)]
-                return [Prediction([float(v) for v in row], lab) for row, lab in zip(proba, labels)]
+                    return [Prediction(float(p), lab) for p, lab in zip(proba[:, 1], labels, strict=True)]
+                return [Prediction([float(v) for v in row], lab) for row, lab in zip(proba, labels, strict=True)]
             out = self._estimator.predict(x)
         except ValueError as exc:  # e.g. NaN into an estimator that refuses it
             raise ModelInputError(str(exc)) from None

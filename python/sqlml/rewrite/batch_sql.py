@@ -156,7 +156,8 @@ def _warm_call(call: exp.Anonymous, names: Names) -> str:
     if fn is None and name in COMPREHEND:
         if len(args) not in (2, 3):
             raise _Skip("Comprehend call with an unexpected argument count")
-        parts = [_arg_sql(args[0]), _arg_sql(args[1])] + ([_literal(args[2]).sql(dialect="mysql")] if len(args) == 3 else [])
+        parts = [_arg_sql(args[0]), _arg_sql(args[1])]
+        parts += [_literal(args[2]).sql(dialect="mysql")] if len(args) == 3 else []
         return f"sqlml_warm_comprehend({', '.join(parts)})"
     if fn is None:
         if len(args) < 4:
@@ -167,7 +168,7 @@ def _warm_call(call: exp.Anonymous, names: Names) -> str:
     if len(args) != len(fn.param_types):
         raise _Skip(f"{name} called with {len(args)} arguments, declared with {len(fn.param_types)}")
     parts = [_sql_string(fn.endpoint), str(fn.max_batch_size)] + [_cast(_arg_sql(a), t)
-                                                                   for a, t in zip(args, fn.param_types)]
+                                                                   for a, t in zip(args, fn.param_types, strict=True)]
     return f"sqlml_warm_sagemaker({', '.join(parts)})"
 
 
@@ -495,7 +496,7 @@ def _guarded_values_warm_up(text: str, fn, calls: list, names: Names) -> tuple[i
         raise _Skip("a VALUES argument is not a literal")
     rows = list(dict.fromkeys(tuple(a.sql(dialect="mysql") for a in call.expressions) for call in calls))
     columns = [f"c{i}" for i in range(len(fn.param_types))]
-    warm_args = [_cast(c, t) for c, t in zip(columns, fn.param_types)]
+    warm_args = [_cast(c, t) for c, t in zip(columns, fn.param_types, strict=True)]
     warm = (f"SELECT sqlml_warm_sagemaker({_sql_string(fn.endpoint)}, {fn.max_batch_size}, {', '.join(warm_args)}) "
             f"FROM (VALUES {', '.join('ROW(' + ', '.join(r) + ')' for r in rows)}) AS sqlml_values "
             f"({', '.join(columns)}) WHERE {definition_guard(fn)}")

@@ -131,7 +131,8 @@ def detect(client, texts: list[str], language: str, wait=None) -> list[Sentiment
         return [Sentiment.from_wire(reply, where)]
     where = f"Comprehend BatchDetectSentiment ({language}, {len(texts)} texts)"
     reply = _call(client, "BatchDetectSentiment", {"TextList": texts, "LanguageCode": language}, where, wait)
-    if not isinstance(reply, dict) or not isinstance(reply.get("ResultList", []), list) or not isinstance(reply.get("ErrorList", []), list):
+    if (not isinstance(reply, dict) or not isinstance(reply.get("ResultList", []), list)
+            or not isinstance(reply.get("ErrorList", []), list)):
         raise ServiceError(f"{where}: malformed answer (expected an object with ResultList and ErrorList lists)")
     out: list[Sentiment | ServiceError | None] = [None] * len(texts)
     for item in reply.get("ResultList", []):

@@ -111,7 +111,7 @@ class Bucket:
             kwargs = {"Bucket": self.loc.bucket, "Prefix": key_prefix, "StartAfter": start_after}
             if token:
                 kwargs["ContinuationToken"] = token
-            reply = self._do("ListObjectsV2", None, lambda: self.client.list_objects_v2(**kwargs))
+            reply = self._do("ListObjectsV2", None, lambda kwargs=kwargs: self.client.list_objects_v2(**kwargs))
             for item in reply.get("Contents") or []:
                 if wanted(item["Key"]):
                     return item["Key"]
@@ -152,7 +152,7 @@ class Bucket:
             kwargs = {"Bucket": self.loc.bucket, "Prefix": key_prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            reply = self._do("ListObjectsV2", None, lambda: self.client.list_objects_v2(**kwargs))
+            reply = self._do("ListObjectsV2", None, lambda kwargs=kwargs: self.client.list_objects_v2(**kwargs))
             keys.extend(item["Key"] for item in reply.get("Contents") or [])
             token = reply.get("NextContinuationToken")
             if not reply.get("IsTruncated") or not token:

@@ -19,7 +19,8 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     p.add_argument("--port-file", help="write the bound port number to this file")
     p.add_argument("--latency-ms", type=float, default=0, help="latency added to every request")
-    p.add_argument("--idle-timeout", type=float, default=120.0, help="close idle keep-alive connections after S seconds")
+    p.add_argument("--idle-timeout", type=float, default=120.0,
+                   help="close idle keep-alive connections after S seconds")
     p.add_argument("--no-auth", action="store_true", help="accept requests without a SigV4 Authorization header")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = p.parse_args(argv)

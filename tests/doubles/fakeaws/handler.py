@@ -315,8 +315,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """(status, headers, body, error code) for one parsed request; status None: drop
         the connection (an injected disconnect)."""
         if config.get("require_auth") and not call.auth.startswith("AWS4-HMAC-SHA256"):
-            return self._fail(call, ApiError(403, "MissingAuthenticationTokenException", "Missing Authentication Token"),
-                              config)
+            return self._fail(call, ApiError(403, "MissingAuthenticationTokenException",
+                                             "Missing Authentication Token"), config)
         early = self._injected_failure(call, state, config)
         if early is not None:
             return early

@@ -67,7 +67,7 @@ def line_encoder(encoders: tuple) -> Callable[[tuple], str]:
     if len(encoders) == 1:
         (encode,) = encoders
         return lambda features: encode(features[0])
-    return lambda features: ",".join([enc(v) for enc, v in zip(encoders, features)])
+    return lambda features: ",".join([enc(v) for enc, v in zip(encoders, features, strict=True)])
 
 
 def const_endpoint(value: object, name: str) -> str:

@@ -65,7 +65,7 @@ class WarmAggregate:
         """add_rows' common part: the rows' cache keys; those without a fresh answer are
         sent, per target name (key[1]), by send(name, payloads)."""
         unanswered = self.engine.cache.unanswered(keys)
-        rows = [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered)]
+        rows = [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered, strict=True)]
         if rows and not self.rows and all(unanswered):
             name = rows[0]
             if (self.run_name is None or name == self.run_name) and rows.count(name) == len(rows):
@@ -95,7 +95,8 @@ class WarmAggregate:
         if not consistent:  # the rows sent get no answer: their reads ask Python
             return self.memo_form(peeked)
         ordered = {name: iter(answers) for name, answers in results.items()}
-        return self.memo_form([next(ordered[row]) if type(row) is str else answer for row, answer in zip(rows, peeked)])
+        return self.memo_form([next(ordered[row]) if type(row) is str else answer
+                               for row, answer in zip(rows, peeked, strict=True)])
 
     def session(self, key, make: Callable[[], WarmUp]) -> WarmUp:
         session = self.sessions.get(key)
