@@ -160,6 +160,7 @@ class Recorder:
     def __init__(self, answer=(200, {"Content-Type": "application/x-amz-json-1.1"}, b"{}"), tls=None):
         self.requests: list[dict] = []
         self.answer = answer
+        self.trickle_s = 0.0  # > 0: the answer's head, then this pause, then its body
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -177,6 +178,9 @@ class Recorder:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if recorder.trickle_s:
+                    self.wfile.flush()
+                    time.sleep(recorder.trickle_s)
                 self.wfile.write(data)
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -599,6 +603,31 @@ def test_a_send_with_a_wait_uses_only_a_kept_alive_connection():
         with pytest.raises(ServiceError):
             sagemaker.invoke(client, "cold", ["2"], "text/csv", refuse)
         assert not client.can_send_inline()
+    finally:
+        client.close()
+        recorder.close()
+
+
+def test_a_send_with_a_wait_reads_a_slow_answer_within_the_callers_budget():
+    """wait() returns the seconds left before the caller's deadline: an answer whose body
+    trickles in after its head cannot keep the calling thread past them (the read
+    timeout, timeout_s, would)."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    try:
+        assert sagemaker.invoke(client, "slow", ["1"], "text/csv") == ["0.5"]  # a kept-alive connection
+        recorder.trickle_s = 3.0
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as failed:
+            sagemaker.invoke(client, "slow", ["2"], "text/csv", lambda sock: 0.3)
+        assert time.monotonic() - started < 2.0
+        assert failed.value.code == "Timeout"
+        assert not client.can_send_inline()  # that connection is gone, not reused half read
+        recorder.trickle_s = 0.0
+        assert sagemaker.invoke(client, "slow", ["3"], "text/csv") == ["0.5"]
+        assert sagemaker.invoke(client, "slow", ["4"], "text/csv", lambda sock: 5.0) == ["0.5"]
+        assert client.can_send_inline()  # and the read timeout is back on the kept one
+        assert client._connections._idle[-1].sock.gettimeout() == client._connections._read_timeout_s
     finally:
         client.close()
         recorder.close()

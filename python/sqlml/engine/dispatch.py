@@ -66,16 +66,18 @@ def wait_for(future: concurrent.futures.Future, timeout_s: float, where: str):
                 raise
 
 
-def wait_readable(sock, deadline: float, where: str, timeout_s: float) -> None:
-    """Returns once sock has something to read; raises QueryKilled as soon as the calling
-    statement is killed, ServiceTimeout once the deadline passes (read in KILL_POLL_S
-    slices, the GIL released while it waits)."""
+def wait_readable(sock, deadline: float, where: str, timeout_s: float) -> float:
+    """Returns the seconds left before the deadline once sock has something to read;
+    raises QueryKilled as soon as the calling statement is killed, ServiceTimeout once
+    the deadline passes (read in KILL_POLL_S slices, the GIL released while it waits).
+    The rest of the answer is read within those seconds, without reading the kill flag:
+    a service sends an answer this size in one piece."""
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLPRI)
     while True:
         remaining = deadline - time.monotonic()
         if poller.poll(max(0, int(min(KILL_POLL_S, remaining) * 1000))):
-            return
+            return deadline - time.monotonic()
         if host.killed():
             raise QueryKilled(f"{where}: query killed while waiting for the service")
         if remaining <= KILL_POLL_S:

@@ -154,8 +154,10 @@ class LeanClient:
 
         wait(sock), if given, is called once the request is written and returns when the
         answer starts to arrive, or raises (the connection is then closed): the calling
-        thread can stop waiting on its own terms (a KILL). With wait, only a kept-alive
-        connection is used (NoIdleConnection otherwise, before anything is sent)."""
+        thread can stop waiting on its own terms (a KILL). It returns the seconds left for
+        reading the rest of the answer (None: the read timeout), so a slow answer cannot
+        outlast the caller's deadline. With wait, only a kept-alive connection is used
+        (NoIdleConnection otherwise, before anything is sent)."""
         path = self.path(path)
         url = self._origin + path
         if self._credentials is None:
@@ -290,12 +292,16 @@ class _Connections:
             conn.endheaders(body)
             if wait is not None:
                 try:
-                    wait(conn.sock)
+                    budget_s = wait(conn.sock)
                 except BaseException:
                     conn.close()  # its answer may still come: the connection cannot carry another request
                     raise
+                if budget_s is not None and budget_s < self._read_timeout_s:
+                    conn.sock.settimeout(max(budget_s, 0.001))  # the rest of the answer, within the caller's deadline
             answer = conn.getresponse()
             data = answer.read()
+            if wait is not None:
+                conn.sock.settimeout(self._read_timeout_s)
         except TimeoutError as exc:
             conn.close()
             raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc) from None
