@@ -8,6 +8,7 @@ import time
 import pymysql
 import pytest
 
+from sqlml.engine import coalesce
 from sqlml.engine.coalesce import ADAPTIVE_LINGER_FLOOR_S, Coalescer
 from sqlml.errors import ServiceError
 
@@ -46,6 +47,31 @@ def test_a_lone_caller_is_sent_at_once_every_time(pool):
     # A lone caller is never lingered for (a linger would cost ADAPTIVE_LINGER_FLOOR_S at
     # least); what remains is thread hand-offs.
     assert sorted(waits)[len(waits) // 2] < ADAPTIVE_LINGER_FLOOR_S, waits
+
+
+def test_a_call_is_alone_only_with_no_request_out_and_no_other_recent_caller(pool, monkeypatch):
+    """alone(): the engine then sends the call from its own thread (dispatch.attempt_inline)."""
+    monkeypatch.setattr(coalesce, "RECENT_CALLER_S", 1.0)  # room for a slow machine's scheduling
+    send = Recorder(latency_s=0.3)
+    c = Coalescer(send, pool.submit)
+    assert c.alone()
+    assert c.alone()  # the same caller again
+    future = pool.submit(lambda: c.call(1, 100, 0.0).result(5))  # another thread, its request out
+    time.sleep(0.1)
+    assert not c.alone()  # a request of the coalescer is out: this call could join the next one
+    assert future.result(5) == 2
+    assert not c.alone()  # that other caller called a moment ago: it may call again
+    time.sleep(1.05)  # RECENT_CALLER_S passes
+    assert c.alone()
+
+
+def test_many_callers_gone_quiet_are_forgotten(pool):
+    c = Coalescer(Recorder(), pool.submit)
+    for _ in range(200):
+        pool.submit(c.alone).result(5)  # pool threads, each a caller once
+    time.sleep(coalesce.RECENT_CALLER_S + 0.05)
+    assert c.alone()
+    assert len(c._callers) == 1
 
 
 def test_sixteen_concurrent_callers_share_requests_at_least_8_to_1(pool):

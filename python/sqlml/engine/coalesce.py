@@ -67,11 +67,14 @@ class Coalescer:
         now = time.monotonic()
         me = threading.get_ident()
         with self._cond:
-            self._callers[me] = now
+            callers = self._callers
+            callers[me] = now
             if self._senders or self._queue:
                 return False
             since = now - RECENT_CALLER_S
-            return all(at < since for caller, at in self._callers.items() if caller != me)
+            if len(callers) > 1:  # forget the callers gone quiet, so this stays short
+                callers = self._callers = {caller: at for caller, at in callers.items() if at >= since}
+            return len(callers) == 1
 
     def call(self, payload, max_batch_size: int, linger_s: float) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
