@@ -302,8 +302,7 @@ def run() -> dict:
     print("peak RSS growth batching 1,000,000 rows: "
           f"{out['sagemaker_0ms']['batch_peak_rss_growth_kb'] / 1024:,.0f} MiB; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    path = write_results("batching", out)
-    print(f"wrote {path}")
+    write_results("batching", out)
     return out
 
 

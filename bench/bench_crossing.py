@@ -52,8 +52,7 @@ def run(kinds=("mariadb", "mysql")) -> dict:
         rows.append([kind, "crossing (echo - noop)", f"{crossing:.0f}", "target < 200"])
     print_table(f"Python crossing, SUM(f(n)) over {ROWS:,} rows, best of {REPEAT}",
                 ["server", "function", "ns/row", "vs C no-op"], rows)
-    path = write_results("crossing", {"results": results})
-    print(f"wrote {path}")
+    write_results("crossing", {"results": results})
     return results
 
 

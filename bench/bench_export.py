@@ -187,8 +187,7 @@ def run() -> dict:
         print(f"{kind}: not run: {why}")
     out = {"part_mb": PART_MB, "file_mb": FILE_MB, "repeat": REPEAT, "scale": SCALE, "results": results,
            "skipped": skipped}
-    path = write_results("export", out)
-    print(f"wrote {path}")
+    write_results("export", out)
     return out
 
 

@@ -149,8 +149,7 @@ def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="sqlml-bench-") as tmp:
         results = _bench(tmp)
     _print_table(results)
-    path = write_results("local_service", results)
-    print(f"\nwrote {path}")
+    write_results("local_service", results)
     return results
 
 

@@ -112,8 +112,7 @@ def run() -> dict:
           f"{out['summary']['growth_after_clear_cycle2_to_last_kb'] / 1024:+,.0f} MiB since cycle 2's clear)")
     print(f"peak growth over before: +{out['summary']['max_peak_growth_kb'] / 1024:,.0f} MiB; "
           f"the cache's cost per answer (median): {out['summary']['bytes_per_cached_answer']} bytes")
-    path = write_results("memory", out)
-    print(f"wrote {path}")
+    write_results("memory", out)
     return out
 
 

@@ -147,8 +147,7 @@ def run(kinds=("mysql",)) -> dict:
                         "ml_statement_analysis_ms": round(analysis_ms, 3), "seed_queries_10k_rows": ml}
     print_table("MySQL pre-parse rewrite: cost per statement and the batching it buys",
                 ["what", "case", "size", "cost", "note"], rows)
-    path = write_results("rewrite", {"results": results})
-    print(f"wrote {path}")
+    write_results("rewrite", {"results": results})
     return results
 
 

@@ -320,8 +320,7 @@ def run() -> dict:
                              "auth": "fixed dummy SigV4 Authorization header, unsigned"},
            "results": results, "runs": [dataclasses.asdict(r) for r in runs], "conditions": conditions}
     print_results(results, conditions)
-    path = write_results("scalar", out)
-    print(f"wrote {path}")
+    write_results("scalar", out)
     return out
 
 

@@ -58,12 +58,14 @@ def timed(cur, sql: str, repeat: int) -> float:
 
 
 def write_results(name: str, payload: dict) -> Path:
+    """Writes bench/results/<name>.json (the payload, the machine and the time) and says so."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                              "platform": platform.platform()},
                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **payload}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}")
     return path
 
 

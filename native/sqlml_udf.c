@@ -156,6 +156,17 @@ static void count_hit(void)
 
 static bool lines_init(sqlml_call *state);
 
+/* Drops every Python object the call state holds (with the GIL held). */
+static void drop_python(sqlml_call *state)
+{
+  Py_CLEAR(state->call);
+  Py_CLEAR(state->add);
+  Py_CLEAR(state->clear);
+  Py_CLEAR(state->add_rows);
+  Py_CLEAR(state->answers);
+  Py_CLEAR(state->add_lines);
+}
+
 static bool call_init(const char *name, int kind, bool aggregate, UDF_INIT *initid,
                       UDF_ARGS *args, char *message)
 {
@@ -230,12 +241,7 @@ static bool call_init(const char *name, int kind, bool aggregate, UDF_INIT *init
     if (!state->add || !state->clear || (state->has_spec && (!state->add_rows || !state->answers)) ||
         !lines_init(state)) {
       pyhost_take_error(message, SQLML_ERRMSG_SIZE);
-      Py_CLEAR(state->call);
-      Py_CLEAR(state->add);
-      Py_CLEAR(state->clear);
-      Py_CLEAR(state->add_rows);
-      Py_CLEAR(state->answers);
-      Py_CLEAR(state->add_lines);
+      drop_python(state);
       pyhost_leave();
       free(state);
       return true;
@@ -263,12 +269,7 @@ static void call_deinit(UDF_INIT *initid)
   if (!state)
     return;
   pyhost_enter();
-  Py_CLEAR(state->call);
-  Py_CLEAR(state->add);
-  Py_CLEAR(state->clear);
-  Py_CLEAR(state->add_rows);
-  Py_CLEAR(state->answers);
-  Py_CLEAR(state->add_lines);
+  drop_python(state);
   pyhost_leave();
   lines_free(&state->lines);
   free(state->uri);

@@ -61,49 +61,34 @@ def run_and_kill(db, sql: str, kill: str, wait_for_requests: int = 1) -> tuple[f
     return ended - killed, outcome["error"]
 
 
-@pytest.mark.parametrize("kill", ["QUERY", "CONNECTION"])
-def test_kill_ends_a_call_waiting_on_a_hung_service_within_a_second(db, fake, kill):
-    with db.settings(timeout_s=20):
-        fake.hang_next(1, seconds=30, endpoint="sum-kill")
-        elapsed, error = run_and_kill(db, "SELECT aws_sagemaker_invoke_endpoint_real('sum-kill', 'REAL', 1, 7)", kill)
-        assert elapsed < KILL_BOUND_S, (elapsed, error)
-        assert error is not None and "internal error" not in str(error)
-        if kill == "QUERY":
-            assert error[0] == 1317, error  # Query execution was interrupted
-        fake.reset()
-        # The endpoint works at once afterwards (the abandoned request did not wedge it).
-        assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-kill', 'REAL', 1, 8)") == 8.0
-
-
 def inline_requests(db, endpoint: str) -> int:
     """Requests to `endpoint` sent from the calling server thread (sqlml_status, as root)."""
     return sum(t["inline_requests"] for t in db.status()["targets"] if t["target"] == endpoint)
 
 
+@pytest.mark.parametrize("sent_by", ["worker", "own thread"])
 @pytest.mark.parametrize("kill", ["QUERY", "CONNECTION"])
-def test_kill_ends_a_call_sent_from_its_own_server_thread_within_a_second(db, fake, kill):
-    """A lone connection's call over a kept-alive connection is sent by its own server
-    thread, not a worker (engine/dispatch.py, attempt_inline): that wait is cut by a KILL
-    as well, and the request really was sent that way."""
-    with db.settings(timeout_s=20):
-        # Two calls: the first may open the connection (from a worker), the second then
-        # finds it kept alive. Each db.scalar is a new connection: the pause makes the
-        # second one's caller the only recent one (engine/coalesce.py, alone).
-        assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-killi', 'REAL', 1, 1)") == 1.0
-        time.sleep(0.2)
-        assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-killi', 'REAL', 1, 2)") == 2.0
-        before = inline_requests(db, "sum-killi")
-        assert before >= 1
-        time.sleep(0.2)
-        fake.hang_next(1, seconds=30, endpoint="sum-killi")
-        elapsed, error = run_and_kill(db, "SELECT aws_sagemaker_invoke_endpoint_real('sum-killi', 'REAL', 1, 7)", kill)
+def test_kill_ends_a_call_waiting_on_a_hung_service_within_a_second(db, fake, kill, sent_by):
+    """Whoever sends the request: a worker thread (here the coalescer's, as a linger keeps
+    the call from going alone) or the calling server thread itself (a lone call over a
+    kept-alive connection, engine/dispatch.py attempt_inline)."""
+    endpoint = "sum-kill-w" if sent_by == "worker" else "sum-kill-o"
+    call = f"SELECT aws_sagemaker_invoke_endpoint_real('{endpoint}', 'REAL', 1, %d)"
+    with db.settings(timeout_s=20, coalesce_linger_ms=1 if sent_by == "worker" else 0):
+        for value in (1, 2):  # the first may open the service connection; it is then kept alive
+            assert db.scalar(call % value) == value
+            time.sleep(0.2)  # each db.scalar is a new connection: none of them is a recent caller
+        before = inline_requests(db, endpoint)
+        fake.hang_next(1, seconds=30, endpoint=endpoint)
+        elapsed, error = run_and_kill(db, call % 7, kill)
         assert elapsed < KILL_BOUND_S, (elapsed, error)
         assert error is not None and "internal error" not in str(error)
         if kill == "QUERY":
             assert error[0] == 1317, error  # Query execution was interrupted
-        assert inline_requests(db, "sum-killi") == before + 1
+        assert inline_requests(db, endpoint) == before + (sent_by == "own thread")
         fake.reset()
-        assert db.scalar("SELECT aws_sagemaker_invoke_endpoint_real('sum-killi', 'REAL', 1, 8)") == 8.0
+        # The endpoint works at once afterwards (the abandoned request did not wedge it).
+        assert db.scalar(call % 8) == 8.0
 
 
 def test_kill_query_ends_a_warm_up_waiting_on_a_hung_service_within_a_second(db, fake):

@@ -224,14 +224,16 @@ class SystemVariable:
     plugin: str  # aws, sqlml or aurora_ml: the server shows the variable as <plugin>_<name>
     name: str
     kind: str  # STR (text), BOOL (ON/OFF) or LL (an integer from low to high)
-    key: str  # the Settings field it sets
     comment: str  # the server's description of it (information_schema, mysqld --help)
     low: int = 0
     high: int = 0
     unit: str = ""
     scale: float = 1.0  # LL: setting = value * scale (0.001: the variable is in ms, the setting in s)
+    key: str = ""  # the Settings field it sets; empty: the one named as the variable
 
     def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
         # Fails the build (native/gen_constants.py loads this table) rather than a server.
         if self.plugin not in PLUGINS or self.kind not in (STR, BOOL, LL) or self.key not in _PARSERS:
             raise ValueError(f"{self.full_name}: plugin must be one of {PLUGINS}, kind STR/BOOL/LL and key a "
@@ -268,49 +270,43 @@ class SystemVariable:
 # Every system variable, once: native/plugin.c's declarations are generated from this table
 # at build time (native/gen_constants.py writes sqlml_variables.h), SET GLOBAL is checked
 # against it (check_system_variable) and the engine reads the values through it.
-# Columns: plugin, name, kind, setting key, comment, then for LL: low, high, unit, scale.
+# Columns: plugin, name, kind, comment, then for LL: low, high, unit, scale; and the setting
+# it drives (key=) where it is not named as the variable.
 _SYSTEM_VARIABLE_TABLE = (
-    SystemVariable("aws", "default_sagemaker_role", STR, "sagemaker_role_arn",
-                   "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials"),
-    SystemVariable("aws", "default_comprehend_role", STR, "comprehend_role_arn",
-                   "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials"),
-    SystemVariable("aws", "default_s3_role", STR, "s3_role_arn",
-                   "IAM role ARN assumed (STS) for S3 exports; empty: default credentials"),
-    SystemVariable("sqlml", "region", STR, "region", "AWS region of the services"),
-    SystemVariable("sqlml", "comprehend_endpoint_url", STR, "comprehend_endpoint_url",
+    SystemVariable("aws", "default_sagemaker_role", STR,
+                   "IAM role ARN assumed (STS) for SageMaker calls; empty: default credentials",
+                   key="sagemaker_role_arn"),
+    SystemVariable("aws", "default_comprehend_role", STR,
+                   "IAM role ARN assumed (STS) for Comprehend calls; empty: default credentials",
+                   key="comprehend_role_arn"),
+    SystemVariable("aws", "default_s3_role", STR,
+                   "IAM role ARN assumed (STS) for S3 exports; empty: default credentials", key="s3_role_arn"),
+    SystemVariable("sqlml", "region", STR, "AWS region of the services"),
+    SystemVariable("sqlml", "comprehend_endpoint_url", STR,
                    "Comprehend endpoint URL override (e.g. sqlml serve); empty: AWS"),
-    SystemVariable("sqlml", "sagemaker_endpoint_url", STR, "sagemaker_endpoint_url",
-                   "SageMaker Runtime endpoint URL override; empty: AWS"),
-    SystemVariable("sqlml", "sts_endpoint_url", STR, "sts_endpoint_url",
-                   "STS endpoint URL override (role assumption); empty: AWS"),
-    SystemVariable("sqlml", "s3_endpoint_url", STR, "s3_endpoint_url",
-                   "S3 endpoint URL override (exports); empty: AWS"),
-    SystemVariable("sqlml", "export_part_mb", LL, "export_part_mb",
-                   "Export multipart part size (MiB)", 5, 5120, "MiB"),
-    SystemVariable("sqlml", "export_file_mb", LL, "export_file_mb",
-                   "Export file size before the next .part_NNNNN (MiB)", 1, 5 * 1024 * 1024, "MiB"),
-    SystemVariable("sqlml", "connect_timeout_ms", LL, "connect_timeout_s",
-                   "Connect timeout to a service (ms)", 1, 86_400_000, "ms", 0.001),
-    SystemVariable("sqlml", "max_attempts", LL, "max_attempts",
-                   "Attempts per request (throttling, 5xx, timeouts)", 1, 10),
-    SystemVariable("sqlml", "on_error", STR, "on_error",
+    SystemVariable("sqlml", "sagemaker_endpoint_url", STR, "SageMaker Runtime endpoint URL override; empty: AWS"),
+    SystemVariable("sqlml", "sts_endpoint_url", STR, "STS endpoint URL override (role assumption); empty: AWS"),
+    SystemVariable("sqlml", "s3_endpoint_url", STR, "S3 endpoint URL override (exports); empty: AWS"),
+    SystemVariable("sqlml", "export_part_mb", LL, "Export multipart part size (MiB)", 5, 5120, "MiB"),
+    SystemVariable("sqlml", "export_file_mb", LL, "Export file size before the next .part_NNNNN (MiB)",
+                   1, 5 * 1024 * 1024, "MiB"),
+    SystemVariable("sqlml", "connect_timeout_ms", LL, "Connect timeout to a service (ms)", 1, 86_400_000, "ms",
+                   0.001, key="connect_timeout_s"),
+    SystemVariable("sqlml", "max_attempts", LL, "Attempts per request (throttling, 5xx, timeouts)", 1, 10),
+    SystemVariable("sqlml", "on_error", STR,
                    "A failing row: 'error' fails the statement, 'null' gives NULL and a warning"),
-    SystemVariable("sqlml", "max_in_flight", LL, "max_in_flight",
-                   "Requests in flight at once per server", 1, 256),
-    SystemVariable("sqlml", "sagemaker_accept", STR, "sagemaker_accept", "Accept header of SageMaker requests"),
-    SystemVariable("sqlml", "cache_enabled", BOOL, "cache_enabled", "Result cache on or off"),
-    SystemVariable("sqlml", "cache_max_entries", LL, "cache_max_entries",
-                   "Result cache size (entries)", 0, 100_000_000),
-    SystemVariable("sqlml", "cache_max_mb", LL, "cache_max_mb", "Result cache size (MB)", 0, 65536, "MB"),
-    SystemVariable("sqlml", "cache_ttl_s", LL, "cache_ttl_s", "Result cache time to live (s)", 1, 86400, "s"),
-    SystemVariable("sqlml", "coalesce", BOOL, "coalesce",
-                   "Merge concurrent calls from several connections into one request"),
-    SystemVariable("sqlml", "coalesce_linger_ms", LL, "coalesce_linger_ms",
-                   "How long a request waits for company (ms)", 0, 100, "ms"),
-    SystemVariable("sqlml", "rewrite", BOOL, "rewrite",
+    SystemVariable("sqlml", "max_in_flight", LL, "Requests in flight at once per server", 1, 256),
+    SystemVariable("sqlml", "sagemaker_accept", STR, "Accept header of SageMaker requests"),
+    SystemVariable("sqlml", "cache_enabled", BOOL, "Result cache on or off"),
+    SystemVariable("sqlml", "cache_max_entries", LL, "Result cache size (entries)", 0, 100_000_000),
+    SystemVariable("sqlml", "cache_max_mb", LL, "Result cache size (MB)", 0, 65536, "MB"),
+    SystemVariable("sqlml", "cache_ttl_s", LL, "Result cache time to live (s)", 1, 86400, "s"),
+    SystemVariable("sqlml", "coalesce", BOOL, "Merge concurrent calls from several connections into one request"),
+    SystemVariable("sqlml", "coalesce_linger_ms", LL, "How long a request waits for company (ms)", 0, 100, "ms"),
+    SystemVariable("sqlml", "rewrite", BOOL,
                    "MySQL: rewrite statements with ML calls into batched form before they are parsed"),
-    SystemVariable("aurora_ml", "inference_timeout", LL, "timeout_s",
-                   "Budget for one row's answer, retries included (ms)", 1, 86_400_000, "ms", 0.001),
+    SystemVariable("aurora_ml", "inference_timeout", LL, "Budget for one row's answer, retries included (ms)",
+                   1, 86_400_000, "ms", 0.001, key="timeout_s"),
 )
 SYSTEM_VARIABLES = {var.full_name: var for var in _SYSTEM_VARIABLE_TABLE}
 if len(SYSTEM_VARIABLES) != len(_SYSTEM_VARIABLE_TABLE):
