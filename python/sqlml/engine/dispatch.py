@@ -5,8 +5,9 @@ waits on its future with the GIL released, except a lone scalar call's first att
 over a kept-alive connection (attempt_inline): that is sent from the calling thread,
 which saves the hop to a worker and back (bench/bench_scalar.py measures it), and
 waits for the answer in KILL_POLL_S slices (wait_readable). Connecting, backoff and
-retries stay on worker threads: a connect cannot be cut short by a KILL. Every wait has a deadline (timeout_s covers all
-attempts and their backoff) and is cut in KILL_POLL_S slices, between which the
+retries stay on worker threads: a connect cannot be cut short by a KILL. Every request
+holds one of max_in_flight slots while it is out. Every wait has a deadline (timeout_s
+covers all attempts and their backoff) and is cut in KILL_POLL_S slices, between which the
 server's kill flag is read: KILL QUERY ends a waiting statement within a slice, not at
 its deadline (wait_for). Throttling, 5xx and connection failures are retried with
 exponential backoff and jitter, at most max_attempts times in all.
@@ -187,9 +188,13 @@ class Dispatcher:
             attempt += 1
             if attempt > 1:
                 self._counters.add("retry_request_cnt")
-            self._counters.add("actual_request_cnt")
             slots = self._slots
-            slots.acquire()
+            if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                # Every slot held until the deadline (requests to a hung service): its caller
+                # has stopped waiting; nothing is sent late.
+                raise ServiceTimeout(f"{target[0]} '{target[1]}': no free request slot within "
+                                     f"timeout_s={settings.timeout_s:g} s (max_in_flight={settings.max_in_flight})")
+            self._counters.add("actual_request_cnt")
             started = time.monotonic()
             try:
                 result = request()
