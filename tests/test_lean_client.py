@@ -12,6 +12,7 @@ message).
 from __future__ import annotations
 
 import datetime
+import http.client
 import http.server
 import json
 import re
@@ -28,7 +29,7 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from sqlml import config
 from sqlml.errors import ServiceError
-from sqlml.services import aws, comprehend, sagemaker
+from sqlml.services import aws, comprehend, lean, sagemaker
 from sqlml.services.codecs import parse_response
 from sqlml.services.lean import LeanClient, NoIdleConnection
 from tests.doubles.fakeaws import FakeAWS, fake_sentiment
@@ -628,6 +629,28 @@ def test_a_send_with_a_wait_reads_a_slow_answer_within_the_callers_budget():
         assert sagemaker.invoke(client, "slow", ["4"], "text/csv", lambda sock: 5.0) == ["0.5"]
         assert client.can_send_inline()  # and the read timeout is back on the kept one
         assert client._connections._idle[-1].sock.gettimeout() == client._connections._read_timeout_s
+    finally:
+        client.close()
+        recorder.close()
+
+
+def test_an_idle_connection_keeps_no_answer_alive():
+    """A kept-alive connection idling in the pool must not hold its last answer: those
+    objects would pin their allocator arenas after the cache is cleared (lean._forget_response)."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    try:
+        # http.client itself keeps it, under this name: if it ever stops, so does the fix.
+        plain = http.client.HTTPConnection("127.0.0.1", recorder.port)
+        plain.request("POST", "/endpoints/idle/invocations", body=b"1\n")
+        plain.getresponse().read()
+        assert getattr(plain, lean._LAST_RESPONSE) is not None
+        plain.close()
+        assert sagemaker.invoke(client, "idle", ["1"], "text/csv") == ["0.5"]
+        idle = client._connections._idle[-1]
+        assert hasattr(idle, lean._LAST_RESPONSE) and getattr(idle, lean._LAST_RESPONSE) is None
+        assert sagemaker.invoke(client, "idle", ["2"], "text/csv") == ["0.5"]  # and it carries the next request
+        assert client._connections._idle[-1] is idle
     finally:
         client.close()
         recorder.close()

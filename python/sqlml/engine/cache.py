@@ -8,7 +8,7 @@ used first out, within a write generation: below) and by age (ttl_s). ML answers
 deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
 (docs/sql.md: "The result cache").
 
-Storage, for memory (about 130 bytes an entry in the server, the answer included;
+Storage, for memory (about 160 bytes an entry in the server, the answer included;
 bench/bench_memory.py measures it):
 - one plain dict per write generation, whose key is one str: the target's id (every id
   has TARGET_ID_CHARS characters, and no two targets share one, so keys of two targets

@@ -300,6 +300,7 @@ class _Connections:
                     conn.sock.settimeout(max(budget_s, 0.001))  # the rest of the answer, within the caller's deadline
             answer = conn.getresponse()
             data = answer.read()
+            _forget_response(conn)
             if wait is not None:
                 conn.sock.settimeout(self._read_timeout_s)
         except TimeoutError as exc:
@@ -335,6 +336,22 @@ class _HTTPConnection(_Options, http.client.HTTPConnection):
 
 class _HTTPSConnection(_Options, http.client.HTTPSConnection):
     pass
+
+
+def _forget_response(conn: http.client.HTTPConnection) -> None:
+    """http.client keeps a kept-alive connection's last answer (an HTTPResponse, its
+    headers, a few dozen small objects) until the connection's next request: for as long
+    as the connection idles in the pool. Allocated among a batch's million cached answers,
+    those few objects would keep their allocator arenas, megabytes each, after
+    sqlml_cache_clear() freed the rest (bench/bench_memory.py). Done reading, the answer is
+    forgotten now, as http.client itself forgets a finished answer at the next request."""
+    if getattr(conn, _LAST_RESPONSE, None) is not None:
+        setattr(conn, _LAST_RESPONSE, None)
+
+
+# http.client.HTTPConnection's (name-mangled) reference to its last answer;
+# tests/test_lean_client.py checks it is still there.
+_LAST_RESPONSE = "_HTTPConnection__response"
 
 
 def _dropped(sock) -> bool:
