@@ -57,7 +57,9 @@ def test_a_call_is_alone_only_with_no_request_out_and_no_other_recent_caller(poo
     assert c.alone()
     assert c.alone()  # the same caller again
     future = pool.submit(lambda: c.call(1, 100, 0.0).result(5))  # another thread, its request out
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while not send.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not c.alone()  # a request of the coalescer is out: this call could join the next one
     assert future.result(5) == 2
     assert not c.alone()  # that other caller called a moment ago: it may call again

@@ -65,7 +65,28 @@ def test_inline_and_worker_requests_together_stay_within_max_in_flight():
     assert [f.result(30) for f in futures] == ["answer"] * 10
     assert request.peak <= 2, request.peak
     assert request.sent == 10 + 15 - len(not_sent)
-    assert not_sent  # some inline attempts found every slot taken and sent nothing
+
+
+def test_an_inline_attempt_finding_every_slot_taken_sends_nothing():
+    d = dispatcher(max_in_flight=2, timeout_s=10)
+    gate = threading.Event()
+    request = Tracker(0.0)
+
+    def held(_wait=None):
+        request()
+        gate.wait(10)
+        return "answer"
+
+    futures = [d.submit(held, TARGET, 1) for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while request.sent < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(NotSent):
+        d.attempt_inline(request, TARGET, time.monotonic() + 10, "test", NoConnection)
+    assert request.sent == 2  # nothing more went out
+    gate.set()
+    assert [f.result(10) for f in futures] == ["answer"] * 2
+    assert d.attempt_inline(request, TARGET, time.monotonic() + 10, "test", NoConnection) == "answer"
 
 
 def test_a_request_that_gets_no_slot_before_its_deadline_is_not_sent():
@@ -74,7 +95,9 @@ def test_a_request_that_gets_no_slot_before_its_deadline_is_not_sent():
     holder = threading.Thread(target=lambda: d.attempt_inline(slow, TARGET, time.monotonic() + 5, "test",
                                                               NoConnection))
     holder.start()
-    time.sleep(0.1)  # the only slot is taken
+    deadline = time.monotonic() + 5
+    while not slow.sent and time.monotonic() < deadline:  # the only slot is taken
+        time.sleep(0.01)
     started = time.monotonic()
     with pytest.raises(ServiceTimeout, match="no free request slot"):
         d.submit(late, TARGET, 1).result(5)
