@@ -104,8 +104,10 @@ PEAK_ROWS = 500_000
 # the generations' dicts (about 125 bytes an answer, the memo 56, the warm-up's per-row
 # lists 32). Since the clear also gets back what idle HTTP connections pinned (their last
 # answers, services/lean.py _forget_response), the RSS it starts from is lower and the
-# same statement measures MariaDB +111 to +115, MySQL 9.7 (tcmalloc) +129 to +147.
-PEAK_GROWTH_BOUND_MB = 165
+# same statement measures MariaDB +111 to +115, MySQL 9.7 +129 to +147 (Debian's MySQL
+# runs on tcmalloc, whose per-thread caches the 16 sending threads fill).
+PEAK_GROWTH_BOUND_MB = {"mysql": 175}
+PEAK_GROWTH_BOUND_DEFAULT_MB = 140
 # ... and its RSS after the clear that follows, over the same baseline.
 AFTER_CLEAR_BOUND_MB = 32
 PEAK_TABLE = "mem_peak"
@@ -140,5 +142,5 @@ def test_batch_path_peak_rss_growth_is_bounded_and_returns_after_clear(db, peak_
         after_clear = status_mb(pid, "VmRSS")
     report = f"{db.kind}: RSS {before:.0f} MiB, peak +{peak - before:.0f}, after the clear {after_clear - before:+.0f}"
     print(report)
-    assert peak - before <= PEAK_GROWTH_BOUND_MB, report
+    assert peak - before <= PEAK_GROWTH_BOUND_MB.get(db.kind, PEAK_GROWTH_BOUND_DEFAULT_MB), report
     assert after_clear - before <= AFTER_CLEAR_BOUND_MB, report
