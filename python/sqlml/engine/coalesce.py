@@ -6,19 +6,18 @@ for the same target (a Comprehend language, a SageMaker endpoint) can share a re
 Flush rule: a call that finds no request of the coalescer in flight for its target and
 whose connection is the only recent caller (alone()) is sent by its own server thread
 (engine/dispatch.py, attempt_inline), so a lone connection waits for nobody and pays no
-hop to a worker. Calls that
-arrive while a request is in flight queue up and leave together in the next request, up
-to max_batch_size rows (a full batch leaves at once, on another sender if need be).
-Adaptive linger: when a request returns,
-the callers it answered are about to come back with their next call, and so are the
-other callers active a moment ago (a caller is a server thread, i.e. a connection; one
-seen within RECENT_CALLER_S counts). The sender waits for as many calls as there are
-such callers, but only while they keep arriving (at most ARRIVAL_GAP_S between two
-arrivals), and at most that request's own time (but at least ADAPTIVE_LINGER_FLOOR_S: a
-client round trip on a loaded machine takes that long) and never more than
-ADAPTIVE_LINGER_CAP_S. A sender that starts while several callers are active waits
-for them the same way, for up to ADAPTIVE_LINGER_FLOOR_S. After answering a lone
-connection a sender does not wait at all: that connection's next call is alone().
+hop to a worker. Calls that arrive while a request is in flight queue up and leave
+together in the next request, up to max_batch_size rows (a full batch leaves at once, on
+another sender if need be). Adaptive linger: when a request returns, the callers it
+answered are about to come back with their next call, and so are the other callers
+active a moment ago (a caller is a server thread, i.e. a connection; one seen within
+RECENT_CALLER_S counts). The sender waits for as many calls as there are such callers,
+but only while they keep arriving (at most ARRIVAL_GAP_S between two arrivals), and at
+most that request's own time (but at least ADAPTIVE_LINGER_FLOOR_S: a client round trip
+on a loaded machine takes that long) and never more than ADAPTIVE_LINGER_CAP_S. A sender
+that starts while several callers are active waits for them the same way, for up to
+ADAPTIVE_LINGER_FLOOR_S. After answering a lone connection a sender does not wait at
+all: that connection's next call is alone().
 `linger_ms` (coalesce_linger_ms, default 0) adds a fixed wait before a sender's first
 request. Identical payloads in one batch are sent once. Every waiter gets its answer
 or its error, and only its own: a shared request that fails in a way that may quote
@@ -65,16 +64,9 @@ class Coalescer:
         sent or waiting and no other connection called within RECENT_CALLER_S: the call
         would leave at once in a request of its own, so it may be sent by its caller."""
         now = time.monotonic()
-        me = threading.get_ident()
         with self._cond:
-            callers = self._callers
-            callers[me] = now
-            if self._senders or self._queue:
-                return False
-            since = now - RECENT_CALLER_S
-            if len(callers) > 1:  # forget the callers gone quiet, so this stays short
-                callers = self._callers = {caller: at for caller, at in callers.items() if at >= since}
-            return len(callers) == 1
+            self._callers[threading.get_ident()] = now
+            return not self._senders and not self._queue and self._recent_callers(now) == 1
 
     def call(self, payload, max_batch_size: int, linger_s: float) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -122,11 +114,15 @@ class Coalescer:
             return batch
 
     def _active_callers(self) -> int:
-        """How many callers called within RECENT_CALLER_S (and forgets the others)."""
-        since = time.monotonic() - RECENT_CALLER_S
         with self._cond:
-            self._callers = {caller: at for caller, at in self._callers.items() if at >= since}
-            return len(self._callers)
+            return self._recent_callers(time.monotonic())
+
+    def _recent_callers(self, now: float) -> int:
+        """How many callers called within RECENT_CALLER_S (and forgets the others, so the
+        table stays short). Under the lock."""
+        since = now - RECENT_CALLER_S
+        self._callers = {caller: at for caller, at in self._callers.items() if at >= since}
+        return len(self._callers)
 
     def _drain(self, linger_s: float) -> None:
         finished = False  # _take gave the sender count back on an empty queue

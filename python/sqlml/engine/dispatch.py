@@ -157,11 +157,9 @@ class Dispatcher:
             raise
         except ServiceError as exc:
             self._counters.add("actual_request_cnt")
-            self._counters.request_done(target, 1, time.monotonic() - started, error=True,
-                                        throttled=exc.code in THROTTLE_CODES, timed_out=exc.code == "Timeout",
-                                        inline=True)
-            backoff = BACKOFF_BASE_S * (0.5 + random.random() / 2)
-            if not exc.retryable or settings.max_attempts <= 1 or time.monotonic() + backoff >= deadline:
+            self._count_failure(target, 1, started, exc, inline=True)
+            backoff = _backoff_s(1)
+            if _final(exc, 1, settings, backoff, deadline):
                 raise
         else:
             self._counters.add("actual_request_cnt")
@@ -196,24 +194,36 @@ class Dispatcher:
                                      f"timeout_s={settings.timeout_s:g} s (max_in_flight={settings.max_in_flight})")
             self._counters.add("actual_request_cnt")
             started = time.monotonic()
+            failure = None
             try:
                 result = request()
             except ServiceError as exc:
                 failure = exc
-            else:
-                failure = None
             finally:
                 slots.release()
-            if failure is not None:
-                exc = failure
-                elapsed = time.monotonic() - started
-                self._counters.request_done(target, rows, elapsed, error=True, throttled=exc.code in THROTTLE_CODES,
-                                            timed_out=exc.code == "Timeout")
-                backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                if not exc.retryable or attempt >= settings.max_attempts or time.monotonic() + backoff >= deadline:
-                    raise exc
-                time.sleep(backoff)
-                continue
-            self._counters.request_done(target, rows, time.monotonic() - started)
-            self._counters.add("actual_response_cnt")
-            return result
+            if failure is None:
+                self._counters.request_done(target, rows, time.monotonic() - started)
+                self._counters.add("actual_response_cnt")
+                return result
+            self._count_failure(target, rows, started, failure)
+            backoff = _backoff_s(attempt)
+            if _final(failure, attempt, settings, backoff, deadline):
+                raise failure
+            time.sleep(backoff)
+
+    def _count_failure(self, target: tuple[str, str], rows: int, started: float, exc: ServiceError,
+                       inline: bool = False) -> None:
+        self._counters.request_done(target, rows, time.monotonic() - started, error=True,
+                                    throttled=exc.code in THROTTLE_CODES, timed_out=exc.code == "Timeout",
+                                    inline=inline)
+
+
+def _backoff_s(attempt: int) -> float:
+    """The pause before attempt + 1: exponential, capped, with jitter."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def _final(exc: ServiceError, attempt: int, settings: Settings, backoff_s: float, deadline: float) -> bool:
+    """Whether a failed attempt is the last: not worth retrying, the attempts used up, or
+    no time left for the pause and another try."""
+    return not exc.retryable or attempt >= settings.max_attempts or time.monotonic() + backoff_s >= deadline

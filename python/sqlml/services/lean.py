@@ -158,6 +158,8 @@ class LeanClient:
         reading the rest of the answer (None: the read timeout), so a slow answer cannot
         outlast the caller's deadline. With wait, only a kept-alive connection is used
         (NoIdleConnection otherwise, before anything is sent)."""
+        if wait is not None and self._proxied:  # botocore's session would send it: no wait there
+            raise NoIdleConnection()
         path = self.path(path)
         url = self._origin + path
         if self._credentials is None:
@@ -167,8 +169,6 @@ class LeanClient:
         headers = {**self._extra_headers[operation], "Host": self._host_header, "User-Agent": USER_AGENT, **headers}
         request = AWSRequest(method="POST", url=url, data=body, headers=headers)
         _SigV4Auth(credentials, self._signing_name, self._region).add_auth(request)
-        if wait is not None and self._proxied:
-            raise NoIdleConnection()
         if self._proxied:
             answer = self._http_session.send(request.prepare())
             status, reply_headers, data = answer.status_code, answer.headers, answer.content
