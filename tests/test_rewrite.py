@@ -185,6 +185,18 @@ def test_aurora_ddl_is_accepted_as_written(mysql, fake, ddl, udf_call):
         mysql.query("DROP FUNCTION IF EXISTS ml_a")
 
 
+@pytest.mark.parametrize("quote", ["`{db}`.`ml_a`", "{db}.ml_a", "{db}.`ml_a`"])
+def test_aurora_ddl_with_a_database_qualified_name(mysql, fake, quote):
+    db = mysql.scalar("SELECT DATABASE()")
+    mysql.query("DROP FUNCTION IF EXISTS ml_a")
+    mysql.query(f"CREATE FUNCTION {quote.format(db=db)}(v DOUBLE) RETURNS DOUBLE "
+                "ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT ENDPOINT NAME 'echo-q'")
+    try:
+        assert mysql.scalar(f"SELECT `{db}`.ml_a(7)") == 7.0
+    finally:
+        mysql.query("DROP FUNCTION IF EXISTS ml_a")
+
+
 def test_unsupported_ddl_gets_a_clear_error(mysql):
     with pytest.raises(pymysql.MySQLError) as err:
         mysql.query("CREATE FUNCTION ml_bad() RETURNS REAL ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT ENDPOINT NAME 'x'")

@@ -64,3 +64,17 @@ def test_quotes_in_endpoint_and_comment_are_escaped():
     sql = translate("CREATE FUNCTION f(x INT) RETURNS REAL COMMENT 'it''s' ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT "
                     "ENDPOINT NAME 'ep'")
     assert "COMMENT 'it''s'" in sql
+
+
+@pytest.mark.parametrize("name", ["f", "db.f", "`db`.`f`", "db.`f`", "`db`.f", "`d b`.`f``x`"])
+def test_a_database_qualified_name_is_kept_as_written(name):
+    fn = parse(f"CREATE FUNCTION {name}(x INT) RETURNS REAL ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT ENDPOINT NAME 'ep'")
+    assert fn.name == name
+    assert translate(f"CREATE FUNCTION {name} (x INT) RETURNS REAL ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT "
+                     f"ENDPOINT NAME 'ep'").startswith(f"CREATE FUNCTION {name}(x INT) RETURNS REAL\n")
+
+
+@pytest.mark.parametrize("name", ["`db`.", "`db`.("])
+def test_a_cut_qualified_name_is_refused(name):
+    with pytest.raises(TranslateError):
+        parse(f"CREATE FUNCTION {name}(x INT) RETURNS REAL ALIAS AWS_SAGEMAKER_INVOKE_ENDPOINT ENDPOINT NAME 'ep'")

@@ -102,11 +102,25 @@ class _Reader:
 
     def identifier(self) -> str:
         kind, text = self.take()
-        if kind == "qid":
-            return text
-        if kind != "word":
+        if kind not in ("qid", "word"):
             raise TranslateError(f"expected a name but found {text!r}")
         return text
+
+    def qualified_name(self) -> str:
+        """A function's name, database-qualified or not, in any mix of quoting: f, db.f,
+        `db`.`f`, db.`f`, `db`.f (as written: the server reads it as it would)."""
+        name = self.identifier()
+        while True:
+            if self.peek() == ".":  # `db` . `f`: the dot is a token of its own
+                self.take()
+                name += "." + self.identifier()
+            elif name.endswith(".") and self.i < len(self.toks) and self.toks[self.i][0] == "qid":
+                name += self.identifier()  # db.`f`: the word took the dot
+            else:
+                break
+        if name.endswith("."):
+            raise TranslateError(f"expected a name after {name!r}")
+        return name
 
     def string(self) -> str:
         kind, text = self.take()
@@ -154,7 +168,7 @@ def parse(sql: str) -> AuroraFunction:
     r.expect("CREATE")
     definer = r.definer() if r.accept("DEFINER") else None
     r.expect("FUNCTION")
-    name = r.identifier()
+    name = r.qualified_name()
     r.expect("(")
     params: list[Param] = []
     while not r.accept(")"):
