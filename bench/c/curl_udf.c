@@ -1,10 +1,12 @@
 /*
- * bench_curl_real(url, value): the per-row C HTTP client baseline of bench/bench_scalar.py,
- * not part of the product. One blocking keep-alive POST per row with libcurl: the value as
- * a one-line text/csv body, the same Content-Type and Accept headers sqlml sends, and the
- * answer read back as a double. The fake (tests/doubles/fakeaws) wants a SigV4-looking
- * Authorization header but never checks the signature, so a fixed dummy one is sent: no
- * signing cost is in this baseline.
+ * bench_curl_real(url, value [, 1]): the per-row C HTTP client baseline of
+ * bench/bench_scalar.py, not part of the product. One blocking keep-alive POST per row with
+ * libcurl: the value as a one-line text/csv body, the same Content-Type and Accept headers
+ * sqlml sends, and the answer read back as a double. The fake (tests/doubles/fakeaws) wants
+ * a SigV4-looking Authorization header but never checks the signature, so with two
+ * arguments a fixed dummy one is sent: no signing cost is in that baseline. With a third
+ * argument, libcurl signs each request itself (CURLOPT_AWS_SIGV4, libcurl >= 7.75, with a
+ * dummy key pair): what signing costs a C client.
  *
  * Build: gcc -O2 -shared -fPIC -Inative -o bench_curl_udf.so bench/c/curl_udf.c -lcurl
  * SQL:   CREATE FUNCTION bench_curl_real RETURNS REAL SONAME 'bench_curl_udf.so';
@@ -41,8 +43,8 @@ static size_t keep_reply(char *data, size_t size, size_t n, void *user)
 
 bool bench_curl_real_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
 {
-  if (args->arg_count != 2 || args->arg_type[0] != UDF_STRING_RESULT || !args->args[0]) {
-    snprintf(message, SQLML_ERRMSG_SIZE, "bench_curl_real: call as bench_curl_real('<url>', value), url a constant");
+  if (args->arg_count < 2 || args->arg_count > 3 || args->arg_type[0] != UDF_STRING_RESULT || !args->args[0]) {
+    snprintf(message, SQLML_ERRMSG_SIZE, "bench_curl_real: call as bench_curl_real('<url>', value [, 1]), url a constant");
     return true;
   }
   args->arg_type[1] = UDF_REAL_RESULT; /* the server converts the value to a double */
@@ -56,7 +58,9 @@ bool bench_curl_real_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
   }
   call->headers = curl_slist_append(call->headers, "Content-Type: text/csv");
   call->headers = curl_slist_append(call->headers, "Accept: text/csv");
-  call->headers = curl_slist_append(call->headers, DUMMY_AUTH);
+  bool sign = args->arg_count == 3;
+  if (!sign)
+    call->headers = curl_slist_append(call->headers, DUMMY_AUTH);
   call->headers = curl_slist_append(call->headers, "Expect:");
   curl_easy_setopt(call->curl, CURLOPT_URL, url); /* libcurl copies the string */
   curl_easy_setopt(call->curl, CURLOPT_HTTPHEADER, call->headers);
@@ -64,6 +68,10 @@ bool bench_curl_real_init(UDF_INIT *initid, UDF_ARGS *args, char *message)
   curl_easy_setopt(call->curl, CURLOPT_WRITEDATA, call);
   curl_easy_setopt(call->curl, CURLOPT_NOSIGNAL, 1L); /* many server threads: no SIGALRM */
   curl_easy_setopt(call->curl, CURLOPT_TIMEOUT, 60L);
+  if (sign) {
+    curl_easy_setopt(call->curl, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:sagemaker");
+    curl_easy_setopt(call->curl, CURLOPT_USERPWD, "AKIDBENCHEXAMPLE:bench/secret/key/not/a/real/one");
+  }
   initid->ptr = (char *)call;
   initid->maybe_null = true; /* a failed request is a NULL row, which the bench's checks catch */
   return false;
