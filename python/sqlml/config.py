@@ -164,7 +164,7 @@ def _bool(name: str, raw: str) -> bool:
         return True
     if value in ("0", "off", "false", "no"):
         return False
-    raise SettingError(f"{name} must be ON or OFF (1/0, true/false), got {raw!r}")
+    raise SettingError(f"{name} must be ON or OFF (1/0, true/false, yes/no), got {raw!r}")
 
 
 def _linger(name: str, raw: str) -> float:
