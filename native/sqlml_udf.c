@@ -28,6 +28,7 @@
 #include "udf_abi.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ typedef struct sqlml_call {
    * in the order handed to Python, n_flushed of them handed over so far. */
   PyObject *add_rows;
   PyObject *answers;
-  long *rows;
+  uint32_t *rows; /* memo entry numbers: a memo holds fewer than 2**32 entries */
   size_t n_rows, rows_cap, n_flushed;
   bool memo_full;
   /* Warm-ups: this group's result was given (window use if anything but clear follows),
@@ -572,7 +573,7 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
       return;
     if (entry >= 0 && state->n_rows == state->rows_cap) {
       size_t cap = state->rows_cap ? state->rows_cap * 2 : WARM_CHUNK;
-      long *grown = realloc(state->rows, cap * sizeof *grown);
+      uint32_t *grown = realloc(state->rows, cap * sizeof *grown);
       if (grown) {
         state->rows = grown;
         state->rows_cap = cap;
@@ -581,7 +582,7 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
       }
     }
     if (entry >= 0) {
-      state->rows[state->n_rows++] = entry;
+      state->rows[state->n_rows++] = (uint32_t)entry;
       if (state->n_rows - state->n_flushed >= WARM_CHUNK) {
         pyhost_enter();
         warm_flush(state, error);
@@ -594,14 +595,85 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
   call_step(state->add, args, error);
 }
 
+/* Records answers given as a buffer of doubles (an array('d')), one per row handed over:
+ * 1 if it was one (0 if not, -1 with the exception set if its size is wrong). */
+static int warm_record_doubles(sqlml_call *state, PyObject *answers)
+{
+  if (!PyObject_CheckBuffer(answers))
+    return 0;
+  Py_buffer view;
+  if (PyObject_GetBuffer(answers, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+    return -1;
+  int rc = 1;
+  if (view.itemsize != sizeof(double) || !view.format || strcmp(view.format, "d") != 0 ||
+      view.len != (Py_ssize_t)(state->n_rows * sizeof(double))) {
+    PyErr_Format(PyExc_ValueError, "sqlml: answers() returned a buffer of %zd bytes (format %s) for %zu rows",
+                 view.len, view.format ? view.format : "?", state->n_rows);
+    rc = -1;
+  } else {
+    const double *values = view.buf;
+    for (size_t i = 0; i < state->n_rows; i++)
+      memo_set(state->memo, state->rows[i], NULL, 0, true, values[i]);
+  }
+  PyBuffer_Release(&view);
+  return rc;
+}
+
+/* Records answers given as (text, ends): the rows' UTF-8 answers end to end in one
+ * buffer and an array('Q') of their end offsets, one per row handed over. 1 if answers
+ * is such a pair, 0 if not, -1 with the exception set if it does not fit. */
+static int warm_record_texts(sqlml_call *state, PyObject *answers)
+{
+  if (!PyTuple_Check(answers) || PyTuple_GET_SIZE(answers) != 2)
+    return 0;
+  Py_buffer text, ends;
+  if (PyObject_GetBuffer(PyTuple_GET_ITEM(answers, 0), &text, PyBUF_SIMPLE) < 0)
+    return -1;
+  if (PyObject_GetBuffer(PyTuple_GET_ITEM(answers, 1), &ends, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+    PyBuffer_Release(&text);
+    return -1;
+  }
+  int rc = 1;
+  const unsigned long long *end = ends.buf;
+  if (ends.itemsize != sizeof *end || !ends.format || strcmp(ends.format, "Q") != 0 ||
+      ends.len != (Py_ssize_t)(state->n_rows * sizeof *end) ||
+      (state->n_rows && end[state->n_rows - 1] > (unsigned long long)text.len)) {
+    PyErr_Format(PyExc_ValueError, "sqlml: answers() returned %zd bytes of end offsets (format %s) over %zd bytes "
+                 "of text for %zu rows", ends.len, ends.format ? ends.format : "?", text.len, state->n_rows);
+    rc = -1;
+  } else {
+    unsigned long long start = 0;
+    for (size_t i = 0; i < state->n_rows; i++) {
+      if (end[i] >= start) /* offsets only grow: anything else is left to Python */
+        memo_set(state->memo, state->rows[i], (const char *)text.buf + start, (size_t)(end[i] - start), false, 0.0);
+      start = end[i];
+    }
+  }
+  PyBuffer_Release(&ends);
+  PyBuffer_Release(&text);
+  return rc;
+}
+
 /* Records call.answers() (one per row handed over, in order: None, str, float, or
- * (label bytes, confidence float)) in the memo. Inside Python. */
+ * (label bytes, confidence float); or an array of doubles; or (text, ends)) in the
+ * memo. Inside Python. */
 static bool warm_record(sqlml_call *state, char *error)
 {
   PyObject *answers = PyObject_CallNoArgs(state->answers);
-  if (answers && (!PyList_Check(answers) || PyList_GET_SIZE(answers) != (Py_ssize_t)state->n_rows)) {
-    PyErr_Format(PyExc_ValueError, "sqlml: answers() returned %zd items for %zu rows",
-                 PyList_Check(answers) ? PyList_GET_SIZE(answers) : (Py_ssize_t)-1, state->n_rows);
+  if (answers && !PyList_Check(answers)) {
+    int rc = PyTuple_Check(answers) ? warm_record_texts(state, answers) : warm_record_doubles(state, answers);
+    Py_DECREF(answers);
+    if (rc < 0)
+      raise_python_error(error);
+    if (rc != 0)
+      return rc > 0;
+    PyErr_Format(PyExc_TypeError, "sqlml: answers() returned none of a list, an array of doubles, (text, ends)");
+    raise_python_error(error);
+    return false;
+  }
+  if (answers && PyList_GET_SIZE(answers) != (Py_ssize_t)state->n_rows) {
+    PyErr_Format(PyExc_ValueError, "sqlml: answers() returned %zd items for %zu rows", PyList_GET_SIZE(answers),
+                 state->n_rows);
     Py_CLEAR(answers);
   }
   if (!answers) {

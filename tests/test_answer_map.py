@@ -62,7 +62,7 @@ def check_equal(m: AnswerMap, model: dict, keys: list[str]) -> None:
     assert m.front(len(model) + 5) == list(model)
     got = m.get_many(keys + [None], "MISSING")
     assert got[-1] == "MISSING"
-    for key, value in zip(keys, got):
+    for key, value in zip(keys, got[:-1], strict=True):
         want = model.get(key, "MISSING")
         assert same(value, want), (key, value, want)
         assert (key in m) == (key in model)
@@ -83,7 +83,7 @@ def test_the_map_behaves_as_an_insertion_ordered_dict_under_every_operation(n_ke
             values = [rng.choice(answers) for _ in batch]
             new = [k for k in dict.fromkeys(batch) if k not in model]
             assert m.update_many(batch, values) == (len(new), sum(map(len, new)))
-            model.update(zip(batch, values))
+            model.update(zip(batch, values, strict=True))
         elif op < 0.55:
             for key in rng.sample(keys, min(len(keys), max_batch // 4 + 1)):
                 assert m.move_to_end(key) == (key in model)
