@@ -15,6 +15,12 @@
  * the object again. Chunks, not one array grown by realloc: growing never holds two
  * copies of the entries.
  *
+ * The chunks, and a table of 64 KB or more, are mapped pages of their own, not malloc's:
+ * the cache is filled from the dispatcher's threads, and what they malloc lands in
+ * their own malloc arenas, each of which may keep megabytes of freed memory resident
+ * after sqlml_cache_clear() (native/pyhost.c, malloc thresholds). Unmapped, they go
+ * back to the system when freed, and a page is resident only once written.
+ *
  * Lookups hash with the key's own str hash (keyed SipHash: a user cannot craft keys
  * that collide) and compare the whole key on a hash match: a key never finds another
  * key's answer.
@@ -30,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define KEY_INLINE 14
 #define TEXT_INLINE 8
@@ -143,6 +150,33 @@ static inline bool same_key(const struct entry *e, const struct keyref *k)
          memcmp(key_bytes(e), k->data, k->len) == 0;
 }
 
+/* ---- memory -------------------------------------------------------------------------- */
+
+#define MAPPED_MIN ((size_t)65536)
+
+/* n zeroed bytes: mapped pages from MAPPED_MIN bytes on, else malloc's. NULL when out of
+ * memory. The caller owns them; pages_free(p, n) with the same n gives them back. */
+static void *pages_alloc(size_t n)
+{
+  if (n < MAPPED_MIN)
+    return PyMem_RawCalloc(1, n);
+  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void pages_free(void *p, size_t n)
+{
+  if (!p)
+    return;
+  if (n < MAPPED_MIN)
+    PyMem_RawFree(p);
+  else
+    munmap(p, n);
+}
+
+#define CHUNK_BYTES (CHUNK_ENTRIES * sizeof(struct entry))
+_Static_assert(CHUNK_ENTRIES * 32 >= 65536, "answer map: a chunk is mapped pages of its own");
+
 /* ---- the slot table ------------------------------------------------------------------ */
 
 /* The position of k's slot, or of the empty slot where it would go (n_slots > 0). */
@@ -193,7 +227,7 @@ static void slot_remove(AnswerMap *m, size_t pos)
  * both exist only while it is filled. -1 with MemoryError. */
 static int rebuild_slots(AnswerMap *m, size_t n)
 {
-  uint32_t *slots = PyMem_RawCalloc(n, sizeof *slots);
+  uint32_t *slots = pages_alloc(n * sizeof *slots);
   if (!slots) {
     PyErr_NoMemory();
     return -1;
@@ -208,7 +242,7 @@ static int rebuild_slots(AnswerMap *m, size_t n)
       pos = (pos + 1) & mask;
     slots[pos] = (uint32_t)(i + 1);
   }
-  PyMem_RawFree(m->slots);
+  pages_free(m->slots, m->n_slots * sizeof *m->slots);
   m->slots = slots;
   m->n_slots = n;
   return 0;
@@ -317,9 +351,9 @@ static void bury(AnswerMap *m, size_t i)
 static void free_storage(AnswerMap *m)
 {
   for (size_t c = 0; c < m->n_chunks; c++)
-    PyMem_RawFree(m->chunks[c]);
+    pages_free(m->chunks[c], CHUNK_BYTES);
   PyMem_RawFree(m->chunks);
-  PyMem_RawFree(m->slots);
+  pages_free(m->slots, m->n_slots * sizeof *m->slots);
   m->chunks = NULL;
   m->slots = NULL;
   m->n_chunks = m->chunks_cap = m->n_slots = 0;
@@ -348,7 +382,7 @@ static int compact(AnswerMap *m)
   m->end = j;
   size_t keep = (j + CHUNK_ENTRIES - 1) >> CHUNK_SHIFT;
   for (size_t c = keep; c < m->n_chunks; c++)
-    PyMem_RawFree(m->chunks[c]);
+    pages_free(m->chunks[c], CHUNK_BYTES);
   m->n_chunks = keep;
   /* The table: entry numbers changed, so it is made again; when the new one cannot be
    * allocated the old array is refilled in place. */
@@ -398,7 +432,7 @@ static int make_room(AnswerMap *m, bool new_key)
       m->chunks = grown;
       m->chunks_cap = cap;
     }
-    struct entry *chunk = PyMem_RawMalloc(CHUNK_ENTRIES * sizeof *chunk);
+    struct entry *chunk = pages_alloc(CHUNK_BYTES);
     if (!chunk) {
       PyErr_NoMemory();
       return -1;
@@ -746,7 +780,7 @@ static void drop_all(AnswerMap *m)
 {
   struct entry **chunks = m->chunks;
   size_t head = m->head, end = m->end, n_chunks = m->n_chunks;
-  PyMem_RawFree(m->slots);
+  pages_free(m->slots, m->n_slots * sizeof *m->slots);
   m->chunks = NULL;
   m->slots = NULL;
   m->n_chunks = m->chunks_cap = m->n_slots = 0;
@@ -759,7 +793,7 @@ static void drop_all(AnswerMap *m)
     release_answer(m, e);
   }
   for (size_t c = 0; c < n_chunks; c++)
-    PyMem_RawFree(chunks[c]);
+    pages_free(chunks[c], CHUNK_BYTES);
   PyMem_RawFree(chunks);
 }
 

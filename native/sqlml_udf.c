@@ -620,7 +620,7 @@ static int warm_record_doubles(sqlml_call *state, PyObject *answers)
 }
 
 /* Records answers given as (text, ends): the rows' UTF-8 answers end to end in one
- * buffer and an array('Q') of their end offsets, one per row handed over. 1 if answers
+ * buffer and an array('I') of their end offsets, one per row handed over. 1 if answers
  * is such a pair, 0 if not, -1 with the exception set if it does not fit. */
 static int warm_record_texts(sqlml_call *state, PyObject *answers)
 {
@@ -634,15 +634,15 @@ static int warm_record_texts(sqlml_call *state, PyObject *answers)
     return -1;
   }
   int rc = 1;
-  const unsigned long long *end = ends.buf;
-  if (ends.itemsize != sizeof *end || !ends.format || strcmp(ends.format, "Q") != 0 ||
+  const unsigned int *end = ends.buf;
+  if (ends.itemsize != sizeof *end || !ends.format || strcmp(ends.format, "I") != 0 ||
       ends.len != (Py_ssize_t)(state->n_rows * sizeof *end) ||
-      (state->n_rows && end[state->n_rows - 1] > (unsigned long long)text.len)) {
+      (state->n_rows && (Py_ssize_t)end[state->n_rows - 1] > text.len)) {
     PyErr_Format(PyExc_ValueError, "sqlml: answers() returned %zd bytes of end offsets (format %s) over %zd bytes "
                  "of text for %zu rows", ends.len, ends.format ? ends.format : "?", text.len, state->n_rows);
     rc = -1;
   } else {
-    unsigned long long start = 0;
+    unsigned int start = 0;
     for (size_t i = 0; i < state->n_rows; i++) {
       if (end[i] >= start) /* offsets only grow: anything else is left to Python */
         memo_set(state->memo, state->rows[i], (const char *)text.buf + start, (size_t)(end[i] - start), false, 0.0);

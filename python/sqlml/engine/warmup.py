@@ -38,13 +38,17 @@ from .cache import MISS
 from .dispatch import QueryKilled, is_service_failure, wait_for
 
 
+TEXT_LIMIT = 2**32 - 1  # an end offset is an unsigned 32-bit number
+
+
 class AnswerList:
     """A memo lane's answers in sending order (WarmUp.results), kept as compactly as
     their kinds allow: the cache keeps its own copy of each (native/answer_map.c), so a
     list of the answer objects would cost a million of them again at the statement's
     peak. While every answer is a float: an array of doubles (8 bytes each). While every
-    answer is a str: their UTF-8 bytes end to end and an array of end offsets (8 bytes
-    each plus the text). From the first answer that fits neither on: a list.
+    answer is a str: their UTF-8 bytes end to end (up to TEXT_LIMIT) and an array of
+    their end offsets (4 bytes each plus the text). From the first answer that fits
+    neither on: a list.
 
     form() gives what the shim's warm_record takes: the array, the (bytes, ends) pair, or
     the list. With compact false, always the list (answers C keeps in another form, such
@@ -65,7 +69,7 @@ class AnswerList:
             if all(type(a) is float for a in answers):
                 self.floats = array("d")
             elif all(type(a) is str for a in answers):
-                self.text, self.ends = bytearray(), array("Q")
+                self.text, self.ends = bytearray(), array("I")
             else:
                 self.objects = []
         if self.floats is not None:
@@ -78,7 +82,7 @@ class AnswerList:
                     parts = [a.encode() for a in answers]
                 except UnicodeEncodeError:  # a lone surrogate: kept as the str it is
                     parts = None
-                if parts is not None:
+                if parts is not None and len(self.text) + sum(map(len, parts)) <= TEXT_LIMIT:
                     ends = accumulate(map(len, parts), initial=self.ends[-1] if self.ends else 0)
                     next(ends)
                     self.ends.extend(ends)
