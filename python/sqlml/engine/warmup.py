@@ -54,9 +54,10 @@ class AnswerList:
     the list. With compact false, always the list (answers C keeps in another form, such
     as Comprehend's, which the owner maps from the list)."""
 
-    __slots__ = ("floats", "text", "ends", "objects")
+    __slots__ = ("compact", "floats", "text", "ends", "objects")
 
     def __init__(self, compact: bool):
+        self.compact = compact
         self.floats: array | None = None
         self.text: bytearray | None = None
         self.ends: array | None = None
@@ -92,6 +93,12 @@ class AnswerList:
             self.objects = list(self)
             self.floats = self.text = self.ends = None
         self.objects.extend(answers)
+
+    def take(self) -> array | tuple | list:
+        """form(), and the list starts again empty."""
+        form = self.form()
+        self.__init__(self.compact)
+        return form
 
     def form(self) -> array | tuple | list:
         if self.floats is not None:

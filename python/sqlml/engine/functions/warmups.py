@@ -29,7 +29,9 @@ class WarmAggregate:
     key arguments in chunks, add_rows([(key args), ...]), and after the result asks
     answers(): per row handed over, in order, its answer in a form C keeps (memo_form
     maps a list of cached answers, MISS included), or None; or, when every answer is
-    a float or every one a str, AnswerList's compact form of them. Answers are read from the
+    a float or every one a str, AnswerList's compact form of them. add_rows returns
+    the answers that came back meanwhile for the first rows still without one (ready),
+    so that they wait in C, not here; answers() gives the rest. Answers are read from the
     cache, where the batches left them.
     """
 
@@ -52,6 +54,7 @@ class WarmAggregate:
         self.run_name: str | None = None
         self.run_n = 0
         self.results: dict[str, AnswerList] = {}  # per lane session: its answers in sending order
+        self.handed = 0  # the first rows, whose answers add_rows gave back (ready)
         # Set where the server's deinit will call close() (bridge.prepare): only then may a
         # failure be kept for the rest of the statement (Engine.fail_target).
         self.closed_at_statement_end = False
@@ -84,13 +87,28 @@ class WarmAggregate:
         for name in {key[1] for key in sending}:  # one name, but for Comprehend in several languages
             send(name, [key[2] for key in sending if key[1] == name])
 
-    def answers(self) -> list:
-        rows, results, run_name, run_n = self.rows, self.results, self.run_name, self.run_n
-        self.rows, self.results, self.run_name, self.run_n = [], {}, None, 0
+    def ready(self) -> list | array | tuple | None:
+        """The answers that came back for the first rows without one given yet, in
+        memo_form, or None. Only while every row so far was sent to one name: the
+        answers then come in the rows' order."""
+        if not self.run_n or self.rows or len(self.results) != 1:
+            return None
+        answers = self.results.get(self.run_name)
+        if answers is None or not len(answers):
+            return None
+        self.handed += len(answers)
+        return self.memo_form(answers.take())
+
+    def answers(self) -> list | array | tuple:
+        """The answers of the rows handed over, after those ready() gave."""
+        rows, results, run_name, run_n, handed = self.rows, self.results, self.run_name, self.run_n, self.handed
+        self.rows, self.results, self.run_name, self.run_n, self.handed = [], {}, None, 0, 0
         if run_n:  # every row sent, to one name
-            if len(results) == 1 and len(next(iter(results.values()))) == run_n:
+            if len(results) == 1 and len(next(iter(results.values()))) == run_n - handed:
                 return self.memo_form(next(iter(results.values())).form())
             rows = [run_name] * run_n  # cannot be otherwise, but never guess: the general way
+        if handed:  # those rows' answers went back with add_rows: the results hold the later ones
+            rows = rows[handed:]
         sent = sum(1 for row in rows if type(row) is str)
         consistent = sent == sum(map(len, results.values()))  # cannot be otherwise; never guess
         if consistent and len(results) == 1 and sent == len(rows):  # every row sent, to one target
@@ -110,7 +128,7 @@ class WarmAggregate:
 
     def clear(self):
         self.sessions = {}
-        self.rows, self.results, self.run_name, self.run_n = [], {}, None, 0
+        self.rows, self.results, self.run_name, self.run_n, self.handed = [], {}, None, 0, 0
 
     def __call__(self):
         """The group's result: the inputs sent. A failed batch has raised already under
@@ -212,6 +230,7 @@ def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, 
             admitted = admit(text, language)
             keys.append(None if admitted is None else ("comprehend",) + admitted)
         agg.add_keys(keys, lambda code, texts: agg.lane(code, make(code)).add_many(texts))
+        return agg.ready()
 
     agg.add, agg.add_rows = add, add_rows
     return Prepared(agg, 0, 0, (STRING, STRING, INT)[:n], memo_spec(engine, COMPREHEND_TARGET, 0, 2))
@@ -273,6 +292,7 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
     def add_rows(rows):
         agg.add_keys([None if text is None else ("sagemaker", endpoint, text) for text in map(line, rows)],
                      lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
+        return agg.ready()
 
     agg.add = add1 if len(types) == 3 else add
     agg.add_rows = add_rows
