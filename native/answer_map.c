@@ -8,11 +8,12 @@
  * order; a removed or moved entry is left dead and the array is compacted in place once
  * the dead reach half the live), plus a 4-byte slot in an open-addressing table of
  * entry numbers (linear probing, at most half full, deletion by backward shift: no
- * tombstones in the table). The key's characters (their PEP 393 code units: exact, any
- * str) sit in the entry when they fit, else in a block of their own. An answer that is
- * a float is kept as a double, a str short enough as its code units in the entry, a
- * longer str in a block of its own, anything else as a strong reference; a read makes
- * the object again. Chunks, not one array grown by realloc: growing never holds two
+ * tombstones in the table). An entry has AREA bytes for its key's characters (their
+ * PEP 393 code units: exact, any str) followed by its answer: a float as a double, a
+ * str as its code units, anything else as a strong reference; a key or a str that does
+ * not fit goes to a block of its own and the area holds a pointer to it. A read makes
+ * the answer's object again. (A 12-byte key and a 9-character answer, the usual
+ * SageMaker row, fit together.) Chunks, not one array grown by realloc: growing never holds two
  * copies of the entries.
  *
  * The chunks, and a table of 64 KB or more, are mapped pages of their own, not malloc's:
@@ -38,14 +39,14 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define KEY_INLINE 14
-#define TEXT_INLINE 8
+#define AREA 22
 #define CHUNK_SHIFT 11 /* 2048 entries, 64 KB a chunk */
 #define CHUNK_ENTRIES ((size_t)1 << CHUNK_SHIFT)
 #define MIN_SLOTS 8
 #define MAX_ENTRIES ((size_t)UINT32_MAX - 1) /* a slot holds an entry's number + 1 */
 
 enum answer_kind { DEAD = 0, A_FLOAT, A_TEXT_INLINE, A_TEXT_HEAP, A_OBJECT };
+#define KEY_HEAP 0x80u /* flags: the area starts with a pointer to the key's block */
 
 /* A str's code units, kept outside the entry. */
 struct text {
@@ -54,17 +55,11 @@ struct text {
 };
 
 struct entry {
-  uint32_t hash;          /* the low half of the key's str hash */
-  uint32_t key_len;       /* bytes of the key's code units */
-  char key[KEY_INLINE];   /* the code units, or (longer) a char * to them, memcpy'd */
-  uint8_t flags;          /* bits 0-2: answer_kind; 3-4: key's width code; 5-6: a text answer's */
-  uint8_t text_len;       /* A_TEXT_INLINE: bytes */
-  union {
-    double num;
-    PyObject *obj;
-    char bytes[TEXT_INLINE];
-    struct text *heap;
-  } answer;
+  uint32_t hash;    /* the low half of the key's str hash */
+  uint32_t key_len; /* bytes of the key's code units */
+  uint8_t flags;    /* bits 0-2: answer_kind; 3-4: key's width code; 5-6: a text answer's; KEY_HEAP */
+  uint8_t text_len; /* A_TEXT_INLINE: bytes */
+  char area[AREA];  /* the key (or a pointer to it), then the answer; pointers and doubles memcpy'd */
 };
 _Static_assert(sizeof(struct entry) == 32, "answer map entry: keep it at 32 bytes");
 
@@ -100,10 +95,22 @@ static inline unsigned text_width(const struct entry *e) { return (e->flags >> 5
 
 static inline const char *key_bytes(const struct entry *e)
 {
-  if (e->key_len <= KEY_INLINE)
-    return e->key;
+  if (!(e->flags & KEY_HEAP))
+    return e->area;
   const char *p;
-  memcpy(&p, e->key, sizeof p);
+  memcpy(&p, e->area, sizeof p);
+  return p;
+}
+
+/* Where the answer starts in the area, and the room it has there. */
+static inline size_t key_room(const struct entry *e) { return (e->flags & KEY_HEAP) ? sizeof(char *) : e->key_len; }
+static inline char *answer_at(struct entry *e) { return e->area + key_room(e); }
+static inline const char *answer_at_c(const struct entry *e) { return e->area + key_room(e); }
+
+static inline void *answer_ptr(const struct entry *e)
+{
+  void *p;
+  memcpy(&p, answer_at_c(e), sizeof p);
   return p;
 }
 
@@ -264,58 +271,80 @@ static void release_answer(AnswerMap *m, struct entry *e)
 {
   unsigned kind = kind_of(e);
   if (kind == A_TEXT_HEAP) {
-    m->heap_bytes -= sizeof(struct text) + e->answer.heap->len;
-    PyMem_RawFree(e->answer.heap);
+    struct text *t = answer_ptr(e);
+    m->heap_bytes -= sizeof *t + t->len;
+    PyMem_RawFree(t);
   } else if (kind == A_OBJECT) {
-    Py_DECREF(e->answer.obj);
+    Py_DECREF((PyObject *)answer_ptr(e));
   }
 }
 
 static void release_key(AnswerMap *m, struct entry *e)
 {
-  if (e->key_len > KEY_INLINE) {
+  if (e->flags & KEY_HEAP) {
     m->heap_bytes -= e->key_len;
     PyMem_RawFree((void *)key_bytes(e));
   }
 }
 
-/* value as an entry keeps it, into *out (flags' answer bits and the answer); takes a
- * reference for an object. -1 with an exception set. */
-static int make_answer(AnswerMap *m, PyObject *value, struct entry *out)
+/* Gives *e (its key in place, its answer's bits free) value as its answer, taking a
+ * reference for an object; moves the key out to a block of its own when the answer
+ * needs the room. -1 with an exception set, *e unchanged (then the caller frees
+ * nothing new). */
+static int put_answer(AnswerMap *m, struct entry *e, PyObject *value)
 {
-  out->flags &= ~(7u | (3u << 5));
-  if (PyFloat_CheckExact(value)) {
-    out->answer.num = PyFloat_AS_DOUBLE(value);
-    out->flags |= A_FLOAT;
-    return 0;
-  }
+  struct entry out = *e;
+  out.flags &= (uint8_t) ~(7u | (3u << 5));
+  size_t text_len = 0;
+  int kind = 0;
   if (PyUnicode_CheckExact(value)) {
     if (str_ready(value) < 0)
       return -1;
-    int kind = PyUnicode_KIND(value);
-    size_t len = (size_t)PyUnicode_GET_LENGTH(value) * (size_t)kind;
-    out->flags |= (uint8_t)(width_code(kind) << 5);
-    if (len <= TEXT_INLINE) {
-      memcpy(out->answer.bytes, PyUnicode_DATA(value), len);
-      out->text_len = (uint8_t)len;
-      out->flags |= A_TEXT_INLINE;
-      return 0;
-    }
-    struct text *t = PyMem_RawMalloc(sizeof *t + len);
-    if (!t) {
+    kind = PyUnicode_KIND(value);
+    text_len = (size_t)PyUnicode_GET_LENGTH(value) * (size_t)kind;
+  }
+  bool inline_text = kind && text_len <= AREA - key_room(&out);
+  size_t need = kind && inline_text ? text_len : sizeof(double); /* a double and a pointer: 8 bytes */
+  char *moved_key = NULL;
+  if (need > AREA - key_room(&out)) { /* only when the key is in the area: a pointer leaves 14 bytes */
+    if (!(moved_key = PyMem_RawMalloc(out.key_len ? out.key_len : 1))) {
       PyErr_NoMemory();
       return -1;
     }
-    t->len = len;
-    memcpy(t->bytes, PyUnicode_DATA(value), len);
-    m->heap_bytes += sizeof *t + len;
-    out->answer.heap = t;
-    out->flags |= A_TEXT_HEAP;
-    return 0;
+    memcpy(moved_key, out.area, out.key_len);
+    memcpy(out.area, &moved_key, sizeof moved_key);
+    out.flags |= KEY_HEAP;
+    inline_text = kind && text_len <= AREA - key_room(&out);
   }
-  Py_INCREF(value);
-  out->answer.obj = value;
-  out->flags |= A_OBJECT;
+  char *at = answer_at(&out);
+  if (PyFloat_CheckExact(value)) {
+    double num = PyFloat_AS_DOUBLE(value);
+    memcpy(at, &num, sizeof num);
+    out.flags |= A_FLOAT;
+  } else if (kind && inline_text) {
+    memcpy(at, PyUnicode_DATA(value), text_len);
+    out.text_len = (uint8_t)text_len;
+    out.flags |= (uint8_t)(A_TEXT_INLINE | width_code(kind) << 5);
+  } else if (kind) {
+    struct text *t = PyMem_RawMalloc(sizeof *t + text_len);
+    if (!t) {
+      PyMem_RawFree(moved_key);
+      PyErr_NoMemory();
+      return -1;
+    }
+    t->len = text_len;
+    memcpy(t->bytes, PyUnicode_DATA(value), text_len);
+    m->heap_bytes += sizeof *t + text_len;
+    memcpy(at, &t, sizeof t);
+    out.flags |= (uint8_t)(A_TEXT_HEAP | width_code(kind) << 5);
+  } else {
+    Py_INCREF(value);
+    memcpy(at, &value, sizeof value);
+    out.flags |= A_OBJECT;
+  }
+  if (moved_key)
+    m->heap_bytes += out.key_len;
+  *e = out;
   return 0;
 }
 
@@ -323,18 +352,22 @@ static int make_answer(AnswerMap *m, PyObject *value, struct entry *out)
 static PyObject *answer_of(const struct entry *e)
 {
   switch (kind_of(e)) {
-  case A_FLOAT:
-    return PyFloat_FromDouble(e->answer.num);
+  case A_FLOAT: {
+    double num;
+    memcpy(&num, answer_at_c(e), sizeof num);
+    return PyFloat_FromDouble(num);
+  }
   case A_TEXT_INLINE: {
     int kind = 1 << text_width(e);
-    return PyUnicode_FromKindAndData(kind, e->answer.bytes, e->text_len / kind);
+    return PyUnicode_FromKindAndData(kind, answer_at_c(e), e->text_len / kind);
   }
   case A_TEXT_HEAP: {
+    const struct text *t = answer_ptr(e);
     int kind = 1 << text_width(e);
-    return PyUnicode_FromKindAndData(kind, e->answer.heap->bytes, (Py_ssize_t)(e->answer.heap->len / (size_t)kind));
+    return PyUnicode_FromKindAndData(kind, t->bytes, (Py_ssize_t)(t->len / (size_t)kind));
   }
   default:
-    return Py_NewRef(e->answer.obj);
+    return Py_NewRef((PyObject *)answer_ptr(e));
   }
 }
 
@@ -451,21 +484,24 @@ static int append(AnswerMap *m, const struct keyref *k, PyObject *value, size_t 
   e.hash = k->hash;
   e.key_len = (uint32_t)k->len;
   e.flags = (uint8_t)(k->width << 3);
-  if (make_answer(m, value, &e) < 0)
-    return -1;
-  if (k->len <= KEY_INLINE) {
-    memcpy(e.key, k->data, k->len);
+  char *copy = NULL;
+  if (k->len <= AREA) {
+    memcpy(e.area, k->data, k->len);
   } else {
-    char *copy = PyMem_RawMalloc(k->len);
-    if (!copy) {
-      release_answer(m, &e);
+    if (!(copy = PyMem_RawMalloc(k->len))) {
       PyErr_NoMemory();
       return -1;
     }
     memcpy(copy, k->data, k->len);
-    memcpy(e.key, &copy, sizeof copy);
-    m->heap_bytes += k->len;
+    memcpy(e.area, &copy, sizeof copy);
+    e.flags |= KEY_HEAP;
   }
+  if (put_answer(m, &e, value) < 0) {
+    PyMem_RawFree(copy);
+    return -1;
+  }
+  if (copy)
+    m->heap_bytes += k->len;
   *entry_at(m, m->end) = e;
   m->slots[pos] = (uint32_t)(m->end + 1);
   m->end++;
@@ -631,7 +667,7 @@ static PyObject *map_update_many(AnswerMap *m, PyObject *const *args, Py_ssize_t
     struct entry *e = find(m, &k, &pos);
     if (e) { /* the new answer first: on failure the old one stays */
       struct entry fresh = *e;
-      if ((rc = make_answer(m, value, &fresh)) < 0)
+      if ((rc = put_answer(m, &fresh, value)) < 0)
         break;
       release_answer(m, e);
       *e = fresh;

@@ -31,13 +31,13 @@ class Opaque:
 
 
 def key_pool(rng: random.Random, n: int) -> list[str]:
-    """Keys of every width and length: empty, ASCII around the inline limit, Latin-1,
+    """Keys of every width and length: empty, ASCII around the inline limits, Latin-1,
     2- and 4-byte characters, a lone surrogate, and keys sharing long prefixes."""
     alphabets = ["abc", "é\xff", "Āλ€", "😀\U0010ffff", "a\ud800", "\x00\x01"]
     keys = {""}
     for _ in range(n):
         chars = rng.choice(alphabets) + rng.choice(alphabets)
-        keys.add("\x01\x02\x03" + "".join(rng.choice(chars) for _ in range(rng.choice([0, 1, 5, 11, 14, 15, 40]))))
+        keys.add("\x01\x02\x03" + "".join(rng.choice(chars) for _ in range(rng.choice([0, 1, 5, 9, 11, 14, 15, 16, 17, 19, 40]))))
     keys |= {"\x00\x01", "\u0100", "\x01\x00"}  # same bytes, different widths
     return sorted(keys)
 
