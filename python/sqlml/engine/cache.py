@@ -8,15 +8,16 @@ used first out, within a write generation: below) and by age (ttl_s). ML answers
 deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
 (docs/sql.md: "The result cache").
 
-Storage, for memory (about BYTES_PER_ENTRY bytes an entry in the server, the answer
-included; bench/bench_memory.py measures it):
+Storage, for memory (about 50 bytes an entry in the server for a SageMaker answer to a
+short CSV line, the answer included; bench/bench_memory.py measures it):
 - one AnswerMap per write generation (native/answer_map.c: an insertion-ordered map kept
-  in C, 32 bytes an entry plus its slot; a float answer is a double there, a short str
-  its characters, anything else a reference). Its key is one str: the target's id
-  (every id has TARGET_ID_CHARS characters, and no two targets share one, so keys of two
-  targets differ in those first characters) followed by the exact payload. The whole
-  input is the key, compared in full on every lookup: two inputs never share an entry,
-  no digest is involved.
+  in C, 32 bytes an entry plus its slot; a float answer is a double there, a str its
+  characters, in the entry with the key when both fit, anything else a reference). Its
+  key is one str: the target's id (every id has TARGET_ID_CHARS characters, and no two
+  targets share one, so keys of two targets differ in those first characters) followed
+  by the exact payload. The whole input is the key, compared in full on every lookup
+  (after its str hash: keyed, so no input can be made to collide on purpose): two
+  inputs never share an entry, no digest is involved.
 - the expiry is the generation's: every entry written within GENERATION_FRACTION of
   ttl_s shares one generation, which expires ttl_s after it was opened, so an answer can
   expire up to that fraction of the TTL early (a fresh request then), never late.
@@ -40,12 +41,12 @@ from .. import host
 from .._answer_map import AnswerMap
 
 MISS = object()
-# Per entry besides the payload, by tracemalloc over a million sagemaker entries like
-# the engine's (bench/bench_memory.py prints the server's figure): the dict's slot
-# (its index and its 24-byte entry, at the load a grown dict has) about 40 bytes, the
-# key str's header and prefix 52 (64 with pymalloc's rounding for a short line), the
-# answer (a float: 24).
-ENTRY_OVERHEAD_BYTES = 120
+# What an entry is charged besides its payload, for cache_max_mb: its AnswerMap entry
+# (32 bytes), its slot (4 bytes at a load between a quarter and a half: 8 to 16) and,
+# for a key too long to share the entry with its answer, the key's block's allocator
+# header (16). A short payload with a short answer costs less (no block: about 50 bytes
+# in all, bench/bench_memory.py); a long text answer costs its length more.
+ENTRY_OVERHEAD_BYTES = 56
 # A target's id: this many characters, each 1..127, so that the compact key stays an
 # ASCII str when the payload is ASCII; 127**3 targets (ids are not reused).
 TARGET_ID_CHARS = 3
