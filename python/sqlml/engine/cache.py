@@ -8,7 +8,7 @@ used first out, within a write generation: below) and by age (ttl_s). ML answers
 deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
 (docs/sql.md: "The result cache").
 
-Storage, for memory (about 50 bytes an entry in the server for a SageMaker answer to a
+Storage, for memory (about 45 bytes an entry in the server for a SageMaker answer to a
 short CSV line, the answer included; bench/bench_memory.py measures it):
 - one AnswerMap per write generation (native/answer_map.c: an insertion-ordered map kept
   in C, 32 bytes an entry plus its slot; a float answer is a double there, a str its
@@ -44,7 +44,7 @@ MISS = object()
 # What an entry is charged besides its payload, for cache_max_mb: its AnswerMap entry
 # (32 bytes), its slot (4 bytes at a load between a quarter and a half: 8 to 16) and,
 # for a key too long to share the entry with its answer, the key's block's allocator
-# header (16). A short payload with a short answer costs less (no block: about 50 bytes
+# header (16). A short payload with a short answer costs less (no block: about 45 bytes
 # in all, bench/bench_memory.py); a long text answer costs its length more.
 ENTRY_OVERHEAD_BYTES = 56
 # A target's id: this many characters, each 1..127, so that the compact key stays an
