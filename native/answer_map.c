@@ -2,9 +2,9 @@
  * answer_map: the sqlml._answer_map extension module, the storage of the result cache
  * (python/sqlml/engine/cache.py keeps the policy: generations, TTL, bounds, locking).
  *
- * AnswerMap is an insertion-ordered map from str to answer, compact where a dict of a
- * million entries costs some 150 bytes an entry (the key str, the answer object, the
- * dict's slot). Per entry, 32 bytes in an append-only array of chunks (insertion
+ * AnswerMap is an insertion-ordered map from str to answer, compact where a dict of
+ * str keys to answer objects costs some 150 bytes an entry (the key str, the answer
+ * object, the dict's slot). Per entry, 32 bytes in an append-only array of chunks (insertion
  * order; a removed or moved entry is left dead and the array is compacted in place once
  * the dead reach half the live), plus a 4-byte slot in an open-addressing table of
  * entry numbers (linear probing, at most half full, deletion by backward shift: no
@@ -13,8 +13,8 @@
  * str as its code units, anything else as a strong reference; a key or a str that does
  * not fit goes to a block of its own and the area holds a pointer to it. A read makes
  * the answer's object again. (A 12-byte key and a 9-character answer, the usual
- * SageMaker row, fit together.) Chunks, not one array grown by realloc: growing never holds two
- * copies of the entries.
+ * SageMaker row, fit together.) Chunks, not one array grown by realloc: growing never
+ * holds two copies of the entries.
  *
  * The chunks, and a table of 64 KB or more, are mapped pages of their own, not malloc's:
  * the cache is filled from the dispatcher's threads, and what they malloc lands in
