@@ -90,9 +90,9 @@ def release_memory() -> None:
 
     Two allocators keep freed memory. Python's: a 1 MiB obmalloc arena goes back only
     when empty, and the interpreter's free lists keep a few thousand of the last tuples,
-    floats and dicts freed, which after a million entries lie scattered over as many
-    arenas and pin some 60 MB; only a full collection empties those lists (it finds
-    little garbage: the cost is the walk over the unfrozen objects, a few ms). Then
+    floats and dicts freed, which after a statement over a million rows lie scattered
+    over as many arenas and pin tens of MB; only a full collection empties those lists
+    (it finds little garbage: the cost is the walk over the unfrozen objects, a few ms). Then
     the C allocator's: the pages of its free chunks (glibc's malloc_trim, or tcmalloc's
     free spans; native/pyhost.c)."""
     gc.collect()
