@@ -743,8 +743,10 @@ static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
 
 static void aggregate_clear(sqlml_call *state, char *error)
 {
-  state->n_rows = state->n_flushed = state->n_recorded = 0; /* handed over and recorded at the last result */
-  lines_reset(&state->lines);           /* likewise, or the group ended without a result */
+  /* Handed over and recorded at the last result; the lines likewise, or the group ended
+   * without a result. */
+  state->n_rows = state->n_flushed = state->n_recorded = 0;
+  lines_reset(&state->lines);
   state->room = 0;
   state->resulted = false;
   call_step(state->clear, NULL, error);
