@@ -13,9 +13,9 @@ A steady state means the after-clear RSS stops growing from cycle to cycle.
 
 Bytes per cached answer: what the clear gave back (RSS after the statement minus RSS
 after the clear) over the entries it dropped: the cache's whole cost per entry in the
-server (key, answer, the dict's slot, allocator slack), its statement memo being gone
-by then. The peak over the RSS after the statement is the statement's own (the memo,
-the warm-up's per-row lists).
+server (key, answer, its slot in the table, allocator slack), its statement memo being
+gone by then. The peak over the RSS after the statement is the statement's own (the
+memo, the shim's row numbers, the warm-up's answers not yet in the memo).
 
 Prints a table and writes bench/results/memory.json.
 Run: `make bench BENCH=memory`, or `.venv/bin/python -m bench memory` (about a minute

@@ -28,6 +28,7 @@
 #include "udf_abi.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,11 +53,12 @@ typedef struct sqlml_call {
   char *key;
   size_t key_cap;
   /* Warm-ups: call.add_rows and call.answers; the memo entries of this group's rows,
-   * in the order handed to Python, n_flushed of them handed over so far. */
+   * in the order handed to Python, n_flushed of them handed over so far, the first
+   * n_recorded of those with their answers recorded. */
   PyObject *add_rows;
   PyObject *answers;
-  long *rows;
-  size_t n_rows, rows_cap, n_flushed;
+  uint32_t *rows; /* memo entry numbers: a memo holds fewer than 2**32 entries */
+  size_t n_rows, rows_cap, n_flushed, n_recorded;
   bool memo_full;
   /* Warm-ups: this group's result was given (window use if anything but clear follows),
    * and the window refusal was raised already (raised once per statement). */
@@ -528,6 +530,8 @@ static PyObject *warm_row(sqlml_call *state, long entry)
   return k.tuple;
 }
 
+static bool record_answers(sqlml_call *state, PyObject *answers, bool all);
+
 /* Hands the rows not yet handed over to call.add_rows (warm_row each). Inside Python;
  * false with the SQL error raised. */
 static bool warm_flush(sqlml_call *state, char *error)
@@ -546,13 +550,15 @@ static bool warm_flush(sqlml_call *state, char *error)
   }
   PyObject *r = rows ? PyObject_CallOneArg(state->add_rows, rows) : NULL;
   Py_XDECREF(rows);
-  if (!r) {
+  if (r)
+    state->n_flushed = state->n_rows;
+  /* add_rows may give back the answers that came meanwhile for the first rows without
+   * one: recorded now, they need not wait in Python until the result. */
+  bool ok = r && (r == Py_None || record_answers(state, r, false));
+  Py_XDECREF(r);
+  if (!ok)
     raise_python_error(error);
-    return false;
-  }
-  Py_DECREF(r);
-  state->n_flushed = state->n_rows;
-  return true;
+  return ok;
 }
 
 /* A warm-up's row: reserved in the memo if new (a key seen before costs nothing more),
@@ -572,7 +578,7 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
       return;
     if (entry >= 0 && state->n_rows == state->rows_cap) {
       size_t cap = state->rows_cap ? state->rows_cap * 2 : WARM_CHUNK;
-      long *grown = realloc(state->rows, cap * sizeof *grown);
+      uint32_t *grown = realloc(state->rows, cap * sizeof *grown);
       if (grown) {
         state->rows = grown;
         state->rows_cap = cap;
@@ -581,7 +587,7 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
       }
     }
     if (entry >= 0) {
-      state->rows[state->n_rows++] = entry;
+      state->rows[state->n_rows++] = (uint32_t)entry;
       if (state->n_rows - state->n_flushed >= WARM_CHUNK) {
         pyhost_enter();
         warm_flush(state, error);
@@ -594,40 +600,124 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
   call_step(state->add, args, error);
 }
 
-/* Records call.answers() (one per row handed over, in order: None, str, float, or
- * (label bytes, confidence float)) in the memo. Inside Python. */
+/* One answer of the list form (None, str, float, or (label bytes, confidence float))
+ * into entry's memo slot; anything else is left to Python. */
+static void record_item(sqlml_call *state, uint32_t entry, PyObject *item)
+{
+  if (PyUnicode_Check(item)) {
+    Py_ssize_t len = 0;
+    const char *text = PyUnicode_AsUTF8AndSize(item, &len);
+    if (!text)
+      PyErr_Clear(); /* not encodable: the row's reader asks Python */
+    else
+      memo_set(state->memo, entry, text, (size_t)len, false, 0.0);
+  } else if (PyFloat_Check(item)) {
+    memo_set(state->memo, entry, NULL, 0, true, PyFloat_AS_DOUBLE(item));
+  } else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 && PyBytes_Check(PyTuple_GET_ITEM(item, 0)) &&
+             PyFloat_Check(PyTuple_GET_ITEM(item, 1))) {
+    PyObject *label = PyTuple_GET_ITEM(item, 0);
+    memo_set(state->memo, entry, PyBytes_AS_STRING(label), (size_t)PyBytes_GET_SIZE(label), true,
+             PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 1)));
+  }
+}
+
+/* The number of answers in one of the forms record_answers takes, or -1 with the
+ * exception set. *text and *ends (the (text, ends) form) or *ends alone (an array of
+ * doubles) are filled and must be released by the caller when it returns >= 0. */
+static Py_ssize_t answers_view(PyObject *answers, Py_buffer *text, Py_buffer *ends, int *form)
+{
+  if (PyList_Check(answers)) {
+    *form = 0;
+    return PyList_GET_SIZE(answers);
+  }
+  if (PyTuple_Check(answers) && PyTuple_GET_SIZE(answers) == 2) {
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(answers, 0), text, PyBUF_SIMPLE) < 0)
+      return -1;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(answers, 1), ends, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+      PyBuffer_Release(text);
+      return -1;
+    }
+    const unsigned int *end = ends->buf;
+    Py_ssize_t n = ends->len / (Py_ssize_t)sizeof *end;
+    if (ends->itemsize != sizeof *end || !ends->format || strcmp(ends->format, "I") != 0 ||
+        (n && (Py_ssize_t)end[n - 1] > text->len)) {
+      PyErr_Format(PyExc_ValueError, "sqlml: answers: end offsets of format %s, the last past %zd bytes of text",
+                   ends->format ? ends->format : "?", text->len);
+      PyBuffer_Release(ends);
+      PyBuffer_Release(text);
+      return -1;
+    }
+    *form = 2;
+    return n;
+  }
+  if (PyObject_CheckBuffer(answers)) {
+    if (PyObject_GetBuffer(answers, ends, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+      return -1;
+    if (ends->itemsize != sizeof(double) || !ends->format || strcmp(ends->format, "d") != 0) {
+      PyErr_Format(PyExc_ValueError, "sqlml: answers: a buffer of format %s, not of doubles",
+                   ends->format ? ends->format : "?");
+      PyBuffer_Release(ends);
+      return -1;
+    }
+    *form = 1;
+    return ends->len / (Py_ssize_t)sizeof(double);
+  }
+  PyErr_Format(PyExc_TypeError, "sqlml: answers: none of a list, an array of doubles, (text, end offsets)");
+  return -1;
+}
+
+/* Records answers for the rows handed over from n_recorded on, in order, and moves
+ * n_recorded past them. answers: a list (record_item's forms), an array of doubles,
+ * or (text, ends): the rows' UTF-8 answers end to end and an array('I') of their end
+ * offsets. At most the rows handed over and not yet recorded; exactly those when
+ * `all`. Inside Python; false with the exception set. */
+static bool record_answers(sqlml_call *state, PyObject *answers, bool all)
+{
+  Py_buffer text, ends;
+  int form = 0;
+  size_t room = state->n_flushed - state->n_recorded;
+  Py_ssize_t n = answers_view(answers, &text, &ends, &form);
+  if (n < 0)
+    return false;
+  if ((size_t)n > room || (all && (size_t)n != room)) {
+    PyErr_Format(PyExc_ValueError, "sqlml: answers for %zd rows, %zu handed over without one", n, room);
+  } else {
+    const uint32_t *rows = state->rows + state->n_recorded;
+    if (form == 0) {
+      for (Py_ssize_t i = 0; i < n; i++)
+        record_item(state, rows[i], PyList_GET_ITEM(answers, i));
+    } else if (form == 1) {
+      const double *values = ends.buf;
+      for (Py_ssize_t i = 0; i < n; i++)
+        memo_set(state->memo, rows[i], NULL, 0, true, values[i]);
+    } else {
+      const unsigned int *end = ends.buf;
+      unsigned int start = 0;
+      for (Py_ssize_t i = 0; i < n; i++) {
+        if (end[i] >= start) /* offsets only grow: anything else is left to Python */
+          memo_set(state->memo, rows[i], (const char *)text.buf + start, (size_t)(end[i] - start), false, 0.0);
+        start = end[i];
+      }
+    }
+    state->n_recorded += (size_t)n;
+  }
+  if (form == 2)
+    PyBuffer_Release(&text);
+  if (form != 0)
+    PyBuffer_Release(&ends);
+  return !PyErr_Occurred();
+}
+
+/* Records call.answers(): the answers of the rows handed over and not recorded yet
+ * (record_answers), in the memo. Inside Python. */
 static bool warm_record(sqlml_call *state, char *error)
 {
   PyObject *answers = PyObject_CallNoArgs(state->answers);
-  if (answers && (!PyList_Check(answers) || PyList_GET_SIZE(answers) != (Py_ssize_t)state->n_rows)) {
-    PyErr_Format(PyExc_ValueError, "sqlml: answers() returned %zd items for %zu rows",
-                 PyList_Check(answers) ? PyList_GET_SIZE(answers) : (Py_ssize_t)-1, state->n_rows);
-    Py_CLEAR(answers);
-  }
-  if (!answers) {
+  bool ok = answers && record_answers(state, answers, true);
+  Py_XDECREF(answers);
+  if (!ok)
     raise_python_error(error);
-    return false;
-  }
-  for (size_t i = 0; i < state->n_rows; i++) {
-    PyObject *item = PyList_GET_ITEM(answers, (Py_ssize_t)i);
-    const char *text = NULL;
-    Py_ssize_t len = 0;
-    if (PyUnicode_Check(item)) {
-      if (!(text = PyUnicode_AsUTF8AndSize(item, &len)))
-        PyErr_Clear(); /* not encodable: the row's reader asks Python */
-      else
-        memo_set(state->memo, state->rows[i], text, (size_t)len, false, 0.0);
-    } else if (PyFloat_Check(item)) {
-      memo_set(state->memo, state->rows[i], NULL, 0, true, PyFloat_AS_DOUBLE(item));
-    } else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 && PyBytes_Check(PyTuple_GET_ITEM(item, 0)) &&
-               PyFloat_Check(PyTuple_GET_ITEM(item, 1))) {
-      PyObject *label = PyTuple_GET_ITEM(item, 0);
-      memo_set(state->memo, state->rows[i], PyBytes_AS_STRING(label), (size_t)PyBytes_GET_SIZE(label), true,
-               PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 1)));
-    }
-  }
-  Py_DECREF(answers);
-  return true;
+  return ok;
 }
 
 /* A warm-up group's result: hands the last rows over, waits for every batch (call()),
@@ -647,14 +737,16 @@ static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
     Py_XDECREF(r);
   }
   pyhost_leave();
-  state->n_rows = state->n_flushed = 0;
+  state->n_rows = state->n_flushed = state->n_recorded = 0;
   return value;
 }
 
 static void aggregate_clear(sqlml_call *state, char *error)
 {
-  state->n_rows = state->n_flushed = 0; /* handed over and recorded at the last result */
-  lines_reset(&state->lines);           /* likewise, or the group ended without a result */
+  /* Handed over and recorded at the last result; the lines likewise, or the group ended
+   * without a result. */
+  state->n_rows = state->n_flushed = state->n_recorded = 0;
+  lines_reset(&state->lines);
   state->room = 0;
   state->resulted = false;
   call_step(state->clear, NULL, error);

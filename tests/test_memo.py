@@ -49,6 +49,24 @@ def test_batch_reads_are_answered_from_the_memo_with_each_rows_own_answer(db, fa
     assert hits == sum(1 for _, v, _ in batched if v is not None)
 
 
+def test_answers_given_back_during_the_scan_and_rows_cached_before_each_keep_their_own_answer(db, fake):
+    # Small batches come back while the warm-up still scans, so the shim records them in
+    # the memo chunk by chunk (WarmAggregate.ready); from id 5000 on the rows were cached
+    # by an earlier statement, which ends the one-target run in the middle of the scan,
+    # after answers were given back: the rest must still line up with their rows.
+    make_table(db, [(i, None, i * 0.25 if i % 11 else None, i) for i in range(8000)])
+    db.query("SELECT sqlml_cache_clear()")
+    db.query("SELECT SUM(aws_sagemaker_invoke_endpoint_real('echo-hand', 'REAL', 500, v)) FROM memo_items "
+             "WHERE id >= 5000 AND (SELECT sqlml_warm_sagemaker('echo-hand', 500, v) FROM memo_items "
+             "WHERE id >= 5000) >= 0")
+    before = memo_hits(db)
+    rows = db.query("SELECT id, v, aws_sagemaker_invoke_endpoint_real('echo-hand', 'REAL', 100, v) FROM memo_items "
+                    "WHERE (SELECT sqlml_warm_sagemaker('echo-hand', 100, v) FROM memo_items) >= 0 ORDER BY id")
+    assert len(rows) == 8000
+    assert all(answer == v for _, v, answer in rows)  # echo: each row's own input, NULL for NULL
+    assert memo_hits(db) - before == sum(1 for _, v, _ in rows if v is not None)
+
+
 def test_a_whole_number_is_one_key_for_int_and_real_arguments(db, fake):
     # The seed's anomaly_score(value REAL) over an INT column: the warm-up sees the INT,
     # the wrapper's call the REAL; the engine sends "76" for both, so they share an answer.

@@ -8,24 +8,27 @@ used first out, within a write generation: below) and by age (ttl_s). ML answers
 deterministic: within ttl_s a repeated input returns the cached answer, not a fresh one
 (docs/sql.md: "The result cache").
 
-Storage, for memory (about 160 bytes an entry in the server, the answer included;
-bench/bench_memory.py measures it):
-- one plain dict per write generation, whose key is one str: the target's id (every id
-  has TARGET_ID_CHARS characters, and no two targets share one, so keys of two targets
-  differ in those first characters) followed by the exact payload. The whole input is
-  the key: two inputs never share an entry, no digest is involved.
-- the answer is the dict's value as it is (no per-entry tuple); the expiry is the
-  generation's: every entry written within GENERATION_FRACTION of ttl_s shares one
-  generation, which expires ttl_s after it was opened, so an answer can expire up to
-  that fraction of the TTL early (a fresh request then), never late.
-- recency: a hit moves its entry to the end of its generation's dict (pop and store
-  again; a dict keeps insertion order), and eviction takes the oldest generation's
-  entries from its front: exact LRU among entries written in one generation, older
-  generations first (they also expire first).
-A key is in at most one generation: rewriting it moves it to the newest.
+Storage, for memory (about 45 bytes an entry in the server for a SageMaker answer to a
+short CSV line, the answer included; bench/bench_memory.py measures it):
+- one AnswerMap per write generation (native/answer_map.c: an insertion-ordered map kept
+  in C, 32 bytes an entry plus its slot; a float answer is a double there, a str its
+  characters, in the entry with the key when both fit, anything else a reference). Its
+  key is one str: the target's id (every id has TARGET_ID_CHARS characters, and no two
+  targets share one, so keys of two targets differ in those first characters) followed
+  by the exact payload. The whole input is the key, compared in full on every lookup
+  (after its str hash: keyed, so no input can be made to collide on purpose): two
+  inputs never share an entry, no digest is involved.
+- the expiry is the generation's: every entry written within GENERATION_FRACTION of
+  ttl_s shares one generation, which expires ttl_s after it was opened, so an answer can
+  expire up to that fraction of the TTL early (a fresh request then), never late.
+- recency: a hit moves its entry to the end of its generation's map, and eviction takes
+  the oldest generation's entries from its front: exact LRU among entries written in
+  one generation, older generations first (they also expire first).
+A key is in at most one generation: rewriting it moves it to the newest. The maps are
+mechanism only; every rule above is this module's.
 
-Every access takes the lock (one acquire per call, also for the bulk calls): a hit's
-move is a pop then a store, which another thread must not see half done.
+Every access takes the lock (one acquire per call, also for the bulk calls): the maps
+rely on it (one that is used by two callers at once refuses the second).
 """
 
 from __future__ import annotations
@@ -33,17 +36,17 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from itertools import islice
 
 from .. import host
+from .._answer_map import AnswerMap
 
 MISS = object()
-# Per entry besides the payload, by tracemalloc over a million sagemaker entries like
-# the engine's (bench/bench_memory.py prints the server's figure): the dict's slot
-# (its index and its 24-byte entry, at the load a grown dict has) about 40 bytes, the
-# key str's header and prefix 52 (64 with pymalloc's rounding for a short line), the
-# answer (a float: 24).
-ENTRY_OVERHEAD_BYTES = 120
+# What an entry is charged besides its payload, for cache_max_mb: its AnswerMap entry
+# (32 bytes), its slot (4 bytes at a load between a quarter and a half: 8 to 16) and,
+# for a key too long to share the entry with its answer, the key's block's allocator
+# header (16). A short payload with a short answer costs less (no block: about 45 bytes
+# in all, bench/bench_memory.py); a long text answer costs its length more.
+ENTRY_OVERHEAD_BYTES = 56
 # A target's id: this many characters, each 1..127, so that the compact key stays an
 # ASCII str when the payload is ASCII; 127**3 targets (ids are not reused).
 TARGET_ID_CHARS = 3
@@ -87,9 +90,9 @@ def release_memory() -> None:
 
     Two allocators keep freed memory. Python's: a 1 MiB obmalloc arena goes back only
     when empty, and the interpreter's free lists keep a few thousand of the last tuples,
-    floats and dicts freed, which after a million entries lie scattered over as many
-    arenas and pin some 60 MB; only a full collection empties those lists (it finds
-    little garbage: the cost is the walk over the unfrozen objects, a few ms). Then
+    floats and dicts freed, which after a statement over a million rows lie scattered
+    over as many arenas and pin tens of MB; only a full collection empties those lists
+    (it finds little garbage: the cost is the walk over the unfrozen objects, a few ms). Then
     the C allocator's: the pages of its free chunks (glibc's malloc_trim, or tcmalloc's
     free spans; native/pyhost.c)."""
     gc.collect()
@@ -101,17 +104,13 @@ def entry_size(key: tuple) -> int:
     return len(key[-1]) + ENTRY_OVERHEAD_BYTES
 
 
-def _charge(compact: str) -> int:
-    return len(compact) - TARGET_ID_CHARS + ENTRY_OVERHEAD_BYTES
-
-
 class _Generation:
     """The entries written from `opened` on, for GENERATION_FRACTION of the TTL."""
 
     __slots__ = ("items", "opened", "expires", "bytes")
 
     def __init__(self, opened: float, ttl_s: float):
-        self.items: dict = {}  # compact key -> answer, least recently used first
+        self.items = AnswerMap()  # compact key -> answer, least recently used first
         self.opened = opened
         self.expires = opened + ttl_s
         self.bytes = 0
@@ -197,8 +196,7 @@ class ResultCache:
             g, value = self._find(compact)
             if g is None:
                 return MISS
-            del g.items[compact]
-            g.items[compact] = value  # to the end of its generation: the most recently used
+            g.items.move_to_end(compact)  # the most recently used of its generation
             return value
 
     def fresh(self, key) -> bool:
@@ -229,8 +227,7 @@ class ResultCache:
             if not gens:
                 return [MISS] * len(keys)
             if len(gens) == 1:
-                get = gens[0].items.get
-                return [MISS if c is None else get(c, MISS) for c in compact]
+                return gens[0].items.get_many(compact, MISS)
             return [MISS if c is None else self._find(c)[1] for c in compact]
 
     def contains(self, key) -> bool:
@@ -260,21 +257,14 @@ class ResultCache:
             if not gens or now - gens[-1].opened > self.ttl_s * GENERATION_FRACTION:
                 gens.append(_Generation(now, self.ttl_s))
             newest = gens[-1]
-            items = newest.items
+            per_entry = ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS
             for older in gens[:-1]:  # a key lives in one generation only
-                found = [c for c in compact if c in older.items]
-                for c in dict.fromkeys(found):
-                    del older.items[c]
-                    older.bytes -= _charge(c)
-                self._n -= len(set(found))
-            new = [c for c in compact if c not in items]
-            before = len(items)
-            items.update(zip(compact, values, strict=True))
-            if len(items) - before != len(new):  # a key repeated within the batch
-                new = list(dict.fromkeys(new))
-            added = sum(map(len, new)) + (ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS) * len(new)
-            newest.bytes += added
-            self._n += len(new)
+                removed, chars = older.items.discard_many(compact)
+                older.bytes -= chars + per_entry * removed
+                self._n -= removed
+            added, chars = newest.items.update_many(compact, values)
+            newest.bytes += chars + per_entry * added
+            self._n += added
             self._bytes = sum(g.bytes for g in gens)
             self._drop_empty()
             self._evict()
@@ -313,24 +303,14 @@ class ResultCache:
             self._bytes -= g.bytes
 
     def _evict(self) -> None:
-        """Least recently used first, oldest generation first, until within both bounds.
-        The victims of a pass are collected by one walk over the dict's front, not a
-        next(iter()) each: that would re-walk the holes the pops leave."""
+        """Least recently used first, oldest generation first, until within both bounds."""
         gens = self._gens
         while gens and (self._n > self.max_entries or self._bytes > self.max_bytes):
             g = gens[0]
-            excess_n = self._n - self.max_entries
-            excess_b = self._bytes - self.max_bytes
-            victims, freed = [], 0
-            for c in islice(g.items, len(g.items)):
-                if len(victims) >= excess_n and freed >= excess_b:
-                    break
-                victims.append(c)
-                freed += _charge(c)
-            for c in victims:
-                del g.items[c]
+            popped, freed = g.items.pop_front(self._n - self.max_entries, self._bytes - self.max_bytes,
+                                              ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS)
             g.bytes -= freed
-            self._n -= len(victims)
+            self._n -= popped
             self._bytes -= freed
             if not g.items:
                 gens.pop(0)

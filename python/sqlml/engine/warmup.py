@@ -28,12 +28,96 @@ sends that batch's rows back to single calls, each to its own answer or error.
 from __future__ import annotations
 
 import concurrent.futures
+from array import array
 from collections import deque
+from itertools import accumulate, chain
 from typing import Callable
 
 from ..errors import ServiceTimeout, SqlmlError
 from .cache import MISS
 from .dispatch import QueryKilled, is_service_failure, wait_for
+
+
+TEXT_LIMIT = 2**32 - 1  # an end offset is an unsigned 32-bit number
+
+
+class AnswerList:
+    """A memo lane's answers in sending order (WarmUp.results), kept as compactly as
+    their kinds allow: the cache keeps its own copy of each (native/answer_map.c), so a
+    list of the answer objects would cost a million of them again at the statement's
+    peak. While every answer is a float: an array of doubles (8 bytes each). While every
+    answer is a str: their UTF-8 bytes end to end (up to TEXT_LIMIT) and an array of
+    their end offsets (4 bytes each plus the text). From the first answer that fits
+    neither on: a list.
+
+    form() gives what the shim's warm_record takes: the array, the (bytes, ends) pair, or
+    the list. With compact false, always the list (answers C keeps in another form, such
+    as Comprehend's, which the owner maps from the list)."""
+
+    __slots__ = ("compact", "floats", "text", "ends", "objects")
+
+    def __init__(self, compact: bool):
+        self.compact = compact
+        self.floats: array | None = None
+        self.text: bytearray | None = None
+        self.ends: array | None = None
+        self.objects: list | None = None if compact else []
+
+    def extend(self, answers: list) -> None:
+        if not answers:
+            return
+        if self.objects is None and self.text is None and self.floats is None:  # the first decides
+            if all(type(a) is float for a in answers):
+                self.floats = array("d")
+            elif all(type(a) is str for a in answers):
+                self.text, self.ends = bytearray(), array("I")
+            else:
+                self.objects = []
+        if self.floats is not None:
+            if all(type(a) is float for a in answers):
+                self.floats.extend(answers)
+                return
+        elif self.text is not None:
+            if all(type(a) is str for a in answers):
+                try:
+                    parts = [a.encode() for a in answers]
+                except UnicodeEncodeError:  # a lone surrogate: kept as the str it is
+                    parts = None
+                if parts is not None and len(self.text) + sum(map(len, parts)) <= TEXT_LIMIT:
+                    ends = accumulate(map(len, parts), initial=self.ends[-1] if self.ends else 0)
+                    next(ends)
+                    self.ends.extend(ends)
+                    self.text += b"".join(parts)
+                    return
+        if self.objects is None:
+            self.objects = list(self)
+            self.floats = self.text = self.ends = None
+        self.objects.extend(answers)
+
+    def take(self) -> array | tuple | list:
+        """form(), and the list starts again empty."""
+        form = self.form()
+        self.__init__(self.compact)
+        return form
+
+    def form(self) -> array | tuple | list:
+        if self.floats is not None:
+            return self.floats
+        if self.text is not None:
+            return (self.text, self.ends)
+        return self.objects if self.objects is not None else []
+
+    def __len__(self) -> int:
+        return len(self.floats if self.floats is not None else self.ends if self.ends is not None
+                   else self.objects or ())
+
+    def __iter__(self):
+        if self.floats is not None:
+            return iter(self.floats)
+        if self.text is not None:
+            text, ends = self.text, self.ends
+            return (text[start:end].decode() for start, end in zip(chain((0,), ends), ends, strict=False))
+        return iter(self.objects or ())
 
 
 class WarmUp:
@@ -62,8 +146,8 @@ class WarmUp:
         self.stopped = False  # a failure of the service: nothing more is sent or awaited
         self._fresh = engine.cache.fresh
         # add_many's payloads' answers, in the order given (MISS where a batch failed),
-        # when the owner sets a list here (WarmAggregate.lane).
-        self.results: list | None = None
+        # when the owner sets one here (WarmAggregate.lane).
+        self.results: AnswerList | None = None
 
     def add(self, payload: str) -> None:
         if self.stopped:
@@ -117,7 +201,7 @@ class WarmUp:
     def _skipped(self, batch: list[str]) -> None:
         self.pending.difference_update(batch)
         if self.results is not None:
-            self.results += [MISS] * len(batch)
+            self.results.extend([MISS] * len(batch))
 
     def _poll(self) -> None:
         """Takes the batches that are back, without waiting, so that a failure is acted
@@ -153,7 +237,8 @@ class WarmUp:
         finally:
             self.pending.difference_update(batch)
             if self.results is not None:
-                self.results += answers if answers is not None and len(answers) == len(batch) else [MISS] * len(batch)
+                self.results.extend(answers if answers is not None and len(answers) == len(batch)
+                                    else [MISS] * len(batch))
 
     def finish(self) -> int:
         """Sends what is left and waits for every batch (none once stopped); returns the

@@ -3,6 +3,7 @@ inputs in batches before its reading functions ask (engine/warmup.py)."""
 
 from __future__ import annotations
 
+from array import array
 from itertools import compress
 from typing import Callable
 
@@ -10,7 +11,7 @@ from ...crossing import Prepared
 from ...errors import ArgumentError, SqlmlError
 from ...services import comprehend, sagemaker
 from .. import Engine
-from ..warmup import WarmUp
+from ..warmup import AnswerList, WarmUp
 from .common import (COMPREHEND_TARGET, DEFAULT_COMPREHEND_BATCH, INT, REAL, STRING, apply_on_error, as_text,
                      const_int, memo_spec, plural, sagemaker_target)
 from .sagemaker import const_endpoint, encoder, line_encoder
@@ -27,17 +28,22 @@ class WarmAggregate:
     On the memo lane (native/memo.h) the shim instead hands over each distinct row's
     key arguments in chunks, add_rows([(key args), ...]), and after the result asks
     answers(): per row handed over, in order, its answer in a form C keeps (memo_form
-    maps a list of cached answers, MISS included), or None. Answers are read from the
+    maps a list of cached answers, MISS included), or None; or, when every answer is
+    a float or every one a str, AnswerList's compact form of them. add_rows returns
+    the answers that came back meanwhile for the first rows still without one (ready),
+    so that they wait in C, not here; answers() gives the rest. Answers are read from the
     cache, where the batches left them.
     """
 
-    def __init__(self, engine: Engine, name: str, memo_form: Callable[[list], list]):
+    def __init__(self, engine: Engine, name: str, memo_form: Callable[[list | array | tuple], list | array | tuple],
+                 compact_answers: bool = False):
         self.engine = engine
         self.name = name
         self.sessions: dict = {}
         self.add: Callable[..., None] = _ignore
         self.add_rows: Callable[[list], None] = _ignore
         self.memo_form = memo_form
+        self.compact_answers = compact_answers  # memo_form takes AnswerList's compact forms
         # Per row add_rows received: the target name it was sent to (its answer comes back
         # in sending order), or its cache key (it had a fresh answer then), or None (a bad
         # row). Names, not keys, for the rows sent: a million keys would double the
@@ -47,7 +53,8 @@ class WarmAggregate:
         # number (a million rows, the usual case: 8 MB less at the statement's peak).
         self.run_name: str | None = None
         self.run_n = 0
-        self.results: dict[str, list] = {}  # per lane session: its answers in sending order
+        self.results: dict[str, AnswerList] = {}  # per lane session: its answers in sending order
+        self.handed = 0  # the first rows, whose answers add_rows gave back (ready)
         # Set where the server's deinit will call close() (bridge.prepare): only then may a
         # failure be kept for the rest of the statement (Engine.fail_target).
         self.closed_at_statement_end = False
@@ -58,7 +65,7 @@ class WarmAggregate:
         session = self.sessions.get(("lane", name))
         if session is None:
             session = self.sessions[("lane", name)] = make()
-            session.results = self.results[name] = []
+            session.results = self.results[name] = AnswerList(self.compact_answers)
         return session
 
     def add_keys(self, keys: list, send: Callable[[str, list], None]) -> None:
@@ -80,17 +87,32 @@ class WarmAggregate:
         for name in {key[1] for key in sending}:  # one name, but for Comprehend in several languages
             send(name, [key[2] for key in sending if key[1] == name])
 
-    def answers(self) -> list:
-        rows, results, run_name, run_n = self.rows, self.results, self.run_name, self.run_n
-        self.rows, self.results, self.run_name, self.run_n = [], {}, None, 0
+    def ready(self) -> list | array | tuple | None:
+        """The answers that came back for the first rows without one given yet, in
+        memo_form, or None. Only while every row so far was sent to one name: the
+        answers then come in the rows' order."""
+        if not self.run_n or self.rows or len(self.results) != 1:
+            return None
+        answers = self.results.get(self.run_name)
+        if answers is None or not len(answers):
+            return None
+        self.handed += len(answers)
+        return self.memo_form(answers.take())
+
+    def answers(self) -> list | array | tuple:
+        """The answers of the rows handed over, after those ready() gave."""
+        rows, results, run_name, run_n, handed = self.rows, self.results, self.run_name, self.run_n, self.handed
+        self.rows, self.results, self.run_name, self.run_n, self.handed = [], {}, None, 0, 0
         if run_n:  # every row sent, to one name
-            if len(results) == 1 and len(next(iter(results.values()))) == run_n:
-                return self.memo_form(next(iter(results.values())))
+            if len(results) == 1 and len(next(iter(results.values()))) == run_n - handed:
+                return self.memo_form(next(iter(results.values())).form())
             rows = [run_name] * run_n  # cannot be otherwise, but never guess: the general way
+        if handed:  # those rows' answers went back with add_rows: the results hold the later ones
+            rows = rows[handed:]
         sent = sum(1 for row in rows if type(row) is str)
         consistent = sent == sum(map(len, results.values()))  # cannot be otherwise; never guess
         if consistent and len(results) == 1 and sent == len(rows):  # every row sent, to one target
-            return self.memo_form(next(iter(results.values())))
+            return self.memo_form(next(iter(results.values())).form())
         peeked = self.engine.cache.peek_many([row if type(row) is tuple else None for row in rows])
         if not consistent:  # the rows sent get no answer: their reads ask Python
             return self.memo_form(peeked)
@@ -106,7 +128,7 @@ class WarmAggregate:
 
     def clear(self):
         self.sessions = {}
-        self.rows, self.results, self.run_name, self.run_n = [], {}, None, 0
+        self.rows, self.results, self.run_name, self.run_n, self.handed = [], {}, None, 0, 0
 
     def __call__(self):
         """The group's result: the inputs sent. A failed batch has raised already under
@@ -143,9 +165,12 @@ def _sagemaker_memo_form(value):
     return str(value) if kind is int else None
 
 
-def _sagemaker_memo_forms(values: list) -> list:
+def _sagemaker_memo_forms(values: list | array | tuple) -> list | array | tuple:
     """In place: values is the warm-up's own list of answers, and a copy would be 8 MB
-    more per million rows at the statement's peak."""
+    more per million rows at the statement's peak. AnswerList's compact forms (an array
+    of doubles, a (text, ends) pair) are C's as they are."""
+    if type(values) is not list:
+        return values
     for i, value in enumerate(values):
         kind = type(value)
         if kind is not float and kind is not str:
@@ -205,6 +230,7 @@ def prepare_warm_comprehend(engine: Engine, name: str, kind: int, types: tuple, 
             admitted = admit(text, language)
             keys.append(None if admitted is None else ("comprehend",) + admitted)
         agg.add_keys(keys, lambda code, texts: agg.lane(code, make(code)).add_many(texts))
+        return agg.ready()
 
     agg.add, agg.add_rows = add, add_rows
     return Prepared(agg, 0, 0, (STRING, STRING, INT)[:n], memo_spec(engine, COMPREHEND_TARGET, 0, 2))
@@ -217,7 +243,7 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
     endpoint = const_endpoint(consts[0], name)
     batch_size = const_int(consts[1], name, 1, "max_batch_size")
     line_of = line_encoder(tuple(encoder(t, name, i + 2) for i, t in enumerate(types[2:])))
-    agg = WarmAggregate(engine, name, _sagemaker_memo_forms)
+    agg = WarmAggregate(engine, name, _sagemaker_memo_forms, compact_answers=True)
 
     def make() -> WarmUp:
         return WarmUp(engine, ("sagemaker", endpoint), lambda lines: engine.send_invoke(endpoint, lines),
@@ -266,6 +292,7 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
     def add_rows(rows):
         agg.add_keys([None if text is None else ("sagemaker", endpoint, text) for text in map(line, rows)],
                      lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
+        return agg.ready()
 
     agg.add = add1 if len(types) == 3 else add
     agg.add_rows = add_rows
