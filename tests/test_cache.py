@@ -213,3 +213,30 @@ def test_an_entry_costs_at_most_110_bytes_besides_its_answer():
     tracemalloc.stop()
     assert c.stats()["entries"] == n
     assert used / n <= 110, used / n
+
+
+def test_one_targets_payload_calls_are_the_keyed_calls(monkeypatch):
+    """put_payloads / peek_payloads / unanswered_payloads (the warm-up's calls, without a
+    key tuple per row) store and find exactly what put_many / peek_many do, across
+    targets and generations, None payloads included."""
+    now = [1000.0]
+    monkeypatch.setattr(cachemod, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(cachemod._clock, "now", 1000.0)
+    c = ResultCache(100, 1 << 20, 80)
+    assert c.peek_payloads("sagemaker", "ep", ["p0", None]) == [MISS, MISS]  # a target never stored
+    c.put_payloads("sagemaker", "ep", ["p0", "p1", "p2"], [0.5, "one", ("t",)])
+    c.put_payloads("sagemaker", "ep2", ["p0"], ["other"])
+    assert c.peek_many(keys(3)) == [0.5, "one", ("t",)]
+    assert c.peek_payloads("sagemaker", "ep", ["p2", None, "p9", "p0"]) == [("t",), MISS, MISS, 0.5]
+    assert c.peek_payloads("sagemaker", "ep2", ["p0", "p1"]) == ["other", MISS]
+    assert c.unanswered_payloads("sagemaker", "ep", ["p1", None, "p9"]) == [False, False, True]
+    assert c.stats()["entries"] == 4 and c.stats()["bytes"] == sum(entry_size(k) for k in keys(3) + keys(1))
+    now[0] = cachemod._clock.now = 1020.0  # a later generation: the key moves, counted once
+    c.put_payloads("sagemaker", "ep", ["p1"], ["uno"])
+    assert c.stats()["generations"] == 2 and c.stats()["entries"] == 4
+    assert c.peek_payloads("sagemaker", "ep", ["p0", "p1"]) == [0.5, "uno"]
+    c.configure(100, 1 << 20, 80, False)
+    assert c.peek_payloads("sagemaker", "ep", ["p0", None]) == [MISS, MISS]
+    assert c.unanswered_payloads("sagemaker", "ep", ["p0", None]) == [True, False]
+    c.put_payloads("sagemaker", "ep", ["p5"], [5])
+    assert c.stats()["entries"] == 0

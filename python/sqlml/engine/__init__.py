@@ -114,9 +114,9 @@ class Engine:
             chunk = texts[i:i + comprehend.MAX_BATCH_TEXTS]
             results = self.dispatcher.attempts(lambda chunk=chunk: comprehend.detect(client, chunk, language), target,
                                                len(chunk), self.dispatcher.deadline())
-            ok = [(("comprehend", language, text), result) for text, result in zip(chunk, results, strict=True)
+            ok = [(text, result) for text, result in zip(chunk, results, strict=True)
                   if not isinstance(result, Exception)]
-            self.cache.put_many([key for key, _ in ok], [result for _, result in ok])
+            self.cache.put_payloads("comprehend", language, [text for text, _ in ok], [result for _, result in ok])
             out.extend(results)
         self._count_batch(len(texts))
         return out
@@ -130,7 +130,7 @@ class Engine:
         for chunk in _chunks_by_bytes(lines, sagemaker.MAX_BODY_BYTES):
             results = self.dispatcher.attempts(lambda chunk=chunk: sagemaker.invoke(client, endpoint, chunk, accept),
                                                target, len(chunk), self.dispatcher.deadline())
-            self.cache.put_many([("sagemaker", endpoint, line) for line in chunk], results)
+            self.cache.put_payloads("sagemaker", endpoint, chunk, results)
             out.extend(results)
         self._count_batch(len(lines))
         return out

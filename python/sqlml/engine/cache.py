@@ -220,15 +220,35 @@ class ResultCache:
         if not self.enabled:
             return [MISS] * len(keys)
         with self._lock:
-            compact = self._compact(keys, False)
-            if self._gens and self._gens[0].expires < _clock.now:
-                self._expire()
-            gens = self._gens
-            if not gens:
-                return [MISS] * len(keys)
-            if len(gens) == 1:
-                return gens[0].items.get_many(compact, MISS)
-            return [MISS if c is None else self._find(c)[1] for c in compact]
+            return self._peek(self._compact(keys, False))
+
+    def peek_payloads(self, service: str, name: str, payloads: list) -> list:
+        """peek_many() for the keys (service, name, payload) of one target, given by their
+        payloads (None: MISS), without a key tuple per row (the warm-up's million rows)."""
+        if not self.enabled:
+            return [MISS] * len(payloads)
+        prefix = self._id(service, name, False)
+        if prefix is None:
+            return [MISS] * len(payloads)
+        compact = [None if p is None else prefix + p for p in payloads]
+        with self._lock:
+            return self._peek(compact)
+
+    def unanswered_payloads(self, service: str, name: str, payloads: list) -> list[bool]:
+        """unanswered() for the keys of one target, given by their payloads."""
+        peeked = self.peek_payloads(service, name, payloads)
+        return [p is not None and v is MISS for p, v in zip(payloads, peeked, strict=True)]
+
+    def _peek(self, compact: list) -> list:
+        """Under the lock: per compact key (or None), its fresh answer or MISS."""
+        if self._gens and self._gens[0].expires < _clock.now:
+            self._expire()
+        gens = self._gens
+        if not gens:
+            return [MISS] * len(compact)
+        if len(gens) == 1:
+            return gens[0].items.get_many(compact, MISS)
+        return [MISS if c is None else self._find(c)[1] for c in compact]
 
     def contains(self, key) -> bool:
         return self.get(key) is not MISS
@@ -250,24 +270,38 @@ class ResultCache:
             if None in compact:  # targets past the id space: not cached
                 pairs = [(c, v) for c, v in zip(compact, values, strict=True) if c is not None]
                 compact, values = [c for c, _ in pairs], [v for _, v in pairs]
-            now = _monotonic()
-            gens = self._gens
-            if gens and gens[0].expires < now:
-                self._expire(now)
-            if not gens or now - gens[-1].opened > self.ttl_s * GENERATION_FRACTION:
-                gens.append(_Generation(now, self.ttl_s))
-            newest = gens[-1]
-            per_entry = ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS
-            for older in gens[:-1]:  # a key lives in one generation only
-                removed, chars = older.items.discard_many(compact)
-                older.bytes -= chars + per_entry * removed
-                self._n -= removed
-            added, chars = newest.items.update_many(compact, values)
-            newest.bytes += chars + per_entry * added
-            self._n += added
-            self._bytes = sum(g.bytes for g in gens)
-            self._drop_empty()
-            self._evict()
+            self._store(compact, values)
+
+    def put_payloads(self, service: str, name: str, payloads: list[str], values: list) -> None:
+        """put_many() for the keys (service, name, payload) of one target, given by their
+        payloads, without a key tuple per row."""
+        if not self.enabled or not payloads:
+            return
+        with self._lock:
+            prefix = self._id(service, name, True)
+            if prefix is not None:  # else past the id space: not cached
+                self._store([prefix + p for p in payloads], values)
+
+    def _store(self, compact: list[str], values: list) -> None:
+        """Under the lock: put_many's work, for compact keys."""
+        now = _monotonic()
+        gens = self._gens
+        if gens and gens[0].expires < now:
+            self._expire(now)
+        if not gens or now - gens[-1].opened > self.ttl_s * GENERATION_FRACTION:
+            gens.append(_Generation(now, self.ttl_s))
+        newest = gens[-1]
+        per_entry = ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS
+        for older in gens[:-1]:  # a key lives in one generation only
+            removed, chars = older.items.discard_many(compact)
+            older.bytes -= chars + per_entry * removed
+            self._n -= removed
+        added, chars = newest.items.update_many(compact, values)
+        newest.bytes += chars + per_entry * added
+        self._n += added
+        self._bytes = sum(g.bytes for g in gens)
+        self._drop_empty()
+        self._evict()
 
     def clear(self) -> int:
         with self._lock:

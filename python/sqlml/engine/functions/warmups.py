@@ -68,10 +68,22 @@ class WarmAggregate:
             session.results = self.results[name] = AnswerList(self.compact_answers)
         return session
 
-    def add_keys(self, keys: list, send: Callable[[str, list], None]) -> None:
-        """add_rows' common part: the rows' cache keys; those without a fresh answer are
-        sent, per target name (key[1]), by send(name, payloads)."""
-        unanswered = self.engine.cache.unanswered(keys)
+    def add_payloads(self, service: str, name: str, payloads: list, send: Callable[[str, list], None]) -> None:
+        """add_keys() for rows of one target, given by their payloads (None: a row not
+        batched). While every row so far was sent, no key tuple is made per row."""
+        unanswered = self.engine.cache.unanswered_payloads(service, name, payloads)
+        if payloads and not self.rows and (self.run_name is None or self.run_name == name) and all(unanswered):
+            self.run_name = name
+            self.run_n += len(payloads)
+            send(name, payloads)
+            return
+        self.add_keys([None if p is None else (service, name, p) for p in payloads], send, unanswered)
+
+    def add_keys(self, keys: list, send: Callable[[str, list], None], unanswered: list[bool] | None = None) -> None:
+        """add_rows' common part: the rows' cache keys; those without a fresh answer
+        (given, or looked up here) are sent, per target name (key[1]), by send(name, payloads)."""
+        if unanswered is None:
+            unanswered = self.engine.cache.unanswered(keys)
         rows = [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered, strict=True)]
         if rows and not self.rows and all(unanswered):
             name = rows[0]
@@ -290,8 +302,8 @@ def prepare_warm_sagemaker(engine: Engine, name: str, kind: int, types: tuple, c
             return None
 
     def add_rows(rows):
-        agg.add_keys([None if text is None else ("sagemaker", endpoint, text) for text in map(line, rows)],
-                     lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
+        agg.add_payloads("sagemaker", endpoint, list(map(line, rows)),
+                         lambda _name, lines: agg.lane(endpoint, make).add_many(lines))
         return agg.ready()
 
     agg.add = add1 if len(types) == 3 else add
