@@ -23,6 +23,7 @@ from .cache import MISS, ResultCache
 from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher, NotSent
+from .plans import PlanCache
 
 
 class Engine:
@@ -31,6 +32,10 @@ class Engine:
         self._variables_generation, variables = host.system_variables()
         self.reload_error: str | None = None
         self.settings = settings or self._first_settings(variables)
+        # Moves after every apply(): the kept per-statement plans (plans.py) are keyed
+        # by it, so none built under older settings is used again.
+        self.settings_version = 0
+        self.plans = PlanCache()
         self.counters = Counters()
         self.clients = Clients(self.settings)
         self.dispatcher = Dispatcher(self.settings, self.counters)
@@ -99,6 +104,7 @@ class Engine:
         self.dispatcher.update(settings)
         self._configure_cache(settings)
         self.settings = settings
+        self.settings_version += 1  # after the settings are in place (plans.py, _key)
 
     def _configure_cache(self, s: Settings) -> None:
         self.cache.configure(s.cache_max_entries, s.cache_max_mb * 1024 * 1024, s.cache_ttl_s, s.cache_enabled)
