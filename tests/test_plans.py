@@ -125,7 +125,8 @@ def test_a_kept_plan_never_carries_a_grant_to_the_next_statement(db, fake, user)
         with db.connect() as admin, admin.cursor() as cur:
             cur.execute("DROP FUNCTION IF EXISTS sqlml_test.definer_invoke")
             cur.execute("CREATE FUNCTION sqlml_test.definer_invoke() RETURNS DOUBLE NOT DETERMINISTIC NO SQL "
-                        "SQL SECURITY DEFINER RETURN aws_sagemaker_invoke_endpoint_real('echo-plan-acl', 'REAL', 1, 42)")
+                        "SQL SECURITY DEFINER "
+                        "RETURN aws_sagemaker_invoke_endpoint_real('echo-plan-acl', 'REAL', 1, 42)")
             cur.execute(f"GRANT EXECUTE ON FUNCTION sqlml_test.definer_invoke TO '{user}'@'%'")
         try:
             assert db.query("SELECT sqlml_test.definer_invoke()", conn=conn) == [(42.0,)]
@@ -159,7 +160,7 @@ def test_two_connections_running_one_kept_plan_get_their_own_answers_and_counts(
     assert errors == []
     db.status()  # folds every statement's tally into the counters
     rows = 2 * statements * 150
-    assert [status(db, name) - b for name, b in zip(names, before)] == [rows, rows, 2 * statements]
+    assert [status(db, name) - b for name, b in zip(names, before, strict=True)] == [rows, rows, 2 * statements]
 
 
 # ---- the cache's own bounds (pure Python: what any user's constants can cost) ----------
