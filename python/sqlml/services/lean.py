@@ -250,7 +250,7 @@ class _Connections:
             if conn.sock is None and idle_only:
                 conn.close()
                 continue
-            if conn.sock is None or not _dropped(conn.sock):
+            if conn.sock is None or not conn.dropped():
                 return conn
             conn.close()  # closed by the server while idle (keep-alive timeout)
 
@@ -355,6 +355,16 @@ class _Options:
         for option in self._options._socket_options:
             self.sock.setsockopt(*option)
         self.sock.settimeout(self._options._read_timeout_s)
+        # Asked before each reuse (dropped below): one poll object per connection,
+        # not one per request.
+        self._poller = select.poll()
+        self._poller.register(self.sock, select.POLLIN)
+
+    def dropped(self) -> bool:
+        """An idle keep-alive socket with something to read has been closed by the server
+        (or sent junk): either way it must not carry the next request. poll, not select:
+        a server process can hold descriptors past select's 1024."""
+        return bool(self._poller.poll(0))
 
 
 class _HTTPConnection(_Options, http.client.HTTPConnection):
@@ -379,12 +389,3 @@ def _forget_response(conn: http.client.HTTPConnection) -> None:
 # http.client.HTTPConnection's (name-mangled) reference to its last answer;
 # tests/test_lean_client.py checks it is still there.
 _LAST_RESPONSE = "_HTTPConnection__response"
-
-
-def _dropped(sock) -> bool:
-    """An idle keep-alive socket with something to read has been closed by the server
-    (or sent junk): either way it must not carry the next request. poll, not select:
-    a server process can hold descriptors past select's 1024."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))

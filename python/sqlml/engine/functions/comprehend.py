@@ -30,12 +30,14 @@ def _plan_sentiment(engine: Engine, name: str, kind: int, types: tuple, consts: 
     max_length = 8 if kind == STRING else 0
 
     def bind() -> Prepared:
-        # Per statement: the language codes seen and the tally its own thread bumps.
+        # Per statement: the language codes seen and the tally its own thread bumps
+        # (made at the first hit, as in sagemaker.py).
         languages: dict[bytes, str] = {}
         cache_get = engine.cache.get
-        tally = Tally(engine.counters)
+        tally = None
 
         def row(text, language, max_batch_size=None):
+            nonlocal tally
             if text is None or language is None:
                 return None
             try:
@@ -52,6 +54,8 @@ def _plan_sentiment(engine: Engine, name: str, kind: int, types: tuple, consts: 
                 if result is MISS:
                     result = engine.sentiment(value, code, max_batch_size or DEFAULT_COMPREHEND_BATCH)
                 else:  # counted in bulk (engine/tally.py)
+                    if tally is None:
+                        tally = Tally(engine.counters)
                     tally.hits += 1
                     if not tally.hits & FLUSH_MASK:
                         tally.flush()

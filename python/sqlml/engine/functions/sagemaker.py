@@ -104,15 +104,20 @@ def plan_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: t
         spec = memo_spec(engine, sagemaker_target(endpoint), 3, n - 3, MEMO_INT, rtype.bounds())
 
     def answerer() -> Callable[[str], object]:
-        # Per statement: the tally its own thread bumps (engine/tally.py).
+        # Per statement: the tally its own thread bumps (engine/tally.py), made at the
+        # first hit: a statement of one row that the cache cannot answer (a client
+        # sending one statement per row) never pays for it.
         cache_get = engine.cache.get
-        tally = Tally(engine.counters)
+        tally = None
 
         def answer(line: str):
+            nonlocal tally
             raw = cache_get(("sagemaker", endpoint, line))
             if raw is MISS:
                 raw = engine.invoke(endpoint, line, batch_size)
             else:  # counted in bulk (engine/tally.py)
+                if tally is None:
+                    tally = Tally(engine.counters)
                 tally.hits += 1
                 if not tally.hits & FLUSH_MASK:
                     tally.flush()
