@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 from .. import config, host
 from ..config import Settings
@@ -24,6 +25,10 @@ from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher, NotSent
 from .plans import PlanCache
+
+# How often, at most, statements look at sqlml.cnf for a change (docs/configuration.md:
+# "re-read within a second of a change").
+CNF_CHECK_S = 0.25
 
 
 class Engine:
@@ -44,6 +49,7 @@ class Engine:
         self._coalescers: dict[tuple[str, str], Coalescer] = {}
         self._coalescers_lock = threading.Lock()
         self._cnf_mtime = self._mtime()
+        self._next_cnf_check = 0.0  # time.monotonic() after which maybe_reload stats sqlml.cnf again
         self._reload_lock = threading.Lock()
         # Per server thread (so per connection and its running statement): targets whose
         # warm-up this statement found failing, {target: (message, code, owner)}.
@@ -76,10 +82,18 @@ class Engine:
 
     def maybe_reload(self) -> None:
         """Re-reads the settings if sqlml.cnf or a system variable changed; called at
-        statement start, cheap otherwise (a SET GLOBAL is seen at the next statement)."""
+        statement start, cheap otherwise (a SET GLOBAL is seen at the next statement,
+        an edited sqlml.cnf within CNF_CHECK_S)."""
         variables_moved = host.settings_generation() != self._variables_generation
-        if not variables_moved and self._mtime() == self._cnf_mtime:
-            return  # one stat() per statement: a file edited a moment ago is seen at once
+        if not variables_moved:
+            # sqlml.cnf is looked at (a stat()) at most every CNF_CHECK_S, not on every
+            # statement: a client sending one statement per row paid a system call each.
+            now = time.monotonic()
+            if now < self._next_cnf_check:
+                return
+            self._next_cnf_check = now + CNF_CHECK_S
+            if self._mtime() == self._cnf_mtime:
+                return
         if not self._reload_lock.acquire(blocking=variables_moved):
             return
         try:
