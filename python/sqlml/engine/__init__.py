@@ -20,7 +20,7 @@ from ..errors import ServiceError, SqlmlError
 from ..services import comprehend, sagemaker
 from ..services.aws import Clients
 from ..services.lean import NoIdleConnection
-from .cache import MISS, ResultCache
+from .cache import ResultCache
 from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher, NotSent
@@ -197,19 +197,18 @@ class Engine:
         return c
 
     def _answer(self, key: tuple, target: tuple[str, str], payload: str, max_batch_size: int, where: str):
+        """The answer for a row whose caller found none in the cache (functions/ look it up
+        and count their hits in bulk): a second lookup here would only cost a lock and a
+        key per request."""
         self.counters.add("logical_request_cnt")
-        value = self.cache.get(key)
-        if value is MISS:
-            failed = self.statement_failure(target)
-            if failed is not None:
-                raise failed
-            deadline = self.dispatcher.deadline()
-            try:
-                value = self._send_alone(key, target, payload, deadline, where)
-            except NotSent:
-                value = self._send_shared(target, payload, max_batch_size, deadline, where)
-        else:
-            self.counters.add("cache_hit_cnt")
+        failed = self.statement_failure(target)
+        if failed is not None:
+            raise failed
+        deadline = self.dispatcher.deadline()
+        try:
+            value = self._send_alone(key, target, payload, deadline, where)
+        except NotSent:
+            value = self._send_shared(target, payload, max_batch_size, deadline, where)
         self.counters.add("logical_response_cnt")
         return value
 
@@ -245,6 +244,8 @@ class Engine:
             send = self.send_sentiment if target[0] == "comprehend" else self.send_invoke
             future = self.dispatcher.spawn(lambda: _raise_item(send(target[1], [payload])[0]))
         return self.dispatcher.wait(future, deadline, target, where)
+
+    # sentiment and invoke: for a row the cache had no answer for (see _answer).
 
     def sentiment(self, text: str, language: str, max_batch_size: int = 25) -> comprehend.Sentiment:
         return self._answer(("comprehend", language, text), ("comprehend", language), text,
