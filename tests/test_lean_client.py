@@ -670,3 +670,44 @@ def test_an_endpoint_behind_a_proxy_is_sent_through_botocores_http_session(monke
         client.close()
     finally:
         proxy.close()
+
+
+class _CountingSocket:
+    """A connection's socket that records each write (the rest goes to the socket)."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.writes: list[bytes] = []
+
+    def sendall(self, data) -> None:
+        self.writes.append(bytes(data))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_a_small_request_goes_out_in_one_write_and_a_large_body_after_its_head():
+    """Head and body in one write: two writes on a TCP_NODELAY socket are two segments
+    and two wake-ups of the service per row on the scalar path."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    try:
+        assert sagemaker.invoke(client, "one-write", ["1"], "text/csv") == ["0.5"]  # a kept-alive connection
+        conn = client._connections._idle[-1]
+        conn.sock = counting = _CountingSocket(conn.sock)
+        assert sagemaker.invoke(client, "one-write", ["2"], "text/csv", lambda sock: None) == ["0.5"]
+        assert len(counting.writes) == 1
+        assert counting.writes[0].startswith(b"POST /endpoints/one-write/invocations HTTP/1.1\r\n")
+        assert counting.writes[0].endswith(b"\r\n\r\n2\n")
+        assert recorder.requests[-1]["body"] == b"2\n"
+        # A batch's body is not copied to join its head: written after it, as http.client does.
+        big = "9" * (lean.ONE_WRITE_MAX_BYTES + 1)
+        counting.writes.clear()
+        recorder.answer = (200, {"Content-Type": "text/csv"}, b"0.5\n")
+        assert sagemaker.invoke(client, "one-write", [big], "text/csv") == ["0.5"]
+        assert [w.endswith(b"\r\n\r\n") for w in counting.writes] == [True, False]
+        assert recorder.requests[-1]["body"] == big.encode() + b"\n"
+    finally:
+        client.close()
+        recorder.close()

@@ -56,6 +56,7 @@ STATUS_COUNTERS = (
     ("REWRITTEN", "Sqlml_rewritten_cnt"),  # MySQL: statements the rewrite changed
     ("MEMO_HIT", "Sqlml_memo_hit_cnt"),  # rows the batch path answered in C from the statement memo
     ("REWRITE_ANALYSED", "Sqlml_rewrite_analysed_cnt"),  # MySQL: statements the filter gave Python
+    ("PREPARE_REUSE", "Sqlml_prepare_reuse_cnt"),  # statements whose preparation was kept (engine/plans.py)
 )
 
 # The names generate_header() writes, with the C prefix each takes.

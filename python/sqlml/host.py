@@ -49,6 +49,12 @@ def count(index: int, n: int = 1) -> None:
     _native.count(index, n)
 
 
+def counting_function():
+    """_sqlml_native.count itself (count above, without the call through this module:
+    the engine counts several times per request), or None outside a server."""
+    return _native.count if _native is not None else None
+
+
 def memo_invalidate() -> None:
     """Retires the statement memos (native/memo.h): after the cache is cleared or
     disabled, no statement may still answer from what was fetched before."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 from .. import config, host
 from ..config import Settings
@@ -19,10 +20,15 @@ from ..errors import ServiceError, SqlmlError
 from ..services import comprehend, sagemaker
 from ..services.aws import Clients
 from ..services.lean import NoIdleConnection
-from .cache import MISS, ResultCache
+from .cache import ResultCache
 from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher, NotSent
+from .plans import PlanCache
+
+# How often, at most, statements look at sqlml.cnf for a change (docs/configuration.md:
+# "re-read within a second of a change").
+CNF_CHECK_S = 0.25
 
 
 class Engine:
@@ -31,6 +37,10 @@ class Engine:
         self._variables_generation, variables = host.system_variables()
         self.reload_error: str | None = None
         self.settings = settings or self._first_settings(variables)
+        # Moves after every apply(): the kept per-statement plans (plans.py) are keyed
+        # by it, so none built under older settings is used again.
+        self.settings_version = 0
+        self.plans = PlanCache()
         self.counters = Counters()
         self.clients = Clients(self.settings)
         self.dispatcher = Dispatcher(self.settings, self.counters)
@@ -39,6 +49,7 @@ class Engine:
         self._coalescers: dict[tuple[str, str], Coalescer] = {}
         self._coalescers_lock = threading.Lock()
         self._cnf_mtime = self._mtime()
+        self._next_cnf_check = 0.0  # time.monotonic() after which maybe_reload stats sqlml.cnf again
         self._reload_lock = threading.Lock()
         # Per server thread (so per connection and its running statement): targets whose
         # warm-up this statement found failing, {target: (message, code, owner)}.
@@ -71,10 +82,18 @@ class Engine:
 
     def maybe_reload(self) -> None:
         """Re-reads the settings if sqlml.cnf or a system variable changed; called at
-        statement start, cheap otherwise (a SET GLOBAL is seen at the next statement)."""
+        statement start, cheap otherwise (a SET GLOBAL is seen at the next statement,
+        an edited sqlml.cnf within CNF_CHECK_S)."""
         variables_moved = host.settings_generation() != self._variables_generation
-        if not variables_moved and self._mtime() == self._cnf_mtime:
-            return  # one stat() per statement: a file edited a moment ago is seen at once
+        if not variables_moved:
+            # sqlml.cnf is looked at (a stat()) at most every CNF_CHECK_S, not on every
+            # statement: a client sending one statement per row paid a system call each.
+            now = time.monotonic()
+            if now < self._next_cnf_check:
+                return
+            self._next_cnf_check = now + CNF_CHECK_S
+            if self._mtime() == self._cnf_mtime:
+                return
         if not self._reload_lock.acquire(blocking=variables_moved):
             return
         try:
@@ -99,6 +118,7 @@ class Engine:
         self.dispatcher.update(settings)
         self._configure_cache(settings)
         self.settings = settings
+        self.settings_version += 1  # after the settings are in place (plans.py, _key)
 
     def _configure_cache(self, s: Settings) -> None:
         self.cache.configure(s.cache_max_entries, s.cache_max_mb * 1024 * 1024, s.cache_ttl_s, s.cache_enabled)
@@ -177,19 +197,18 @@ class Engine:
         return c
 
     def _answer(self, key: tuple, target: tuple[str, str], payload: str, max_batch_size: int, where: str):
+        """The answer for a row whose caller found none in the cache (functions/ look it up
+        and count their hits in bulk): a second lookup here would only cost a lock and a
+        key per request."""
         self.counters.add("logical_request_cnt")
-        value = self.cache.get(key)
-        if value is MISS:
-            failed = self.statement_failure(target)
-            if failed is not None:
-                raise failed
-            deadline = self.dispatcher.deadline()
-            try:
-                value = self._send_alone(key, target, payload, deadline, where)
-            except NotSent:
-                value = self._send_shared(target, payload, max_batch_size, deadline, where)
-        else:
-            self.counters.add("cache_hit_cnt")
+        failed = self.statement_failure(target)
+        if failed is not None:
+            raise failed
+        deadline = self.dispatcher.deadline()
+        try:
+            value = self._send_alone(key, target, payload, deadline, where)
+        except NotSent:
+            value = self._send_shared(target, payload, max_batch_size, deadline, where)
         self.counters.add("logical_response_cnt")
         return value
 
@@ -225,6 +244,8 @@ class Engine:
             send = self.send_sentiment if target[0] == "comprehend" else self.send_invoke
             future = self.dispatcher.spawn(lambda: _raise_item(send(target[1], [payload])[0]))
         return self.dispatcher.wait(future, deadline, target, where)
+
+    # sentiment and invoke: for a row the cache had no answer for (see _answer).
 
     def sentiment(self, text: str, language: str, max_batch_size: int = 25) -> comprehend.Sentiment:
         return self._answer(("comprehend", language, text), ("comprehend", language), text,

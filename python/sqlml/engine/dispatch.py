@@ -16,9 +16,9 @@ exponential backoff and jitter, at most max_attempts times in all.
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 import random
 import select
-import threading
 import time
 from typing import Callable, TypeVar
 
@@ -85,6 +85,29 @@ def wait_readable(sock, deadline: float, where: str, timeout_s: float) -> float:
             raise ServiceTimeout(f"{where}: no answer within timeout_s={timeout_s:g} s")
 
 
+class Slots:
+    """max_in_flight request slots, as tokens in a queue.SimpleQueue: taking one and
+    giving it back are C calls, where threading.BoundedSemaphore runs Python code under a
+    Condition, twice per request on the scalar path. Every take is paired with one give
+    (try/finally), so no bound check is needed."""
+
+    def __init__(self, count: int):
+        self._tokens: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(count):
+            self._tokens.put(None)
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Takes a slot: at once (blocking=False), or within timeout seconds; whether one was taken."""
+        try:
+            self._tokens.get(blocking, timeout)
+        except queue.Empty:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._tokens.put(None)
+
+
 class NotSent(Exception):
     """attempt_inline sent nothing (no free slot, no kept-alive connection): send the
     request from a worker instead."""
@@ -96,7 +119,7 @@ class Dispatcher:
         self._settings = settings
         self._pool = self._new_pool(settings)
         # Every attempt holds a slot while its request is out, inline or on a worker.
-        self._slots = threading.BoundedSemaphore(settings.max_in_flight)
+        self._slots = Slots(settings.max_in_flight)
 
     @staticmethod
     def _new_pool(settings: Settings) -> concurrent.futures.ThreadPoolExecutor:
@@ -107,7 +130,7 @@ class Dispatcher:
         if settings.max_in_flight != self._settings.max_in_flight:
             old, self._pool = self._pool, self._new_pool(settings)
             old.shutdown(wait=False)
-            self._slots = threading.BoundedSemaphore(settings.max_in_flight)  # holders give theirs back to the old one
+            self._slots = Slots(settings.max_in_flight)  # holders give theirs back to the old one
         self._settings = settings
 
     def spawn(self, fn: Callable[..., T], *args) -> concurrent.futures.Future:

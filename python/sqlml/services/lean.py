@@ -250,7 +250,7 @@ class _Connections:
             if conn.sock is None and idle_only:
                 conn.close()
                 continue
-            if conn.sock is None or not _dropped(conn.sock):
+            if conn.sock is None or not conn.dropped():
                 return conn
             conn.close()  # closed by the server while idle (keep-alive timeout)
 
@@ -289,7 +289,7 @@ class _Connections:
             for name, value in headers:
                 conn.putheader(name, value)
             conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
+            conn.end_request(body)
             if wait is not None:
                 try:
                     budget_s = wait(conn.sock)
@@ -315,19 +315,56 @@ class _Connections:
         return answer.status, answer.headers, data
 
 
+# A body up to this size goes out in the same write as the request's head.
+ONE_WRITE_MAX_BYTES = 64 * 1024
+
+
 class _Options:
     """botocore's socket options and read timeout, applied once connected (the TCP and
-    TLS handshakes run under the connect timeout)."""
+    TLS handshakes run under the connect timeout); a small request in one write."""
 
     def __init__(self, *args, options: _Connections, **kwargs):
         super().__init__(*args, **kwargs)
         self._options = options
+        self._body_after_head: bytes | None = None
+
+    def end_request(self, body: bytes) -> None:
+        """endheaders(body), in one write when the body is small. http.client writes the
+        head and the body with two send() calls: on a TCP_NODELAY socket (botocore's
+        option) two segments, two wake-ups of the service and twice the kernel's send
+        path, which on the scalar path (a one-line body) cost more than the request's
+        Python work. http.client still builds every byte; only the writes are joined."""
+        if len(body) > ONE_WRITE_MAX_BYTES:
+            self.endheaders(body)  # a batch: copying it to join the head would cost more than a write
+            return
+        self._body_after_head = body
+        try:
+            self.endheaders()  # its one send() of the head carries the body (send below)
+        finally:
+            self._body_after_head = None
+
+    def send(self, data) -> None:
+        body = self._body_after_head
+        if body is not None:
+            self._body_after_head = None
+            data = data + body
+        super().send(data)
 
     def connect(self) -> None:
         super().connect()
         for option in self._options._socket_options:
             self.sock.setsockopt(*option)
         self.sock.settimeout(self._options._read_timeout_s)
+        # Asked before each reuse (dropped below): one poll object per connection,
+        # not one per request.
+        self._poller = select.poll()
+        self._poller.register(self.sock, select.POLLIN)
+
+    def dropped(self) -> bool:
+        """An idle keep-alive socket with something to read has been closed by the server
+        (or sent junk): either way it must not carry the next request. poll, not select:
+        a server process can hold descriptors past select's 1024."""
+        return bool(self._poller.poll(0))
 
 
 class _HTTPConnection(_Options, http.client.HTTPConnection):
@@ -352,12 +389,3 @@ def _forget_response(conn: http.client.HTTPConnection) -> None:
 # http.client.HTTPConnection's (name-mangled) reference to its last answer;
 # tests/test_lean_client.py checks it is still there.
 _LAST_RESPONSE = "_HTTPConnection__response"
-
-
-def _dropped(sock) -> bool:
-    """An idle keep-alive socket with something to read has been closed by the server
-    (or sent junk): either way it must not carry the next request. poll, not select:
-    a server process can hold descriptors past select's 1024."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))

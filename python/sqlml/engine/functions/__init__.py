@@ -17,10 +17,11 @@ from ... import __version__, access, export, host, support
 from ...crossing import Prepared
 from ...errors import ArgumentError
 from .. import Engine
+from ..plans import Planner
 from .admin import prepare_cache_clear, prepare_echo, prepare_status, prepare_version, version_text
 from .common import DECIMAL, INT, KIND_NAMES, REAL, STRING
-from .comprehend import prepare_confidence, prepare_sentiment
-from .sagemaker import prepare_sagemaker
+from .comprehend import plan_confidence, plan_sentiment, prepare_confidence, prepare_sentiment
+from .sagemaker import plan_sagemaker, prepare_sagemaker
 from .warmups import WarmAggregate, prepare_warm_comprehend, prepare_warm_sagemaker
 
 __all__ = ["REGISTRY", "WarmAggregate", "prepare", "version_text"]
@@ -42,6 +43,16 @@ REGISTRY: dict[str, tuple[int, Callable[..., Prepared], tuple[str, ...]]] = {
     "sqlml_warm_sagemaker": (INT, prepare_warm_sagemaker, ("sagemaker",)),
     "sqlml_cache_clear": (INT, prepare_cache_clear, (access.ADMIN,)),
     export.FUNCTION: (STRING, export.prepare, ("s3",)),
+}
+# Functions whose preparation is a plan kept across statements (engine/plans.py): what
+# their factory builds is checked and chosen once per call site, and bound per statement.
+# Each with the constant arguments its plan reads (the key): a feature or text given as
+# a literal is a row value to the plan, so `SELECT f('ep', 'REAL', 1, 42)` from a client
+# interpolating each row's value reuses one plan.
+PLANNERS: dict[Callable[..., Prepared], tuple[Planner, slice]] = {
+    prepare_sentiment: (plan_sentiment, slice(1, 3)),  # language, max_batch_size
+    prepare_confidence: (plan_confidence, slice(1, 3)),
+    prepare_sagemaker: (plan_sagemaker, slice(0, 3)),  # endpoint, return type, max_batch_size
 }
 # Functions whose prepare also takes each argument's name as written in the query.
 NEEDS_NAMES = frozenset({export.FUNCTION})
@@ -76,4 +87,8 @@ def prepare(engine: Engine, name: str, kind: int, types: tuple, consts: tuple, n
             return Prepared(access.Refused(error), coerce=tuple(types))
     if name in NEEDS_NAMES:
         return factory(engine, name, kind, types, consts, names)
+    planned = PLANNERS.get(factory)
+    if planned is not None:  # after the access checks above: never kept, run every statement
+        planner, keyed = planned
+        return engine.plans.bind(engine, planner, name, kind, types, consts, consts[keyed])
     return factory(engine, name, kind, types, consts)

@@ -14,6 +14,7 @@ from ...services import sagemaker
 from ...services.codecs import csv_field
 from .. import Engine
 from ..cache import MISS
+from ..plans import Bind
 from ..tally import Tally
 from .common import (DECIMAL, FLUSH_MASK, INT, ORDINALS, REAL, STRING, apply_on_error, as_text, const_int, memo_spec,
                      sagemaker_target)
@@ -79,7 +80,9 @@ def const_endpoint(value: object, name: str) -> str:
     return sys.intern(sagemaker.check_endpoint(as_text(value, name, "endpoint name"), name))
 
 
-def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+def plan_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Bind:
+    """Checks the call and makes every choice that depends on the call site only; the
+    bind returned makes one statement's Prepared (engine/plans.py keeps it)."""
     n = len(types)
     if n < 4:
         raise ArgumentError(f"{name}: needs (endpoint, return_type, max_batch_size, arg1, ...); got {n} args")
@@ -91,51 +94,79 @@ def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts
         suffix = {STRING: "string", REAL: "real", INT: "int", DECIMAL: "decimal"}[rtype.kind]
         raise ArgumentError(f"{name}: return type {rtype.sql} needs aws_sagemaker_invoke_endpoint_{suffix}")
     batch_size = const_int(consts[2], name, 2, "max_batch_size")
-    line_of = line_encoder(tuple(encoder(t, name, i + 3) for i, t in enumerate(types[3:])))
     what = f"{name} (endpoint '{endpoint}')"
     convert = rtype.convert
-    cache_get = engine.cache.get
-    tally = Tally(engine.counters)
+    max_length, decimals = rtype.max_length(), rtype.decimals()
     spec = None
     if rtype.kind == REAL:
         spec = memo_spec(engine, sagemaker_target(endpoint), 3, n - 3, MEMO_REAL)
     elif rtype.kind == INT:
         spec = memo_spec(engine, sagemaker_target(endpoint), 3, n - 3, MEMO_INT, rtype.bounds())
 
-    def answer(line: str):
-        raw = cache_get(("sagemaker", endpoint, line))
-        if raw is MISS:
-            raw = engine.invoke(endpoint, line, batch_size)
-        else:  # counted in bulk (engine/tally.py)
-            tally.hits += 1
-            if not tally.hits & FLUSH_MASK:
-                tally.flush()
-        return convert(raw, what)
+    def answerer() -> Callable[[str], object]:
+        # Per statement: the tally its own thread bumps (engine/tally.py), made at the
+        # first hit: a statement of one row that the cache cannot answer (a client
+        # sending one statement per row) never pays for it.
+        cache_get = engine.cache.get
+        tally = None
+
+        def answer(line: str):
+            nonlocal tally
+            raw = cache_get(("sagemaker", endpoint, line))
+            if raw is MISS:
+                raw = engine.invoke(endpoint, line, batch_size)
+            else:  # counted in bulk (engine/tally.py)
+                if tally is None:
+                    tally = Tally(engine.counters)
+                tally.hits += 1
+                if not tally.hits & FLUSH_MASK:
+                    tally.flush()
+            return convert(raw, what)
+
+        return answer
 
     if len(types) == 4 and rtype.kind != STRING:
         # One feature, a number: the batch path's common case, without the generic
         # path's argument tuple, joins and truncation check (row() below).
         encode = encoder(types[3], name, 3)
+        coerce1 = (STRING, STRING, INT, types[3])
 
-        def row1(_endpoint, _type, _batch, feature):
-            if feature is None:
+        def bind1() -> Prepared:
+            answer = answerer()
+
+            def row1(_endpoint, _type, _batch, feature):
+                if feature is None:
+                    return None
+                try:
+                    return answer(encode(feature))
+                except SqlmlError as exc:
+                    return apply_on_error(engine, exc)
+
+            return Prepared(row1, max_length, decimals, coerce1, spec)
+
+        return bind1
+
+    line_of = line_encoder(tuple(encoder(t, name, i + 3) for i, t in enumerate(types[3:])))
+    coerce = (STRING, STRING, INT) + tuple(types[3:])
+
+    def bind() -> Prepared:
+        answer = answerer()
+
+        def row(_endpoint, _type, _batch, *features):
+            if None in features:
                 return None
             try:
-                return answer(encode(feature))
+                value = answer(line_of(features))
             except SqlmlError as exc:
                 return apply_on_error(engine, exc)
+            if type(value) is sqltypes.Truncated:
+                host.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
+            return value
 
-        return Prepared(row1, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT, types[3]), spec)
+        return Prepared(row, max_length, decimals, coerce, spec)
 
-    def row(_endpoint, _type, _batch, *features):
-        if None in features:
-            return None
-        try:
-            value = answer(line_of(features))
-        except SqlmlError as exc:
-            return apply_on_error(engine, exc)
-        if type(value) is sqltypes.Truncated:
-            host.warn(WARN_DATA_TRUNCATED, f"{what}: answer cut to {rtype.sql}")
-        return value
+    return bind
 
-    return Prepared(row, rtype.max_length(), rtype.decimals(), (STRING, STRING, INT) + tuple(types[3:]), spec)
+
+def prepare_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: tuple) -> Prepared:
+    return plan_sagemaker(engine, name, kind, types, consts)()
