@@ -41,6 +41,19 @@ from .dispatch import QueryKilled, is_service_failure, wait_for
 TEXT_LIMIT = 2**32 - 1  # an end offset is an unsigned 32-bit number
 
 
+def _utf8(texts: list[str]):
+    """(the texts' UTF-8 bytes end to end, each one's length in bytes), or None if one
+    cannot be encoded (a lone surrogate). ASCII, the usual answer, in one encode."""
+    joined = "".join(texts)
+    if joined.isascii():
+        return joined.encode("ascii"), map(len, texts)
+    try:
+        parts = [t.encode() for t in texts]
+    except UnicodeEncodeError:
+        return None
+    return b"".join(parts), map(len, parts)
+
+
 class AnswerList:
     """A memo lane's answers in sending order (WarmUp.results), kept as compactly as
     their kinds allow: the cache keeps its own copy of each (native/answer_map.c), so a
@@ -66,28 +79,26 @@ class AnswerList:
     def extend(self, answers: list) -> None:
         if not answers:
             return
+        kinds = set(map(type, answers))
         if self.objects is None and self.text is None and self.floats is None:  # the first decides
-            if all(type(a) is float for a in answers):
+            if kinds == {float}:
                 self.floats = array("d")
-            elif all(type(a) is str for a in answers):
+            elif kinds == {str}:
                 self.text, self.ends = bytearray(), array("I")
             else:
                 self.objects = []
         if self.floats is not None:
-            if all(type(a) is float for a in answers):
+            if kinds == {float}:
                 self.floats.extend(answers)
                 return
         elif self.text is not None:
-            if all(type(a) is str for a in answers):
-                try:
-                    parts = [a.encode() for a in answers]
-                except UnicodeEncodeError:  # a lone surrogate: kept as the str it is
-                    parts = None
-                if parts is not None and len(self.text) + sum(map(len, parts)) <= TEXT_LIMIT:
-                    ends = accumulate(map(len, parts), initial=self.ends[-1] if self.ends else 0)
+            if kinds == {str}:
+                encoded = _utf8(answers)
+                if encoded is not None and len(self.text) + len(encoded[0]) <= TEXT_LIMIT:
+                    ends = accumulate(encoded[1], initial=self.ends[-1] if self.ends else 0)
                     next(ends)
                     self.ends.extend(ends)
-                    self.text += b"".join(parts)
+                    self.text += encoded[0]
                     return
         if self.objects is None:
             self.objects = list(self)
