@@ -18,15 +18,18 @@
 
 /* Keys up to KEY_INLINE bytes and answers up to TEXT_INLINE live in the entry itself (a
  * number's key is 9 bytes, a sentiment label at most 8): a lookup then touches one slot
- * and one entry, not the arena too. Longer ones are arena offsets. The sizes and the
- * order of the fields keep an entry at 40 bytes: every 8 bytes more is 8 MB more per
+ * and one entry, not the arena too. Longer ones are arena offsets, where a 4-byte length
+ * precedes the bytes, so that the entry keeps one byte for a length. The sizes and the
+ * order of the fields keep an entry at 32 bytes: every 8 bytes more is 8 MB more per
  * million rows of a statement. */
 #define KEY_INLINE 12
 #define TEXT_INLINE 8
+#define IN_ARENA 255 /* key_len / text_len: the bytes are in the arena */
+
+enum { ANSWERED = 1, HAS_TEXT = 2, HAS_NUM = 4 };
 
 struct entry {
   double num;
-  uint32_t key_len, text_len;
   union {
     char bytes[KEY_INLINE];
     uint32_t at;
@@ -35,9 +38,10 @@ struct entry {
     char bytes[TEXT_INLINE];
     uint32_t at;
   } text;
-  unsigned char answered, has_text, has_num;
+  uint8_t key_len, text_len; /* 0..KEY_INLINE (TEXT_INLINE) or IN_ARENA */
+  uint8_t flags;             /* ANSWERED | HAS_TEXT | HAS_NUM */
 };
-_Static_assert(sizeof(struct entry) == 40, "memo entry: keep it at 40 bytes");
+_Static_assert(sizeof(struct entry) == 32, "memo entry: keep it at 32 bytes");
 
 /* A slot: the entry's number + 1 in the low 32 bits (0: empty), the high half of its
  * key's hash in the high 32, so a probe rarely reads an entry that is not the one. */
@@ -62,9 +66,22 @@ struct memo {
   long long max_entries, max_bytes;
 };
 
-static const char *key_bytes(const memo *m, const struct entry *e)
+/* The bytes an entry's key or text field names, and their length. */
+static const char *field_bytes(const memo *m, uint8_t len, const char *inline_bytes, uint32_t at, size_t *n)
 {
-  return e->key_len <= KEY_INLINE ? e->key.bytes : m->arena + e->key.at;
+  if (len != IN_ARENA) {
+    *n = len;
+    return inline_bytes;
+  }
+  uint32_t stored;
+  memcpy(&stored, m->arena + at, 4);
+  *n = stored;
+  return m->arena + at + 4;
+}
+
+static const char *key_bytes(const memo *m, const struct entry *e, size_t *n)
+{
+  return field_bytes(m, e->key_len, e->key.bytes, e->key.at, n);
 }
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -225,7 +242,8 @@ size_t memo_key(const UDF_ARGS *args, unsigned first, unsigned count, char **buf
 void memo_key_args(memo *m, long entry, void (*fn)(int type, const char *v, size_t len, void *ctx), void *ctx)
 {
   const struct entry *e = &m->entries[entry];
-  const char *p = key_bytes(m, e), *end = p + e->key_len;
+  size_t n_key;
+  const char *p = key_bytes(m, e, &n_key), *end = p + n_key;
   while (p < end) {
     int type = *p++;
     if (type == UDF_INT_RESULT || type == UDF_REAL_RESULT || type == KEY_WHOLE) {
@@ -277,7 +295,9 @@ static slot *slot_of(memo *m, uint64_t hash, const char *key, size_t len)
     if ((*s & 0xffffffff00000000ULL) != tag)
       continue;
     const struct entry *e = &m->entries[(uint32_t)*s - 1];
-    if (e->key_len == len && memcmp(key_bytes(m, e), key, len) == 0)
+    size_t n;
+    const char *bytes = key_bytes(m, e, &n);
+    if (n == len && memcmp(bytes, key, len) == 0)
       return s;
   }
 }
@@ -292,7 +312,9 @@ static bool grow_slots(memo *m)
     if (!m->slots[i])
       continue;
     const struct entry *e = &m->entries[(uint32_t)m->slots[i] - 1];
-    size_t mask = n - 1, j = hash_bytes(key_bytes(m, e), e->key_len) & mask;
+    size_t key_len;
+    const char *key = key_bytes(m, e, &key_len);
+    size_t mask = n - 1, j = hash_bytes(key, key_len) & mask;
     while (slots[j])
       j = (j + 1) & mask;
     slots[j] = m->slots[i];
@@ -303,10 +325,12 @@ static bool grow_slots(memo *m)
   return true;
 }
 
-/* Appends n bytes to the arena; its offset, or -1 when the bounds or memory say no. */
-static long long arena_put(memo *m, const char *p, size_t n)
+/* Appends n bytes to the arena after their length (4 bytes); its offset, or -1 when the
+ * bounds or memory say no. */
+static long long arena_put(memo *m, const char *p, size_t len)
 {
-  if ((long long)(m->arena_len + n) > m->max_bytes || m->arena_len + n > UINT32_MAX)
+  size_t n = len + 4;
+  if (len > UINT32_MAX || (long long)(m->arena_len + n) > m->max_bytes || m->arena_len + n > UINT32_MAX)
     return -1;
   if (m->arena_len + n > m->arena_cap) {
     size_t cap = m->arena_cap ? m->arena_cap : 65536;
@@ -318,7 +342,9 @@ static long long arena_put(memo *m, const char *p, size_t n)
     m->arena = grown;
     m->arena_cap = cap;
   }
-  memcpy(m->arena + m->arena_len, p, n);
+  uint32_t stored = (uint32_t)len;
+  memcpy(m->arena + m->arena_len, &stored, 4);
+  memcpy(m->arena + m->arena_len + 4, p, len);
   m->arena_len += n;
   return (long long)(m->arena_len - n);
 }
@@ -344,13 +370,14 @@ long memo_reserve(memo *m, const char *key, size_t len)
   memset(e, 0, sizeof *e);
   if (len <= KEY_INLINE) {
     memcpy(e->key.bytes, key, len);
+    e->key_len = (uint8_t)len;
   } else {
     long long at = arena_put(m, key, len);
     if (at < 0)
       return -2;
     e->key.at = (uint32_t)at;
+    e->key_len = IN_ARENA;
   }
-  e->key_len = (uint32_t)len;
   *slot_of(m, hash, key, len) = (hash & 0xffffffff00000000ULL) | (uint32_t)(m->n_entries + 1);
   return (long)m->n_entries++;
 }
@@ -361,18 +388,19 @@ bool memo_set(memo *m, long entry, const char *text, size_t text_len, bool has_n
   if (text) {
     if (text_len <= TEXT_INLINE) {
       memcpy(e->text.bytes, text, text_len);
+      e->text_len = (uint8_t)text_len;
     } else {
       long long at = arena_put(m, text, text_len);
       if (at < 0)
         return false;
       e->text.at = (uint32_t)at;
+      e->text_len = IN_ARENA;
     }
-    e->text_len = (uint32_t)text_len;
-    e->has_text = 1;
+    e->flags |= HAS_TEXT;
   }
-  e->has_num = has_num;
+  e->flags = (uint8_t)((e->flags & ~HAS_NUM) | (has_num ? HAS_NUM : 0));
   e->num = num;
-  e->answered = 1;
+  e->flags |= ANSWERED;
   return true;
 }
 
@@ -382,12 +410,14 @@ bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out)
   if (!m->n_slots || m->epoch != __atomic_load_n(&epoch, __ATOMIC_ACQUIRE))
     return false;
   slot s = *slot_of(m, hash_bytes(key, len), key, len);
-  if (!s || !m->entries[(uint32_t)s - 1].answered)
+  if (!s || !(m->entries[(uint32_t)s - 1].flags & ANSWERED))
     return false;
   const struct entry *e = &m->entries[(uint32_t)s - 1];
-  out->text = !e->has_text ? NULL : e->text_len <= TEXT_INLINE ? e->text.bytes : m->arena + e->text.at;
-  out->text_len = e->text_len;
-  out->has_num = e->has_num;
+  out->text = NULL;
+  out->text_len = 0;
+  if (e->flags & HAS_TEXT)
+    out->text = field_bytes(m, e->text_len, e->text.bytes, e->text.at, &out->text_len);
+  out->has_num = (e->flags & HAS_NUM) != 0;
   out->num = e->num;
   return true;
 }

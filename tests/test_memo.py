@@ -67,6 +67,22 @@ def test_answers_given_back_during_the_scan_and_rows_cached_before_each_keep_the
     assert memo_hits(db) - before == sum(1 for _, v, _ in rows if v is not None)
 
 
+def test_long_keys_and_long_text_answers_each_stay_with_their_own_row(db, fake):
+    # Keys past the entry's 12 bytes and answers past its 8 live in the memo's arena,
+    # behind their length: texts around those bounds and past 255 bytes as the second
+    # feature (the key), numbers whose CSV text is short or long as the first (echo's
+    # answer, kept as text and read as a number in C).
+    lengths = [0, 1, 3, 4, 5, 8, 9, 254, 255, 256, 700, 16000]
+    rows = [(i, "t" * lengths[i % len(lengths)], i * 1.000123456789 if i % 2 else float(i), i) for i in range(600)]
+    make_table(db, rows, txt_type="MEDIUMTEXT")
+    batched, per_row, hits = batched_and_per_row(
+        db, "SELECT id, v, aws_sagemaker_invoke_endpoint_real('echo-long', 'REAL', 50, v, txt) FROM memo_items",
+        "sqlml_warm_sagemaker('echo-long', 50, v, txt)")
+    assert batched == per_row
+    assert all(answer == v for _, v, answer in batched)  # echo: the first field, its own row's number
+    assert hits == 600
+
+
 def test_a_whole_number_is_one_key_for_int_and_real_arguments(db, fake):
     # The seed's anomaly_score(value REAL) over an INT column: the warm-up sees the INT,
     # the wrapper's call the REAL; the engine sends "76" for both, so they share an answer.
