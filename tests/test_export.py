@@ -249,7 +249,7 @@ def server_texts(s3_db, sql: str) -> list[tuple]:
 def test_lines_written_in_c_are_byte_for_byte_the_python_formatting(s3_db, client, bucket, tricky, fmt):
     """The shim's lines (native/lines.c) equal export.csv_row / text_row on every tricky value,
     over hand-overs, parts and files, rows longer than a part included."""
-    from sqlml.export import csv_row, text_row
+    from sqlml.engine.functions.export import csv_row, text_row
 
     format_row = csv_row if fmt == "CSV" else text_row
     with s3_db.settings(s3_endpoint_url=s3_db.base_settings["s3_endpoint_url"], export_part_mb=5, export_file_mb=6):
@@ -299,7 +299,7 @@ UTF8_EDGES = ["C280", "DFBF", "E0A080", "ED9FBF", "EE8080", "EFBFBF", "F0908080"
 def test_the_shims_utf8_check_is_pythons(s3_db, client, bucket, fmt):
     """A row after the first (the first goes through Python) is checked in C: every edge of
     UTF-8 is accepted or refused exactly as Python's decoder does, the refusal naming the row."""
-    from sqlml.export import csv_row, text_row
+    from sqlml.engine.functions.export import csv_row, text_row
 
     valid = []
     for hexed in UTF8_EDGES:
@@ -652,7 +652,7 @@ def test_export_settings_are_validated_where_they_enter():
 
 
 def test_option_grammar_follows_aurora_wording():
-    from sqlml.export import Options, parse_options
+    from sqlml.engine.functions.export import Options, parse_options
 
     assert parse_options("") == Options("TEXT", False, False)
     assert parse_options("  format   csv   header ") == Options("CSV", True, False)

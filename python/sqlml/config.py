@@ -62,7 +62,7 @@ class Settings:
     sts_endpoint_url: str | None = None
     # MySQL: rewrite statements with ML calls into the batched form before parsing.
     rewrite: bool = True
-    # Training-data export (export.py): an S3 endpoint override, the multipart part size
+    # Training-data export (engine/functions/export.py): an S3 endpoint override, the multipart part size
     # and the size at which an export starts its next file (.part_00001, ...).
     s3_endpoint_url: str | None = None
     export_part_mb: int = 8

@@ -1,6 +1,6 @@
 """Amazon S3 for the training-data export: URIs, the few operations it needs, error mapping.
 
-export.py decides what to write; this module only talks to S3 through the process's
+engine/functions/export.py decides what to write; this module only talks to S3 through the process's
 shared client (services/aws.py, same credentials and endpoint rules as the other
 services) and turns botocore's failures into SqlmlErrors that name the operation,
 the object and the AWS code. Every operation here runs on an engine worker thread,

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ... import __version__, access, export, host, support
+from ... import __version__, access, host, support
 from ...crossing import Prepared
 from ...errors import ArgumentError
 from .. import Engine
 from ..plans import Planner
+from . import export
 from .admin import prepare_cache_clear, prepare_echo, prepare_status, prepare_version, version_text
 from .common import DECIMAL, INT, KIND_NAMES, REAL, STRING
 from .comprehend import plan_confidence, plan_sentiment, prepare_confidence, prepare_sentiment

@@ -51,10 +51,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .engine.dispatch import wait_for
-from .errors import ArgumentError, ServiceTimeout, SqlmlError
-from .services import s3
-from .crossing import KIND_STRING, NOT_FIXED_DEC, Prepared
+from ...crossing import KIND_STRING, NOT_FIXED_DEC, Prepared
+from ...errors import ArgumentError, ServiceTimeout, SqlmlError
+from ...services import s3
+from ..dispatch import wait_for
 
 FUNCTION = "sqlml_export_s3"
 SUMMARY_MAX_LENGTH = 65535  # the JSON summary names each file; a TEXT column's size
