@@ -807,3 +807,37 @@ def test_requests_are_quick_on_a_descriptor_past_1024(clients, fake):
     finally:
         for fd in fillers:
             os.close(fd)
+
+
+# ---- signing: awscrt signs exactly as botocore ----------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzE+temporary/token=="])
+@pytest.mark.parametrize("service, operation, path, headers", [
+    ("comprehend", "DetectSentiment", "/", {"X-Amz-Target": "Comprehend_20171127.DetectSentiment",
+                                            "Content-Type": "application/x-amz-json-1.1"}),
+    ("comprehend", "BatchDetectSentiment", "/", {"X-Amz-Target": "Comprehend_20171127.BatchDetectSentiment",
+                                                 "Content-Type": "application/x-amz-json-1.1"}),
+    ("sagemaker-runtime", "InvokeEndpoint", "/endpoints/my-model.v2_x/invocations",
+     {"Content-Type": "text/csv", "Accept": "application/json"}),
+    ("sagemaker-runtime", "InvokeEndpoint", "/endpoints/x%20y/invocations",
+     {"Content-Type": " text/csv;  charset=utf-8 ", "Accept": "text/csv"}),
+])
+def test_awscrt_signs_as_botocore_signs(monkeypatch, token, service, operation, path, headers):
+    """Same request, same time: the same X-Amz-Date, session token and Authorization
+    from lean._crt_sign as from botocore's SigV4Auth (the signer the lean path replaced)."""
+    assert lean.crt_auth is not None, "awscrt is a dependency (pyproject.toml)"
+    when = datetime.datetime(2026, 12, 4, 19, 40, 1, tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: when.replace(tzinfo=None))
+    client = aws.Clients(config.parse({"region": "eu-west-1"})).get(service)  # nothing is sent
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    body = '{"Text":"Schön, très bien 😀","LanguageCode":"de"}'.encode() if service == "comprehend" else b"1,2\n"
+    full = {**client._extra_headers[operation], "Host": client._host_header, **headers}
+    by_botocore = AWSRequest(method="POST", url=client.endpoint_url + path, data=body, headers=full)
+    lean._SigV4Auth(credentials, client._signing_name, client._region).add_auth(by_botocore)
+    by_crt = dict(lean._crt_sign(path, full, body, credentials, client._signing_name, client._region, when))
+    expected = dict(by_botocore.headers.items())
+    assert by_crt["Authorization"] == expected["Authorization"]
+    # awscrt sends a value without the spaces around it (HTTP ignores them, SigV4 trims them).
+    assert by_crt == {name: value.strip() for name, value in expected.items()}
+    assert ("X-Amz-Security-Token" in by_crt) == (token is not None)
