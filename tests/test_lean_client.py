@@ -836,8 +836,5 @@ def test_awscrt_signs_as_botocore_signs(monkeypatch, token, service, operation, 
     by_botocore = AWSRequest(method="POST", url=client.endpoint_url + path, data=body, headers=full)
     lean._SigV4Auth(credentials, client._signing_name, client._region).add_auth(by_botocore)
     by_crt = dict(lean._crt_sign(path, full, body, credentials, client._signing_name, client._region, when))
-    expected = dict(by_botocore.headers.items())
-    assert by_crt["Authorization"] == expected["Authorization"]
-    # awscrt sends a value without the spaces around it (HTTP ignores them, SigV4 trims them).
-    assert by_crt == {name: value.strip() for name, value in expected.items()}
+    assert by_crt == dict(by_botocore.headers.items())
     assert ("X-Amz-Security-Token" in by_crt) == (token is not None)

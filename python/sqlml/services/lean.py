@@ -240,17 +240,40 @@ def _crt_sign(path: str, headers: dict[str, str], body: bytes, credentials, serv
     path URI-encoded twice and normalized, the payload's SHA-256, no signed-body header.
     awscrt (AWS's common runtime; its libcrypto linked in, its symbols hidden) signs in
     about a third of botocore's CPU, without an AWSRequest and its email-based headers."""
-    request = crt_http.HttpRequest("POST", path, crt_http.HttpHeaders(list(headers.items())))
+    pairs = list(headers.items())
+    request = crt_http.HttpRequest("POST", path, crt_http.HttpHeaders(pairs))
     config = crt_auth.AwsSigningConfig(
         algorithm=crt_auth.AwsSigningAlgorithm.V4, signature_type=crt_auth.AwsSignatureType.HTTP_REQUEST_HEADERS,
-        credentials_provider=crt_auth.AwsCredentialsProvider.new_static(
-            credentials.access_key, credentials.secret_key, credentials.token or None),
+        credentials_provider=_static_provider(credentials.access_key, credentials.secret_key, credentials.token),
         region=region, service=service, date=now or datetime.datetime.now(datetime.timezone.utc),
         signed_body_value=hashlib.sha256(body).hexdigest(),
         signed_body_header_type=crt_auth.AwsSignedBodyHeaderType.NONE,
         use_double_uri_encode=True, should_normalize_uri_path=True)
     crt_auth.aws_sign_request(request, config).result()
-    return list(request.headers)
+    # What signing added, read back by name (the headers given are sent as given: awscrt
+    # trims their values in its copy, botocore sends them untrimmed).
+    signed = request.headers
+    pairs.append(("X-Amz-Date", signed.get("X-Amz-Date")))
+    token = signed.get("X-Amz-Security-Token")
+    if token is not None:
+        pairs.append(("X-Amz-Security-Token", token))
+    pairs.append(("Authorization", signed.get("Authorization")))
+    return pairs
+
+
+_providers: dict = {}
+
+
+def _static_provider(access_key: str, secret_key: str, token: str | None):
+    """An awscrt credentials provider for these frozen credentials, made once: they
+    change only when a role's credentials are refreshed."""
+    key = (access_key, secret_key, token or None)
+    provider = _providers.get(key)
+    if provider is None:
+        if len(_providers) >= 16:  # refreshed credentials replace old ones: never a growing map
+            _providers.clear()
+        provider = _providers[key] = crt_auth.AwsCredentialsProvider.new_static(*key)
+    return provider
 
 
 class _SigV4Auth(SigV4Auth):
@@ -502,29 +525,45 @@ def _transport() -> str:
     return TRANSPORT
 
 
-class _Headers(dict):
-    """An answer's headers by lower-case name; .get() takes any letter case."""
+class _Headers:
+    """An answer's headers: .get() by name in any letter case, .items() (lower-case
+    names). Content-Type is libcurl's own reading (CURLINFO_CONTENT_TYPE), the one
+    header a 2xx answer is asked for; the rest are split out of the raw lines only if
+    asked for (an error answer, for botocore's parser)."""
+
+    __slots__ = ("_raw", "_content_type", "_parsed")
+
+    def __init__(self, raw: bytes, content_type: str | None):
+        self._raw = raw
+        self._content_type = content_type
+        self._parsed: dict[str, str] | None = None
 
     def get(self, name: str, default=None):
-        return dict.get(self, name.lower(), default)
+        if self._parsed is None and name.lower() == "content-type":
+            return default if self._content_type is None else self._content_type
+        return self._parse().get(name.lower(), default)
 
+    def items(self):
+        return self._parse().items()
 
-def _parse_headers(lines: list[bytes]) -> _Headers:
-    """The last answer's header lines (after its status line: a 1xx answer before it has
-    its own), split at the first colon. libcurl did the framing; this only names values."""
-    start = 0
-    for i, line in enumerate(lines):
-        if line.startswith(b"HTTP/"):
-            start = i + 1
-    headers = _Headers()
-    for line in lines[start:]:
-        name, sep, value = line.partition(b":")
-        if sep:
-            key = name.strip().decode("latin-1").lower()
-            value = value.strip().decode("latin-1")
-            previous = dict.get(headers, key)
-            headers[key] = value if previous is None else f"{previous}, {value}"
-    return headers
+    def _parse(self) -> dict[str, str]:
+        """The last answer's header lines (after its status line: a 1xx answer before it
+        has its own), split at the first colon. libcurl did the framing; this only names
+        the values (a repeated name's values joined with ", ", as http.client joins them)."""
+        if self._parsed is None:
+            lines = self._raw.decode("latin-1").split("\r\n")
+            start = 0
+            for i, line in enumerate(lines):
+                if line.startswith("HTTP/"):
+                    start = i + 1
+            parsed: dict[str, str] = {}
+            for line in lines[start:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    key, value = name.strip().lower(), value.strip()
+                    parsed[key] = value if key not in parsed else f"{parsed[key]}, {value}"
+            self._parsed = parsed
+        return self._parsed
 
 
 # libcurl's error codes, grouped by the botocore exception http.client's failures map to.
@@ -688,7 +727,7 @@ class _CurlConnection:
             if failed:
                 raise pycurl.error(failed[0][1], failed[0][2])
             status = easy.getinfo(pycurl.RESPONSE_CODE)
-            headers = _parse_headers(lines)
+            headers = _Headers(b"".join(lines), easy.getinfo(pycurl.CONTENT_TYPE))
             data = b"".join(chunks)
             self.sock = easy.getinfo(pycurl.ACTIVESOCKET)  # -1 if libcurl closed it (Connection: close)
             self.multi.remove_handle(easy)
@@ -766,8 +805,9 @@ class _CurlConnections:
     def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, _Headers, bytes]:
         """(status, headers, body); raises botocore's HTTP exceptions as _Connections.post does."""
         conn = self._take(idle_only=wait is not None)
+        # "Name;" is libcurl's spelling of a header with an empty value ("Name:" removes one).
         lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers]
-        present = {line.split(":", 1)[0].split(";", 1)[0].lower() for line in lines}
+        present = {name.lower() for name, _ in headers}
         # libcurl's own defaults that http.client does not send: none of them is wanted.
         lines.append("Expect:")
         if "accept" not in present:
