@@ -582,12 +582,12 @@ class _CurlTimeout(Exception):
 class _CurlConnection:
     """One kept-alive connection: a pycurl.Curl handle driven by a CurlMulti of its own.
     The multi holds the connection between requests (its connection cache), so handle
-    and multi stay paired; the loop (_run) waits on the connection's socket with poll,
+    and multi stay paired; request() waits on the connection's socket with poll,
     never with select (CurlMulti.select), which cannot see a descriptor past 1024 and a
     server process can hold more."""
 
     __slots__ = ("easy", "multi", "sock", "_chunks", "_lines", "_poller", "_polled", "_want_fd", "_want",
-                 "_timer_ms", "_https")
+                 "_timer_at", "_https")
 
     def __init__(self, pool: _CurlConnections):
         easy = pycurl.Curl()
@@ -598,7 +598,8 @@ class _CurlConnection:
         self._lines: list[bytes] = []
         self._poller = select.poll()
         self._polled = -1
-        self._want_fd, self._want, self._timer_ms = -1, 0, -1
+        self._want_fd, self._want = -1, 0
+        self._timer_at: float | None = None  # when libcurl wants socket_action(SOCKET_TIMEOUT) (monotonic)
         self._https = pool._tls is not None
         multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
@@ -637,7 +638,7 @@ class _CurlConnection:
             self._want_fd, self._want = fd, _POLL_EVENTS.get(what, 0)
 
     def _on_timer(self, timeout_ms: int) -> None:
-        self._timer_ms = timeout_ms
+        self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
 
     def dropped(self) -> bool:
         """As _Options.dropped: an idle kept-alive socket with something to read has been
@@ -670,11 +671,8 @@ class _CurlConnection:
     def _step(self, until: float) -> int:
         """Waits (up to `until`, monotonic) for what libcurl asked for and lets it act:
         the number of transfers still running."""
-        now = time.monotonic()
-        timer = self._timer_ms
-        wait_ms = (until - now) * 1000
-        if timer >= 0 and timer < wait_ms:
-            wait_ms = timer
+        timer_at = self._timer_at
+        wait_ms = ((until if timer_at is None or until < timer_at else timer_at) - time.monotonic()) * 1000
         fd = self._want_fd
         if fd >= 0 and self._want:
             self._watch(fd, self._want)
@@ -689,7 +687,7 @@ class _CurlConnection:
             time.sleep(wait_ms / 1000)  # a name lookup on libcurl's resolver thread, or a timer
         if time.monotonic() >= until:
             raise _CurlTimeout()
-        self._timer_ms = -1
+        self._timer_at = None
         return self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
 
     def request(self, url: str, body: bytes, header_lines: list[str], connect_s: float, read_s: float,
@@ -701,7 +699,7 @@ class _CurlConnection:
         easy.setopt(pycurl.HTTPHEADER, header_lines)
         easy.setopt(pycurl.POSTFIELDS, body)
         connecting = self.sock < 0
-        self._want_fd, self._want, self._timer_ms = -1, 0, -1
+        self._want_fd, self._want, self._timer_at = -1, 0, None
         started = time.monotonic()
         # A new connection: libcurl's connect timeout (TCP and TLS), then the read timeout
         # from the moment it is up, as http.client's path times them.
