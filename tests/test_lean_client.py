@@ -20,6 +20,7 @@ import json
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.request
@@ -838,3 +839,18 @@ def test_awscrt_signs_as_botocore_signs(monkeypatch, token, service, operation, 
     by_crt = dict(lean._crt_sign(path, full, body, credentials, client._signing_name, client._region, when))
     assert by_crt == dict(by_botocore.headers.items())
     assert ("X-Amz-Security-Token" in by_crt) == (token is not None)
+
+
+def test_a_pycurl_wheel_with_its_own_libcurl_is_refused(tmp_path, monkeypatch):
+    """A PyPI wheel of pycurl (auditwheel's pycurl.libs beside it) would bring a second
+    OpenSSL into the server: it is not used, and why is said (the engine falls back to
+    http.client)."""
+    (tmp_path / "pycurl").mkdir()
+    (tmp_path / "pycurl" / "__init__.py").write_text("")
+    (tmp_path / "pycurl.libs").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "pycurl")
+    module, problem = lean._load_pycurl()
+    assert module is None and "bundles its own libcurl" in problem and "--no-binary pycurl" in problem
+    monkeypatch.undo()
+    assert lean._load_pycurl()[0] is lean.pycurl  # the one built here, against the system libcurl
