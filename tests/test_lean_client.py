@@ -6,18 +6,21 @@ implementation of both wire formats) and small local servers that check what arr
 (the SigV4 signature recomputed with botocore, TLS with a private CA, a proxy).
 The boto3 client each LeanClient is made from is the reference: for the same answer
 the lean path must give the same results and the same ServiceError (code, retryable,
-message).
+message). Every test runs on both transports (libcurl through pycurl, and http.client,
+the fallback when pycurl cannot be loaded); a few check a transport's own parts.
 """
 
 from __future__ import annotations
 
 import datetime
 import http.client
+import os
 import http.server
 import json
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.request
@@ -52,6 +55,13 @@ def aws_env(monkeypatch):
                  "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
                  "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True, params=["curl", "http.client"])
+def transport(request, monkeypatch) -> str:
+    """The transport the LeanClients made during the test use."""
+    monkeypatch.setattr(lean, "TRANSPORT", request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -443,15 +453,26 @@ def test_a_keep_alive_connection_closed_by_the_server_is_not_reused():
         built.update(settings("http://127.0.0.1:9"))
 
 
-def test_connections_are_kept_alive_with_botocores_socket_options_and_read_timeout(clients, fake):
+def _idle_socket(client: LeanClient) -> socket.socket:
+    """The most recently pooled connection's socket (with libcurl, a duplicate of its descriptor)."""
+    sock = client._connections._idle[-1].sock
+    return socket.fromfd(sock, socket.AF_INET, socket.SOCK_STREAM) if isinstance(sock, int) else sock
+
+
+def test_connections_are_kept_alive_with_botocores_socket_options_and_read_timeout(clients, fake, transport):
     client = clients.get("comprehend")
+    assert client.transport == transport
     for text in ("one", "two", "three"):
         comprehend.detect(client, [text], "en")
     assert fake.stats()["connections"] == 1
-    sock = client._connections._idle[-1].sock
+    sock = _idle_socket(client)
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1  # tcp_keepalive=True
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-    assert sock.gettimeout() == 1.0  # read timeout = timeout_s
+    if transport == "http.client":
+        assert sock.gettimeout() == 1.0  # read timeout = timeout_s
+    else:
+        sock.close()  # the duplicate
+        assert client._connections._read_timeout_s == 1.0  # each request's read deadline
 
 
 def test_idle_connections_are_bounded_by_the_pool_size(clients, fake):
@@ -579,7 +600,8 @@ def test_a_send_with_a_wait_fits_in_a_small_thread_stack_over_tls(tmp_path, monk
             threading.stack_size(previous)
         thread.join(30)
         assert out == {"answers": ["0.5"] * 20}, out
-        assert len(waited) == 20 and all(isinstance(sock, ssl.SSLSocket) for sock in waited)
+        socket_type = ssl.SSLSocket if client.transport == "http.client" else int  # libcurl's descriptor
+        assert len(waited) == 20 and all(isinstance(sock, socket_type) for sock in waited)
     finally:
         client.close()
         recorder.close()
@@ -628,7 +650,8 @@ def test_a_send_with_a_wait_reads_a_slow_answer_within_the_callers_budget():
         assert sagemaker.invoke(client, "slow", ["3"], "text/csv") == ["0.5"]
         assert sagemaker.invoke(client, "slow", ["4"], "text/csv", lambda sock: 5.0) == ["0.5"]
         assert client.can_send_inline()  # and the read timeout is back on the kept one
-        assert client._connections._idle[-1].sock.gettimeout() == client._connections._read_timeout_s
+        if client.transport == "http.client":
+            assert client._connections._idle[-1].sock.gettimeout() == client._connections._read_timeout_s
     finally:
         client.close()
         recorder.close()
@@ -648,7 +671,10 @@ def test_an_idle_connection_keeps_no_answer_alive():
         plain.close()
         assert sagemaker.invoke(client, "idle", ["1"], "text/csv") == ["0.5"]
         idle = client._connections._idle[-1]
-        assert hasattr(idle, lean._LAST_RESPONSE) and getattr(idle, lean._LAST_RESPONSE) is None
+        if client.transport == "http.client":
+            assert hasattr(idle, lean._LAST_RESPONSE) and getattr(idle, lean._LAST_RESPONSE) is None
+        else:  # the handle's answer buffers are emptied once the answer is read
+            assert idle._chunks == [] and idle._lines == []
         assert sagemaker.invoke(client, "idle", ["2"], "text/csv") == ["0.5"]  # and it carries the next request
         assert client._connections._idle[-1] is idle
     finally:
@@ -687,9 +713,12 @@ class _CountingSocket:
         return getattr(self._sock, name)
 
 
-def test_a_small_request_goes_out_in_one_write_and_a_large_body_after_its_head():
+def test_a_small_request_goes_out_in_one_write_and_a_large_body_after_its_head(monkeypatch):
     """Head and body in one write: two writes on a TCP_NODELAY socket are two segments
-    and two wake-ups of the service per row on the scalar path."""
+    and two wake-ups of the service per row on the scalar path. (http.client's own
+    writes, whichever transport the test was given: libcurl sends a small request in
+    one piece itself.)"""
+    monkeypatch.setattr(lean, "TRANSPORT", "http.client")
     recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
     client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
     try:
@@ -711,3 +740,117 @@ def test_a_small_request_goes_out_in_one_write_and_a_large_body_after_its_head()
     finally:
         client.close()
         recorder.close()
+
+
+# ---- libcurl's own parts ------------------------------------------------------------------
+
+
+def test_pycurl_is_built_against_the_system_libcurl():
+    """A pycurl wheel would load its own libcurl and OpenSSL next to the server's OpenSSL."""
+    assert lean.pycurl is not None, lean._PYCURL_PROBLEM
+    with open("/proc/self/maps") as maps:
+        loaded = {line.split()[-1] for line in maps if "libcurl" in line or "libssl" in line}
+    assert loaded and all(path.startswith(("/lib/x86_64-linux-gnu/", "/usr/lib/x86_64-linux-gnu/"))
+                          for path in loaded), loaded
+
+
+def test_only_the_signed_headers_and_the_framing_go_on_the_wire(transport):
+    """No header of libcurl's own (Expect: 100-continue, Accept: */*, a form Content-Type)
+    and no Accept-Encoding of its choosing: what arrives is what was signed, the
+    User-Agent, the Authorization and the Content-Length (http.client adds
+    Accept-Encoding: identity)."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    try:
+        assert sagemaker.invoke(client, "wire", ["1"], "text/csv") == ["0.5"]
+        request = recorder.requests[-1]
+        auth = signature_verifies(request, "testing")
+        arrived = {name.lower() for name in request["headers"]}
+        expected = {*auth["signed"].split(";"), "user-agent", "authorization", "content-length"}
+        if transport == "http.client":
+            expected.add("accept-encoding")
+        assert arrived == expected
+        assert request["body"] == b"1\n"
+    finally:
+        client.close()
+        recorder.close()
+
+
+def test_a_large_body_goes_out_whole_with_a_wait():
+    """A body larger than the socket's buffers is written in several pieces before the
+    wait for the answer starts (a wait polls for the answer only)."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    try:
+        assert sagemaker.invoke(client, "big", ["1"], "text/csv") == ["0.5"]  # a kept-alive connection
+        big = "7" * (4 << 20)
+        started = time.monotonic()
+        assert sagemaker.invoke(client, "big", [big], "text/csv", lambda sock: 5.0) == ["0.5"]
+        assert time.monotonic() - started < 3
+        assert recorder.requests[-1]["body"] == big.encode() + b"\n"
+    finally:
+        client.close()
+        recorder.close()
+
+
+def test_requests_are_quick_on_a_descriptor_past_1024(clients, fake):
+    """A server process holds many descriptors: a connection's socket numbered past
+    select()'s 1024 is waited on as quickly as any (poll, not CurlMulti.select)."""
+    fillers = [os.dup(0) for _ in range(1100)]
+    try:
+        client = clients.get("sagemaker-runtime")
+        started = time.monotonic()
+        for i in range(20):
+            assert sagemaker.invoke(client, "sum-fds", [f"{i},1"], "text/csv") == [f"{i + 1}.0"]
+        assert time.monotonic() - started < 1.0  # a select() blind to the socket would wait out each slice
+        sock = client._connections._idle[-1].sock
+        assert (sock if isinstance(sock, int) else sock.fileno()) > 1024
+    finally:
+        for fd in fillers:
+            os.close(fd)
+
+
+# ---- signing: awscrt signs exactly as botocore ----------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzE+temporary/token=="])
+@pytest.mark.parametrize("service, operation, path, headers", [
+    ("comprehend", "DetectSentiment", "/", {"X-Amz-Target": "Comprehend_20171127.DetectSentiment",
+                                            "Content-Type": "application/x-amz-json-1.1"}),
+    ("comprehend", "BatchDetectSentiment", "/", {"X-Amz-Target": "Comprehend_20171127.BatchDetectSentiment",
+                                                 "Content-Type": "application/x-amz-json-1.1"}),
+    ("sagemaker-runtime", "InvokeEndpoint", "/endpoints/my-model.v2_x/invocations",
+     {"Content-Type": "text/csv", "Accept": "application/json"}),
+    ("sagemaker-runtime", "InvokeEndpoint", "/endpoints/x%20y/invocations",
+     {"Content-Type": " text/csv;  charset=utf-8 ", "Accept": "text/csv"}),
+])
+def test_awscrt_signs_as_botocore_signs(monkeypatch, token, service, operation, path, headers):
+    """Same request, same time: the same X-Amz-Date, session token and Authorization
+    from lean._crt_sign as from botocore's SigV4Auth (the signer the lean path replaced)."""
+    assert lean.crt_auth is not None, "awscrt is a dependency (pyproject.toml)"
+    when = datetime.datetime(2026, 12, 4, 19, 40, 1, tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: when.replace(tzinfo=None))
+    client = aws.Clients(config.parse({"region": "eu-west-1"})).get(service)  # nothing is sent
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    body = '{"Text":"Schön, très bien 😀","LanguageCode":"de"}'.encode() if service == "comprehend" else b"1,2\n"
+    full = {**client._extra_headers[operation], "Host": client._host_header, **headers}
+    by_botocore = AWSRequest(method="POST", url=client.endpoint_url + path, data=body, headers=full)
+    lean._SigV4Auth(credentials, client._signing_name, client._region).add_auth(by_botocore)
+    by_crt = dict(lean._crt_sign(path, full, body, credentials, client._signing_name, client._region, when))
+    assert by_crt == dict(by_botocore.headers.items())
+    assert ("X-Amz-Security-Token" in by_crt) == (token is not None)
+
+
+def test_a_pycurl_wheel_with_its_own_libcurl_is_refused(tmp_path, monkeypatch):
+    """A PyPI wheel of pycurl (auditwheel's pycurl.libs beside it) would bring a second
+    OpenSSL into the server: it is not used, and why is said (the engine falls back to
+    http.client)."""
+    (tmp_path / "pycurl").mkdir()
+    (tmp_path / "pycurl" / "__init__.py").write_text("")
+    (tmp_path / "pycurl.libs").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "pycurl")
+    module, problem = lean._load_pycurl()
+    assert module is None and "bundles its own libcurl" in problem and "--no-binary pycurl" in problem
+    monkeypatch.undo()
+    assert lean._load_pycurl()[0] is lean.pycurl  # the one built here, against the system libcurl

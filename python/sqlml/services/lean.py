@@ -23,19 +23,32 @@ boto3 client built for the service:
   EndpointConnectionError, ...) and error responses parsed by botocore's own parser
   into a ClientError, so comprehend.client_error maps both exactly as it maps a boto3 call's failures.
 
-What is ours: kept-alive http.client connections (LIFO, at most max_pool_connections
+What is ours: the pool of kept-alive connections (LIFO, at most max_pool_connections
 idle, a dropped one is noticed before reuse), cheaper per request than botocore's HTTP
-session.
+session. The HTTP itself is libcurl's, through pycurl (one Curl handle per connection,
+driven by a CurlMulti of its own, its socket waited on with poll): about half the CPU of
+http.client for the same kept-alive exchange, most of which went to parsing the answer's
+headers with the email package. pycurl must be built against the system libcurl (the
+Makefile installs it with --no-binary pycurl): a wheel's bundled libcurl and OpenSSL are
+refused, and without a usable pycurl, http.client connections do the same job (one line
+in the server's error log says why). With libcurl, botocore's read timeout bounds the
+whole answer rather than each read: a service answers a request of this size in one
+piece, and the caller's deadline (timeout_s) covers all attempts anyway.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime
 import hashlib
 import http.client
+import os
 import platform
 import select
+import socket
 import ssl
+import sys
+import time
 from urllib.parse import urlsplit
 
 import botocore
@@ -108,11 +121,19 @@ class LeanClient:
         self._http_session = session
         self._proxied = session._proxy_config.proxy_url_for(self.endpoint_url) is not None
         config = meta.config
-        self._connections = _Connections(
-            host, parts.port or _DEFAULT_PORTS[parts.scheme],
-            connect_timeout_s=config.connect_timeout, read_timeout_s=config.read_timeout,
-            socket_options=list(session._socket_options), max_idle=config.max_pool_connections,
-            ssl_context=_ssl_context(session) if parts.scheme == "https" else None)
+        self.transport = _transport()
+        self._crt_signing = SIGNER == "crt" and crt_auth is not None
+        if self.transport == "curl":
+            self._connections = _CurlConnections(
+                self._origin, connect_timeout_s=config.connect_timeout, read_timeout_s=config.read_timeout,
+                socket_options=list(session._socket_options), max_idle=config.max_pool_connections,
+                tls=_curl_tls(session) if parts.scheme == "https" else None)
+        else:
+            self._connections = _Connections(
+                host, parts.port or _DEFAULT_PORTS[parts.scheme],
+                connect_timeout_s=config.connect_timeout, read_timeout_s=config.read_timeout,
+                socket_options=list(session._socket_options), max_idle=config.max_pool_connections,
+                ssl_context=_ssl_context(session) if parts.scheme == "https" else None)
 
     def _resolve(self, client, operation: str) -> tuple[str, dict[str, str], str, str]:
         """(url, headers, signing region, signing name) from botocore's own endpoint
@@ -152,7 +173,8 @@ class LeanClient:
         """POSTs `body` to self.path(path), signed; a 2xx Reply, else raises what botocore
         would: ClientError (error answers), its HTTP exceptions, NoCredentialsError.
 
-        wait(sock), if given, is called once the request is written and returns when the
+        wait(sock), if given (sock: the connection's socket, or with libcurl its
+        descriptor), is called once the request is written and returns when the
         answer starts to arrive, or raises (the connection is then closed): the calling
         thread can stop waiting on its own terms (a KILL). It returns the seconds left for
         reading the rest of the answer (None: the read timeout), so a slow answer cannot
@@ -166,14 +188,21 @@ class LeanClient:
             raise botocore.exceptions.NoCredentialsError()
         # Frozen per call: a RefreshableCredentials refreshes itself here when due.
         credentials = self._credentials.get_frozen_credentials()
-        headers = {**self._extra_headers[operation], "Host": self._host_header, "User-Agent": USER_AGENT, **headers}
-        request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-        _SigV4Auth(credentials, self._signing_name, self._region).add_auth(request)
-        if self._proxied:
-            answer = self._http_session.send(request.prepare())
-            status, reply_headers, data = answer.status_code, answer.headers, answer.content
+        if self._crt_signing and not self._proxied:
+            signed = _crt_sign(path, {**self._extra_headers[operation], "Host": self._host_header, **headers}, body,
+                               credentials, self._signing_name, self._region)
+            signed.append(("User-Agent", USER_AGENT))  # never signed (botocore's SIGNED_HEADERS_BLACKLIST)
+            status, reply_headers, data = self._connections.post(path, body, signed, url, wait)
         else:
-            status, reply_headers, data = self._connections.post(path, body, request.headers.items(), url, wait)
+            headers = {**self._extra_headers[operation], "Host": self._host_header, "User-Agent": USER_AGENT,
+                       **headers}
+            request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+            _SigV4Auth(credentials, self._signing_name, self._region).add_auth(request)
+            if self._proxied:
+                answer = self._http_session.send(request.prepare())
+                status, reply_headers, data = answer.status_code, answer.headers, answer.content
+            else:
+                status, reply_headers, data = self._connections.post(path, body, request.headers.items(), url, wait)
         if status >= 300:
             raise self._client_error(operation, status, reply_headers, data)
         return Reply(status, reply_headers, data)
@@ -184,6 +213,67 @@ class LeanClient:
                     "context": {"operation_name": operation}}
         parsed = self._parser.parse(response, self.service_model.operation_model(operation).output_shape)
         return botocore.exceptions.ClientError(parsed, operation)
+
+
+def _load_awscrt():
+    """awscrt's auth and http modules, or (None, None) without awscrt."""
+    try:
+        from awscrt import auth, http
+    except ImportError:
+        return None, None
+    return auth, http
+
+
+crt_auth, crt_http = _load_awscrt()
+# Who signs requests sent by our own transport: "crt" (awscrt's SigV4, in C) when awscrt
+# can be imported, else "botocore" (botocore.auth.SigV4Auth). Both give the same
+# Authorization for the same request and time (tests/test_lean_client.py checks it, with
+# and without a session token); proxied requests are always signed by botocore.
+SIGNER = "crt" if crt_auth is not None else "botocore"
+
+
+def _crt_sign(path: str, headers: dict[str, str], body: bytes, credentials, service: str, region: str,
+              now: datetime.datetime | None = None) -> list[tuple[str, str]]:
+    """The request's headers with X-Amz-Date, X-Amz-Security-Token (temporary
+    credentials) and Authorization added, signed as botocore's SigV4Auth signs them:
+    every header given (none of botocore's unsigned ones may be among them), the
+    path URI-encoded twice and normalized, the payload's SHA-256, no signed-body header.
+    awscrt (AWS's common runtime; its libcrypto linked in, its symbols hidden) signs in
+    about a third of botocore's CPU, without an AWSRequest and its email-based headers."""
+    pairs = list(headers.items())
+    request = crt_http.HttpRequest("POST", path, crt_http.HttpHeaders(pairs))
+    config = crt_auth.AwsSigningConfig(
+        algorithm=crt_auth.AwsSigningAlgorithm.V4, signature_type=crt_auth.AwsSignatureType.HTTP_REQUEST_HEADERS,
+        credentials_provider=_static_provider(credentials.access_key, credentials.secret_key, credentials.token),
+        region=region, service=service, date=now or datetime.datetime.now(datetime.timezone.utc),
+        signed_body_value=hashlib.sha256(body).hexdigest(),
+        signed_body_header_type=crt_auth.AwsSignedBodyHeaderType.NONE,
+        use_double_uri_encode=True, should_normalize_uri_path=True)
+    crt_auth.aws_sign_request(request, config).result()
+    # What signing added, read back by name (the headers given are sent as given: awscrt
+    # trims their values in its copy, botocore sends them untrimmed).
+    signed = request.headers
+    pairs.append(("X-Amz-Date", signed.get("X-Amz-Date")))
+    token = signed.get("X-Amz-Security-Token")
+    if token is not None:
+        pairs.append(("X-Amz-Security-Token", token))
+    pairs.append(("Authorization", signed.get("Authorization")))
+    return pairs
+
+
+_providers: dict = {}
+
+
+def _static_provider(access_key: str, secret_key: str, token: str | None):
+    """An awscrt credentials provider for these frozen credentials, made once: they
+    change only when a role's credentials are refreshed."""
+    key = (access_key, secret_key, token or None)
+    provider = _providers.get(key)
+    if provider is None:
+        if len(_providers) >= 16:  # refreshed credentials replace old ones: never a growing map
+            _providers.clear()
+        provider = _providers[key] = crt_auth.AwsCredentialsProvider.new_static(*key)
+    return provider
 
 
 class _SigV4Auth(SigV4Auth):
@@ -212,6 +302,13 @@ def _ssl_context(session) -> ssl.SSLContext:
     if session._cert_file:
         context.load_cert_chain(session._cert_file, session._key_file)
     return context
+
+
+def _curl_tls(session) -> tuple[str | None, bool, str | None, str | None]:
+    """_ssl_context's settings for libcurl: (CA bundle, verify, client cert, its key)."""
+    verify = bool(session._verify)
+    cafile = botocore.httpsession.get_cert_path(session._verify) if verify else None
+    return cafile, verify, session._cert_file, session._key_file
 
 
 class _Connections:
@@ -389,3 +486,371 @@ def _forget_response(conn: http.client.HTTPConnection) -> None:
 # http.client.HTTPConnection's (name-mangled) reference to its last answer;
 # tests/test_lean_client.py checks it is still there.
 _LAST_RESPONSE = "_HTTPConnection__response"
+
+
+# ---- libcurl (pycurl) --------------------------------------------------------------------
+
+def _load_pycurl():
+    """pycurl if it can be used here, else None (and why, printed once to the error log).
+    A pycurl wheel from PyPI carries its own libcurl and OpenSSL (under pycurl.libs):
+    loaded into a server next to the server's own OpenSSL, two OpenSSLs would share one
+    process, so only a pycurl built against the system libcurl is used (the Makefile
+    installs it with --no-binary pycurl)."""
+    try:
+        import pycurl
+    except ImportError as exc:
+        return None, f"pycurl cannot be imported ({exc})"
+    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(pycurl.__file__))), "pycurl.libs")
+    if os.path.isdir(bundled):
+        return None, (f"pycurl at {pycurl.__file__} bundles its own libcurl and OpenSSL ({bundled}); "
+                      "reinstall it with `pip install --no-binary pycurl pycurl`")
+    return pycurl, None
+
+
+pycurl, _PYCURL_PROBLEM = _load_pycurl()
+# The transport new LeanClients use: "curl" (libcurl through pycurl) when it can be
+# loaded, else "http.client". Tests set it to run both.
+TRANSPORT = "curl" if pycurl is not None else "http.client"
+_warned_fallback = False
+
+
+def _transport() -> str:
+    global _warned_fallback
+    if TRANSPORT == "curl" and pycurl is None:  # pragma: no cover - only without pycurl
+        raise RuntimeError(f"lean.TRANSPORT is curl but {_PYCURL_PROBLEM}")
+    if TRANSPORT == "http.client" and _PYCURL_PROBLEM and not _warned_fallback:
+        _warned_fallback = True
+        print(f"sqlml: requests go through http.client, slower than libcurl: {_PYCURL_PROBLEM}", file=sys.stderr,
+              flush=True)
+    return TRANSPORT
+
+
+class _Headers:
+    """An answer's headers: .get() by name in any letter case, .items() (lower-case
+    names). Content-Type is libcurl's own reading (CURLINFO_CONTENT_TYPE), the one
+    header a 2xx answer is asked for; the rest are split out of the raw lines only if
+    asked for (an error answer, for botocore's parser)."""
+
+    __slots__ = ("_raw", "_content_type", "_parsed")
+
+    def __init__(self, raw: bytes, content_type: str | None):
+        self._raw = raw
+        self._content_type = content_type
+        self._parsed: dict[str, str] | None = None
+
+    def get(self, name: str, default=None):
+        if self._parsed is None and name.lower() == "content-type":
+            return default if self._content_type is None else self._content_type
+        return self._parse().get(name.lower(), default)
+
+    def items(self):
+        return self._parse().items()
+
+    def _parse(self) -> dict[str, str]:
+        """The last answer's header lines (after its status line: a 1xx answer before it
+        has its own), split at the first colon. libcurl did the framing; this only names
+        the values (a repeated name's values joined with ", ", as http.client joins them)."""
+        if self._parsed is None:
+            lines = self._raw.decode("latin-1").split("\r\n")
+            start = 0
+            for i, line in enumerate(lines):
+                if line.startswith("HTTP/"):
+                    start = i + 1
+            parsed: dict[str, str] = {}
+            for line in lines[start:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    key, value = name.strip().lower(), value.strip()
+                    parsed[key] = value if key not in parsed else f"{parsed[key]}, {value}"
+            self._parsed = parsed
+        return self._parsed
+
+
+# libcurl's error codes, grouped by the botocore exception http.client's failures map to.
+_CURLE_TIMEOUT = 28
+_CURLE_CONNECT = frozenset({5, 6, 7})  # could not resolve proxy / host, could not connect
+_CURLE_SSL = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
+_CURLE_PEER_FAILED_VERIFICATION = 60
+_POLL_EVENTS = {1: select.POLLIN | select.POLLPRI, 2: select.POLLOUT,
+                3: select.POLLIN | select.POLLPRI | select.POLLOUT}
+
+
+class _CurlTimeout(Exception):
+    """Our own deadline passed while libcurl was still at it."""
+
+
+class _CurlConnection:
+    """One kept-alive connection: a pycurl.Curl handle driven by a CurlMulti of its own.
+    The multi holds the connection between requests (its connection cache), so handle
+    and multi stay paired; request() waits on the connection's socket with poll,
+    never with select (CurlMulti.select), which cannot see a descriptor past 1024 and a
+    server process can hold more."""
+
+    __slots__ = ("easy", "multi", "sock", "_chunks", "_lines", "_poller", "_polled", "_want_fd", "_want",
+                 "_timer_at", "_https")
+
+    def __init__(self, pool: _CurlConnections):
+        easy = pycurl.Curl()
+        multi = pycurl.CurlMulti()
+        self.easy, self.multi = easy, multi
+        self.sock = -1  # the kept-alive connection's descriptor, read when a request ends; -1: none
+        self._chunks: list[bytes] = []
+        self._lines: list[bytes] = []
+        self._poller = select.poll()
+        self._polled = -1
+        self._want_fd, self._want = -1, 0
+        self._timer_at: float | None = None  # when libcurl wants socket_action(SOCKET_TIMEOUT) (monotonic)
+        self._https = pool._tls is not None
+        multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        multi.setopt(pycurl.M_MAXCONNECTS, 1)
+        setopt = easy.setopt
+        setopt(pycurl.NOSIGNAL, 1)  # server threads: no SIGALRM around name lookups
+        setopt(pycurl.PROXY, "")  # never a proxy from the environment: proxied endpoints go through botocore
+        setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(pool._connect_timeout_s * 1000)))
+        setopt(pycurl.TCP_NODELAY, 0)  # botocore's socket options decide (below)
+        setopt(pycurl.SOCKOPTFUNCTION, pool._apply_socket_options)
+        setopt(pycurl.WRITEFUNCTION, self._chunks.append)
+        setopt(pycurl.HEADERFUNCTION, self._lines.append)
+        setopt(pycurl.POST, 1)
+        tls = pool._tls
+        if tls is not None:
+            cafile, verify, cert, key = tls
+            setopt(pycurl.SSLVERSION, pycurl.SSLVERSION_TLSv1_2)  # urllib3's minimum, as botocore's context
+            if verify:
+                setopt(pycurl.CAINFO, cafile)
+                easy.unsetopt(pycurl.CAPATH)  # that bundle only, as botocore's context (no system directory)
+                setopt(pycurl.SSL_VERIFYPEER, 1)
+                setopt(pycurl.SSL_VERIFYHOST, 2)
+            else:
+                setopt(pycurl.SSL_VERIFYPEER, 0)
+                setopt(pycurl.SSL_VERIFYHOST, 0)
+            if cert:
+                setopt(pycurl.SSLCERT, cert)
+                if key:
+                    setopt(pycurl.SSLKEY, key)
+
+    def _on_socket(self, what: int, fd: int, _multi, _data) -> None:
+        if what == pycurl.POLL_REMOVE:
+            self._want_fd, self._want = -1, 0
+        else:
+            self._want_fd, self._want = fd, _POLL_EVENTS.get(what, 0)
+
+    def _on_timer(self, timeout_ms: int) -> None:
+        self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
+
+    def dropped(self) -> bool:
+        """As _Options.dropped: an idle kept-alive socket with something to read has been
+        closed by the server (or sent junk)."""
+        self._watch(self.sock, select.POLLIN)
+        return bool(self._poller.poll(0))
+
+    def _watch(self, fd: int, events: int) -> None:
+        if fd != self._polled:
+            if self._polled >= 0:
+                try:
+                    self._poller.unregister(self._polled)
+                except KeyError:
+                    pass
+            self._poller.register(fd, events)
+            self._polled = fd
+        else:
+            self._poller.modify(fd, events)
+
+    def close(self) -> None:
+        """Closes the connection (the multi's cache) and frees both handles."""
+        self.sock = -1
+        try:
+            self.multi.remove_handle(self.easy)
+        except pycurl.error:
+            pass
+        self.easy.close()
+        self.multi.close()
+
+    def _step(self, until: float) -> int:
+        """Waits (up to `until`, monotonic) for what libcurl asked for and lets it act:
+        the number of transfers still running."""
+        timer_at = self._timer_at
+        wait_ms = ((until if timer_at is None or until < timer_at else timer_at) - time.monotonic()) * 1000
+        fd = self._want_fd
+        if fd >= 0 and self._want:
+            self._watch(fd, self._want)
+            ready = self._poller.poll(max(0, int(wait_ms + 0.999)))
+            if ready:
+                revents = ready[0][1]
+                mask = ((pycurl.CSELECT_IN if revents & (select.POLLIN | select.POLLPRI | select.POLLHUP) else 0)
+                        | (pycurl.CSELECT_OUT if revents & select.POLLOUT else 0)
+                        | (pycurl.CSELECT_ERR if revents & (select.POLLERR | select.POLLNVAL) else 0))
+                return self.multi.socket_action(fd, mask)[1]
+        elif wait_ms > 0:
+            time.sleep(wait_ms / 1000)  # a name lookup on libcurl's resolver thread, or a timer
+        if time.monotonic() >= until:
+            raise _CurlTimeout()
+        self._timer_at = None
+        return self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
+
+    def request(self, url: str, body: bytes, header_lines: list[str], connect_s: float, read_s: float,
+                wait) -> tuple[int, _Headers, bytes]:
+        """Sends one request and reads its answer: (status, headers, body). Raises
+        pycurl.error (libcurl's own failure) or _CurlTimeout; wait: see LeanClient.send."""
+        easy, chunks, lines = self.easy, self._chunks, self._lines
+        easy.setopt(pycurl.URL, url)
+        easy.setopt(pycurl.HTTPHEADER, header_lines)
+        easy.setopt(pycurl.POSTFIELDS, body)
+        connecting = self.sock < 0
+        self._want_fd, self._want, self._timer_at = -1, 0, None
+        started = time.monotonic()
+        # A new connection: libcurl's connect timeout (TCP and TLS), then the read timeout
+        # from the moment it is up, as http.client's path times them.
+        until = started + read_s + (connect_s if connecting else 0)
+        try:
+            self.multi.add_handle(easy)
+            running = self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
+            if wait is not None:  # only ever on a kept-alive connection (_take)
+                while running and self._want & select.POLLOUT:  # the request is still going out
+                    running = self._step(until)
+                if running:  # the answer, or the rest of it, is yet to come
+                    budget_s = wait(self._want_fd if self._want_fd >= 0 else easy.getinfo(pycurl.ACTIVESOCKET))
+                    if budget_s is not None and time.monotonic() + budget_s < until:
+                        until = time.monotonic() + max(budget_s, 0.001)
+            while running:
+                if connecting:
+                    up_s = easy.getinfo(pycurl.APPCONNECT_TIME if self._https else pycurl.CONNECT_TIME)
+                    if up_s > 0:
+                        connecting = False
+                        until = started + up_s + read_s
+                running = self._step(until)
+            _, _, failed = self.multi.info_read()
+            if failed:
+                raise pycurl.error(failed[0][1], failed[0][2])
+            status = easy.getinfo(pycurl.RESPONSE_CODE)
+            headers = _Headers(b"".join(lines), easy.getinfo(pycurl.CONTENT_TYPE))
+            data = b"".join(chunks)
+            self.sock = easy.getinfo(pycurl.ACTIVESOCKET)  # -1 if libcurl closed it (Connection: close)
+            self.multi.remove_handle(easy)
+            return status, headers, data
+        except _CurlTimeout:
+            raise _CurlTimeout(not connecting) from None
+        finally:
+            chunks.clear()  # nothing of the answer stays with the connection
+            lines.clear()
+
+    def forget_body(self) -> None:
+        """pycurl hands libcurl a copy of the body (COPYPOSTFIELDS), kept until the next
+        request: a batch's body is not kept while the connection idles."""
+        self.easy.setopt(pycurl.POSTFIELDS, b"")
+
+
+class _CurlConnections:
+    """Kept-alive libcurl connections to one host, pooled as _Connections pools http.client's:
+    LIFO, at most max_idle idle, a dropped one noticed before reuse."""
+
+    def __init__(self, origin: str, *, connect_timeout_s: float, read_timeout_s: float, socket_options: list,
+                 max_idle: int, tls: tuple | None):
+        self._origin = origin
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._socket_options = socket_options
+        self._max_idle = max_idle
+        self._tls = tls
+        self._idle: collections.deque = collections.deque()
+        self._closed = False
+
+    def _apply_socket_options(self, fd: int, _purpose: int) -> int:
+        """botocore's socket options (TCP_NODELAY, SO_KEEPALIVE when tcp_keepalive) on a
+        new connection's socket, exactly as its HTTP session sets them."""
+        sock = socket.socket(fileno=fd)
+        try:
+            for option in self._socket_options:
+                sock.setsockopt(*option)
+        finally:
+            sock.detach()
+        return 0  # CURL_SOCKOPT_OK
+
+    def has_idle(self) -> bool:
+        return bool(self._idle)
+
+    def _take(self, idle_only: bool) -> _CurlConnection:
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                if idle_only:
+                    raise NoIdleConnection() from None
+                return _CurlConnection(self)
+            if conn.sock < 0:
+                if not idle_only:
+                    return conn
+            elif not conn.dropped():
+                return conn
+            conn.close()  # closed by the server while idle (keep-alive timeout)
+
+    def _give(self, conn: _CurlConnection) -> None:
+        if self._closed or len(self._idle) >= self._max_idle:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                break
+
+    def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, _Headers, bytes]:
+        """(status, headers, body); raises botocore's HTTP exceptions as _Connections.post does."""
+        conn = self._take(idle_only=wait is not None)
+        # "Name;" is libcurl's spelling of a header with an empty value ("Name:" removes one).
+        lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers]
+        present = {name.lower() for name, _ in headers}
+        # libcurl's own defaults that http.client does not send: none of them is wanted.
+        lines.append("Expect:")
+        if "accept" not in present:
+            lines.append("Accept:")
+        if "content-type" not in present:
+            lines.append("Content-Type:")
+        try:
+            answer = conn.request(self._origin + path, body, lines, self._connect_timeout_s, self._read_timeout_s,
+                                  wait)
+        except _CurlTimeout as exc:
+            connected = exc.args[0]
+            conn.close()
+            if connected:
+                raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=TimeoutError("timed out")) from None
+            raise botocore.exceptions.ConnectTimeoutError(endpoint_url=url, error=TimeoutError("timed out")) from None
+        except pycurl.error as exc:
+            conn.close()
+            raise _botocore_error(exc, url) from None
+        except TimeoutError as exc:  # from wait, as http.client's path maps it
+            conn.close()
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc) from None
+        except OSError as exc:
+            conn.close()
+            raise botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=exc) from None
+        except BaseException:
+            conn.close()  # a wait that gave up (a KILL): its answer may still come
+            raise
+        if len(body) > ONE_WRITE_MAX_BYTES:
+            conn.forget_body()
+        self._give(conn)
+        return answer
+
+
+def _botocore_error(exc, url: str) -> Exception:
+    """The botocore exception http.client's failure would have become (see _Connections.post)."""
+    code, message = exc.args[0], exc.args[1] if len(exc.args) > 1 else ""
+    error = OSError(code, f"libcurl: {message}")
+    if code == _CURLE_TIMEOUT:
+        if "onnect" in message:  # "Connection timed out after N milliseconds" / "Failed to connect"
+            return botocore.exceptions.ConnectTimeoutError(endpoint_url=url, error=error)
+        return botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=error)
+    if code in _CURLE_CONNECT:
+        return botocore.exceptions.EndpointConnectionError(endpoint_url=url, error=error)
+    if code in _CURLE_SSL:
+        if code == _CURLE_PEER_FAILED_VERIFICATION:  # OpenSSL's own words, as ssl.SSLError says them
+            error = OSError(code, f"certificate verify failed (libcurl: {message})")
+        return botocore.exceptions.SSLError(endpoint_url=url, error=error)
+    return botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=error)
