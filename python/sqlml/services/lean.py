@@ -15,7 +15,9 @@ boto3 client built for the service:
   has parameters the ruleset reads, so the answer cannot change per call;
 - the credentials object botocore would sign with (for a role, its
   RefreshableCredentials): frozen once per call, so botocore still refreshes them;
-- signing with botocore.auth.SigV4Auth on a botocore.awsrequest.AWSRequest;
+- signing: SigV4 as botocore.auth.SigV4Auth signs a botocore.awsrequest.AWSRequest,
+  computed by awscrt's signer (AWS's common runtime, in C) where awscrt can be imported;
+  tests/test_lean_client.py checks that both give the same headers (_crt_sign);
 - botocore's HTTP settings: connect and read timeouts, pool size, socket options
   (TCP keep-alive), CA bundle, client certificate. Requests to an endpoint that goes
   through a proxy are sent by botocore's own HTTP session instead;
