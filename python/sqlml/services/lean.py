@@ -313,32 +313,29 @@ def _curl_tls(session) -> tuple[str | None, bool, str | None, str | None]:
     return cafile, verify, session._cert_file, session._key_file
 
 
-class _Connections:
-    """Kept-alive connections to one host. LIFO, so the warmest is reused; at most
-    max_idle are kept, more are opened under load and closed on return (as urllib3's
-    non-blocking pool does)."""
+class _Pool:
+    """Kept-alive connections to one host, of either transport. LIFO, so the warmest is
+    reused; at most max_idle are kept, more are opened under load and closed on return
+    (as urllib3's non-blocking pool does); a dropped one is noticed before reuse. A
+    connection says whether it is open (is_open) and was dropped while idle (dropped)."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout_s: float, read_timeout_s: float,
-                 socket_options: list, max_idle: int, ssl_context: ssl.SSLContext | None):
-        self._host, self._port = host, port
+    def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, socket_options: list, max_idle: int):
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._socket_options = socket_options
         self._max_idle = max_idle
-        self._ssl_context = ssl_context
         self._idle: collections.deque = collections.deque()  # append/pop are atomic
         self._closed = False
 
-    def _new(self) -> http.client.HTTPConnection:
-        if self._ssl_context is not None:
-            return _HTTPSConnection(self._host, self._port, timeout=self._connect_timeout_s,
-                                    context=self._ssl_context, options=self)
-        return _HTTPConnection(self._host, self._port, timeout=self._connect_timeout_s, options=self)
+    def _new(self):
+        raise NotImplementedError
 
     def has_idle(self) -> bool:
         return bool(self._idle)
 
-    def _take(self, idle_only: bool = False) -> http.client.HTTPConnection:
+    def _take(self, idle_only: bool = False):
+        """The warmest idle connection, or a new one (unopened) unless idle_only, where
+        only an open one will do (NoIdleConnection)."""
         while True:
             try:
                 conn = self._idle.pop()
@@ -346,14 +343,14 @@ class _Connections:
                 if idle_only:
                     raise NoIdleConnection() from None
                 return self._new()
-            if conn.sock is None and idle_only:
-                conn.close()
-                continue
-            if conn.sock is None or not conn.dropped():
+            if not conn.is_open():
+                if not idle_only:
+                    return conn
+            elif not conn.dropped():
                 return conn
-            conn.close()  # closed by the server while idle (keep-alive timeout)
+            conn.close()  # closed by the server while idle (keep-alive timeout), or unopened
 
-    def _give(self, conn: http.client.HTTPConnection) -> None:
+    def _give(self, conn) -> None:
         if self._closed or len(self._idle) >= self._max_idle:
             conn.close()
         else:
@@ -366,6 +363,21 @@ class _Connections:
                 self._idle.pop().close()
             except IndexError:
                 break
+
+
+class _Connections(_Pool):
+    """The pool of http.client connections."""
+
+    def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None, **options):
+        super().__init__(**options)
+        self._host, self._port = host, port
+        self._ssl_context = ssl_context
+
+    def _new(self) -> http.client.HTTPConnection:
+        if self._ssl_context is not None:
+            return _HTTPSConnection(self._host, self._port, timeout=self._connect_timeout_s,
+                                    context=self._ssl_context, options=self)
+        return _HTTPConnection(self._host, self._port, timeout=self._connect_timeout_s, options=self)
 
     def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, http.client.HTTPMessage, bytes]:
         """(status, headers, body); raises botocore's HTTP exceptions, as URLLib3Session.send
@@ -458,6 +470,9 @@ class _Options:
         # not one per request.
         self._poller = select.poll()
         self._poller.register(self.sock, select.POLLIN)
+
+    def is_open(self) -> bool:
+        return self.sock is not None
 
     def dropped(self) -> bool:
         """An idle keep-alive socket with something to read has been closed by the server
@@ -642,6 +657,9 @@ class _CurlConnection:
     def _on_timer(self, timeout_ms: int) -> None:
         self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
 
+    def is_open(self) -> bool:
+        return self.sock >= 0
+
     def dropped(self) -> bool:
         """As _Options.dropped: an idle kept-alive socket with something to read has been
         closed by the server (or sent junk)."""
@@ -744,20 +762,16 @@ class _CurlConnection:
         self.easy.setopt(pycurl.POSTFIELDS, b"")
 
 
-class _CurlConnections:
-    """Kept-alive libcurl connections to one host, pooled as _Connections pools http.client's:
-    LIFO, at most max_idle idle, a dropped one noticed before reuse."""
+class _CurlConnections(_Pool):
+    """The pool of libcurl connections."""
 
-    def __init__(self, origin: str, *, connect_timeout_s: float, read_timeout_s: float, socket_options: list,
-                 max_idle: int, tls: tuple | None):
+    def __init__(self, origin: str, *, tls: tuple | None, **options):
+        super().__init__(**options)
         self._origin = origin
-        self._connect_timeout_s = connect_timeout_s
-        self._read_timeout_s = read_timeout_s
-        self._socket_options = socket_options
-        self._max_idle = max_idle
         self._tls = tls
-        self._idle: collections.deque = collections.deque()
-        self._closed = False
+
+    def _new(self) -> _CurlConnection:
+        return _CurlConnection(self)
 
     def _apply_socket_options(self, fd: int, _purpose: int) -> int:
         """botocore's socket options (TCP_NODELAY, SO_KEEPALIVE when tcp_keepalive) on a
@@ -769,38 +783,6 @@ class _CurlConnections:
         finally:
             sock.detach()
         return 0  # CURL_SOCKOPT_OK
-
-    def has_idle(self) -> bool:
-        return bool(self._idle)
-
-    def _take(self, idle_only: bool) -> _CurlConnection:
-        while True:
-            try:
-                conn = self._idle.pop()
-            except IndexError:
-                if idle_only:
-                    raise NoIdleConnection() from None
-                return _CurlConnection(self)
-            if conn.sock < 0:
-                if not idle_only:
-                    return conn
-            elif not conn.dropped():
-                return conn
-            conn.close()  # closed by the server while idle (keep-alive timeout)
-
-    def _give(self, conn: _CurlConnection) -> None:
-        if self._closed or len(self._idle) >= self._max_idle:
-            conn.close()
-        else:
-            self._idle.append(conn)
-
-    def close(self) -> None:
-        self._closed = True
-        while self._idle:
-            try:
-                self._idle.pop().close()
-            except IndexError:
-                break
 
     def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, _Headers, bytes]:
         """(status, headers, body); raises botocore's HTTP exceptions as _Connections.post does."""
