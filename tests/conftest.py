@@ -212,3 +212,13 @@ def fake(db):
     db.scalar("SELECT sqlml_cache_clear()")
     yield db.fake
     db.fake.reset()
+
+
+@pytest.fixture
+def reset_variables(db):
+    """Every sqlml system variable back to its default after the test (sqlml_rewrite OFF,
+    as the suite runs it)."""
+    yield
+    with db.connect() as conn, conn.cursor() as cur:
+        for name in config.SYSTEM_VARIABLES:
+            cur.execute(f"SET GLOBAL {name} = {'OFF' if name == 'sqlml_rewrite' else 'DEFAULT'}")

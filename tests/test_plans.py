@@ -12,7 +12,6 @@ import types
 import pymysql
 import pytest
 
-from sqlml import config
 from sqlml.crossing import Prepared
 from sqlml.engine.plans import MAX_KEY_BYTES, PlanCache
 from tests.test_access import PASSWORD, connect_as, denied, user  # noqa: F401 (the user fixture)
@@ -22,14 +21,6 @@ REUSE = "Sqlml_prepare_reuse_cnt"
 
 def status(db, name: str) -> int:
     return int(db.query(f"SHOW GLOBAL STATUS LIKE '{name}'")[0][1])
-
-
-@pytest.fixture
-def reset_variables(db):
-    yield
-    with db.connect() as conn, conn.cursor() as cur:
-        for name in config.SYSTEM_VARIABLES:
-            cur.execute(f"SET GLOBAL {name} = {'OFF' if name == 'sqlml_rewrite' else 'DEFAULT'}")
 
 
 def test_a_repeated_statement_reuses_its_plan_and_other_constants_do_not(db, fake):

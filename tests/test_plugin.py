@@ -273,14 +273,6 @@ def test_the_generator_refuses_what_c_cannot_say():
         gen.variables_header([types.SimpleNamespace(**{**vars(row), "comment": "", "name": "bad-name"})], ["sqlml"])
 
 
-@pytest.fixture
-def reset_variables(db):
-    yield
-    with db.connect() as conn, conn.cursor() as cur:
-        for name in config.SYSTEM_VARIABLES:
-            cur.execute(f"SET GLOBAL {name} = {'OFF' if name == 'sqlml_rewrite' else 'DEFAULT'}")
-
-
 def test_set_global_reaches_the_engine_at_the_next_statement(db, fake, reset_variables):
     with db.connect() as conn, conn.cursor() as cur:
         assert db.status()["settings"]["on_error"] == "error"
