@@ -72,12 +72,19 @@ class WarmAggregate:
         """add_keys() for rows of one target, given by their payloads (None: a row not
         batched). While every row so far was sent, no key tuple is made per row."""
         unanswered = self.engine.cache.unanswered_payloads(service, name, payloads)
-        if payloads and not self.rows and (self.run_name is None or self.run_name == name) and all(unanswered):
-            self.run_name = name
-            self.run_n += len(payloads)
+        if payloads and all(unanswered) and self._join_run(name, len(payloads)):
             send(name, payloads)
             return
         self.add_keys([None if p is None else (service, name, p) for p in payloads], send, unanswered)
+
+    def _join_run(self, name: str, n: int) -> bool:
+        """Whether n more rows, all sent to name, join the run of rows all sent to one name
+        (self.run_name, self.run_n): only while no row so far was otherwise."""
+        if self.rows or (self.run_name is not None and name != self.run_name):
+            return False
+        self.run_name = name
+        self.run_n += n
+        return True
 
     def add_keys(self, keys: list, send: Callable[[str, list], None], unanswered: list[bool] | None = None) -> None:
         """add_rows' common part: the rows' cache keys; those without a fresh answer
@@ -85,12 +92,8 @@ class WarmAggregate:
         if unanswered is None:
             unanswered = self.engine.cache.unanswered(keys)
         rows = [key[1] if was_sent else key for key, was_sent in zip(keys, unanswered, strict=True)]
-        if rows and not self.rows and all(unanswered):
-            name = rows[0]
-            if (self.run_name is None or name == self.run_name) and rows.count(name) == len(rows):
-                self.run_name = name
-                self.run_n += len(rows)
-                rows = []
+        if rows and all(unanswered) and rows.count(rows[0]) == len(rows) and self._join_run(rows[0], len(rows)):
+            rows = []
         if rows and self.run_n:  # the run ends: its rows become entries again
             self.rows = [self.run_name] * self.run_n
             self.run_name, self.run_n = None, 0
