@@ -67,6 +67,27 @@ def test_answers_given_back_during_the_scan_and_rows_cached_before_each_keep_the
     assert memo_hits(db) - before == sum(1 for _, v, _ in rows if v is not None)
 
 
+def test_rows_read_in_another_order_than_the_warm_up_and_repeated_keys_each_find_their_own_answer(db, fake):
+    # The memo finds a row read in the warm-up's order without a probe (its read cursor);
+    # here the warm-up scans by id while the reads come by the index on n (a shuffled
+    # order), every key is repeated, and two readers of the same target share the memo.
+    # A cursor that trusted its position over the key would give a row another's answer.
+    rows = [(i, None, (i * 7919 % 600) * 0.5, (i * 104729) % 5003) for i in range(5000)]
+    make_table(db, rows)
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE INDEX by_n ON memo_items (n)")
+    db.query("SELECT sqlml_cache_clear()")
+    before = memo_hits(db)
+    got = db.query("SELECT id, v, aws_sagemaker_invoke_endpoint_real('echo-order', 'REAL', 500, v), "
+                   "aws_sagemaker_invoke_endpoint_real('echo-order', 'REAL', 500, v + 0) FROM memo_items "
+                   "FORCE INDEX (by_n) WHERE n >= 0 AND (SELECT sqlml_warm_sagemaker('echo-order', 500, v) "
+                   "FROM memo_items IGNORE INDEX (by_n)) >= 0")
+    assert len(got) == 5000
+    assert [r[0] for r in got] != sorted(r[0] for r in got)  # the reads really came in another order
+    assert all(first == v and second == v for _, v, first, second in got)
+    assert memo_hits(db) - before == 2 * 5000
+
+
 def test_long_keys_and_long_text_answers_each_stay_with_their_own_row(db, fake):
     # Keys past the entry's 12 bytes and answers past its 8 live in the memo's arena,
     # behind their length: texts around those bounds and past 255 bytes as the second
