@@ -22,7 +22,7 @@
  * precedes the bytes, so that the entry keeps one byte for a length. The sizes and the
  * order of the fields keep an entry at 32 bytes: every 8 bytes more is 8 MB more per
  * million rows of a statement. */
-#define KEY_INLINE 12
+#define KEY_INLINE MEMO_KEY_INLINE
 #define TEXT_INLINE 8
 #define IN_ARENA 255 /* key_len / text_len: the bytes are in the arena */
 
@@ -365,9 +365,20 @@ static long long arena_put(memo *m, const char *p, size_t len)
   return (long long)(m->arena_len - n);
 }
 
-long memo_reserve(memo *m, const char *key, size_t len)
+uint64_t memo_hash(const char *key, size_t len) { return hash_bytes(key, len); }
+
+void memo_prefetch(const memo *m, uint64_t hash)
 {
-  uint64_t hash = hash_bytes(key, len);
+  if (m->n_slots)
+    __builtin_prefetch(&m->slots[home(m, hash)]);
+}
+
+long long memo_room(const memo *m) { return m->max_entries - (long long)m->n_entries; }
+
+long memo_reserve(memo *m, const char *key, size_t len) { return memo_reserve_hashed(m, hash_bytes(key, len), key, len); }
+
+long memo_reserve_hashed(memo *m, uint64_t hash, const char *key, size_t len)
+{
   if (m->n_slots && *slot_of(m, hash, key, len))
     return -1;
   if ((long long)m->n_entries >= m->max_entries || m->n_entries >= UINT32_MAX - 1)

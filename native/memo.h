@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sqlml_constants.h" /* MEMO_*: what a reading function takes from an answer */
 
@@ -67,6 +68,18 @@ size_t memo_key(const UDF_ARGS *args, unsigned first, unsigned count, char **buf
 /* Reserves an entry for key. >= 0: a new entry's index (its answer comes later);
  * -1: the key is already there; -2: the memo is full (spec's bounds) or out of memory. */
 long memo_reserve(memo *m, const char *key, size_t len);
+/* Keys up to this many bytes are kept in their entry (memo.c), never in the arena: the
+ * spec's byte bound cannot refuse them. */
+#define MEMO_KEY_INLINE 12
+
+/* For a caller that holds keys a few rows before reserving them (a warm-up): a key's
+ * hash, a hint to fetch the slot it would probe first (a cache miss, in a table of a
+ * million keys, otherwise paid when it is reserved), memo_reserve with the hash given,
+ * and how many more entries the spec's bounds let it reserve. */
+uint64_t memo_hash(const char *key, size_t len);
+void memo_prefetch(const memo *m, uint64_t hash);
+long memo_reserve_hashed(memo *m, uint64_t hash, const char *key, size_t len);
+long long memo_room(const memo *m);
 /* Records entry's answer (text may be NULL). Returns false when out of memory. */
 bool memo_set(memo *m, long entry, const char *text, size_t text_len, bool has_num, double num);
 /* The answer recorded for key, or false if there is none (yet) or sqlml_cache_clear()

@@ -37,6 +37,13 @@
 
 /* RESULT_* (the result kinds, Item_result numbering) come from sqlml_constants.h. */
 
+/* A warm-up reserves a row's key this many rows later, so that fetching the memo slot
+ * it probes overlaps the server's work on the rows between. Only keys the memo keeps
+ * inline (a number's is 9 bytes) are held: nothing but memory can then refuse them;
+ * longer ones are reserved at once. */
+#define WARM_AHEAD 8
+#define WARM_AHEAD_KEY MEMO_KEY_INLINE
+
 /* Per-statement state on initid->ptr. Owns `call` (a strong reference) and `buf`
  * (malloc'ed storage for results longer than the server's 255-byte buffer). */
 typedef struct sqlml_call {
@@ -60,6 +67,15 @@ typedef struct sqlml_call {
   uint32_t *rows; /* memo entry numbers: a memo holds fewer than 2**32 entries */
   size_t n_rows, rows_cap, n_flushed, n_recorded;
   bool memo_full;
+  /* Warm-ups: the last few rows' keys, reserved WARM_AHEAD rows later (warm_add), their
+   * slots fetched meanwhile; a ring of ahead_n from ahead_head. Its own, not the memo's:
+   * two warm-ups of one target in a statement share the memo. */
+  struct ahead {
+    uint64_t hash;
+    size_t len;
+    char key[WARM_AHEAD_KEY];
+  } ahead[WARM_AHEAD];
+  unsigned ahead_head, ahead_n;
   /* Warm-ups: this group's result was given (window use if anything but clear follows),
    * and the window refusal was raised already (raised once per statement). */
   bool resulted;
@@ -561,9 +577,59 @@ static bool warm_flush(sqlml_call *state, char *error)
   return ok;
 }
 
-/* A warm-up's row: reserved in the memo if new (a key seen before costs nothing more),
- * handed to Python with WARM_CHUNK others. Without a memo lane, or once the memo is full,
- * the row goes to call.add, one Python call per row. */
+/* A reserved row's outcome (memo_reserve's entry): a new entry joins the rows handed to
+ * Python WARM_CHUNK at a time; a key seen before costs nothing more. Returns false when
+ * the memo is full (bounds or memory), which it then stays for the statement. */
+static bool warm_take(sqlml_call *state, long entry, char *error)
+{
+  if (entry == -1)
+    return true;
+  if (entry >= 0 && state->n_rows == state->rows_cap) {
+    size_t cap = state->rows_cap ? state->rows_cap * 2 : WARM_CHUNK;
+    uint32_t *grown = realloc(state->rows, cap * sizeof *grown);
+    if (grown) {
+      state->rows = grown;
+      state->rows_cap = cap;
+    } else {
+      entry = -2; /* reserved, never answered: its reader asks Python */
+    }
+  }
+  if (entry < 0) {
+    state->memo_full = true;
+    return false;
+  }
+  state->rows[state->n_rows++] = (uint32_t)entry;
+  if (state->n_rows - state->n_flushed >= WARM_CHUNK) {
+    pyhost_enter();
+    warm_flush(state, error);
+    pyhost_leave();
+  }
+  return true;
+}
+
+/* Reserves the oldest key held ahead. A key the memo has no room for (only when memory
+ * is short: warm_add holds none past the spec's bounds) is not warmed: its row's reader
+ * asks Python, as for any row the memo lacks. */
+static void warm_reserve_oldest(sqlml_call *state, char *error)
+{
+  struct ahead *a = &state->ahead[state->ahead_head];
+  state->ahead_head = (state->ahead_head + 1) % WARM_AHEAD;
+  state->ahead_n--;
+  if (!state->memo_full)
+    warm_take(state, memo_reserve_hashed(state->memo, a->hash, a->key, a->len), error);
+}
+
+/* Reserves every key held ahead, in their rows' order. */
+static void warm_drain(sqlml_call *state, char *error)
+{
+  while (state->ahead_n && !*error)
+    warm_reserve_oldest(state, error);
+  state->ahead_n = 0;
+}
+
+/* A warm-up's row: its key held WARM_AHEAD rows (its memo slot fetched meanwhile), then
+ * reserved if new (warm_take). Without a memo lane, or once the memo is full, the row
+ * goes to call.add, one Python call per row. */
 static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
 {
   if (state->has_spec && !state->memo_full) {
@@ -573,29 +639,24 @@ static void warm_add(sqlml_call *state, UDF_ARGS *args, char *error)
     if (!state->memo)
       state->memo = memo_open(&state->spec);
     size_t len = state->memo ? memo_key(args, state->spec.first, state->spec.count, &state->key, &state->key_cap) : 0;
-    long entry = len ? memo_reserve(state->memo, state->key, len) : -2;
-    if (entry == -1)
-      return;
-    if (entry >= 0 && state->n_rows == state->rows_cap) {
-      size_t cap = state->rows_cap ? state->rows_cap * 2 : WARM_CHUNK;
-      uint32_t *grown = realloc(state->rows, cap * sizeof *grown);
-      if (grown) {
-        state->rows = grown;
-        state->rows_cap = cap;
-      } else {
-        entry = -2; /* reserved, never answered: its reader asks Python */
+    if (len && len <= WARM_AHEAD_KEY && memo_room(state->memo) > (long long)state->ahead_n) {
+      if (state->ahead_n == WARM_AHEAD)
+        warm_reserve_oldest(state, error);
+      if (!state->memo_full && !*error) {
+        struct ahead *a = &state->ahead[(state->ahead_head + state->ahead_n++) % WARM_AHEAD];
+        a->hash = memo_hash(state->key, len);
+        a->len = len;
+        memcpy(a->key, state->key, len);
+        memo_prefetch(state->memo, a->hash);
+        return;
       }
     }
-    if (entry >= 0) {
-      state->rows[state->n_rows++] = (uint32_t)entry;
-      if (state->n_rows - state->n_flushed >= WARM_CHUNK) {
-        pyhost_enter();
-        warm_flush(state, error);
-        pyhost_leave();
-      }
+    /* Held keys first, so that rows keep their order. */
+    warm_drain(state, error);
+    if (*error)
       return;
-    }
-    state->memo_full = true;
+    if (!state->memo_full && warm_take(state, len ? memo_reserve(state->memo, state->key, len) : -2, error))
+      return;
   }
   call_step(state->add, args, error);
 }
@@ -728,6 +789,9 @@ static long long warm_result(UDF_INIT *initid, char *is_null, char *error)
   if (!state->has_spec || !state->memo)
     return call_int(initid, NULL, is_null, error);
   long long value = 0;
+  warm_drain(state, error);
+  if (*error)
+    return 0;
   pyhost_enter();
   if (warm_flush(state, error)) {
     PyObject *r = call_with(state->call, NULL, error);
@@ -746,6 +810,7 @@ static void aggregate_clear(sqlml_call *state, char *error)
   /* Handed over and recorded at the last result; the lines likewise, or the group ended
    * without a result. */
   state->n_rows = state->n_flushed = state->n_recorded = 0;
+  state->ahead_n = 0; /* never reserved: their readers ask Python */
   lines_reset(&state->lines);
   state->room = 0;
   state->resulted = false;
