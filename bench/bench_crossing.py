@@ -30,7 +30,7 @@ def make_table(cur) -> None:
         cur.execute(f"INSERT INTO bench.n1m SELECT a.n * 1000 + b.n FROM {k1} a, {k1} b")
 
 
-def run(kinds=("mariadb", "mysql")) -> dict:
+def run(kinds=("mariadb", "mariadb118", "mysql")) -> dict:
     results, rows = {}, []
     for kind in kinds:
         try:
