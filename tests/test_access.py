@@ -32,6 +32,15 @@ def connect_as(db, name):
     return db.connect(user=name, password=PASSWORD)
 
 
+def direct_sagemaker_grant(db, user, revoke=False):
+    """GRANTs (or REVOKEs) what AWS_SAGEMAKER_ACCESS carries, directly: MySQL's dynamic
+    privilege, MariaDB's EXECUTE on the marker procedure."""
+    what = ("SQLML_SAGEMAKER_INVOKE ON *.*" if db.kind == "mysql"
+            else "EXECUTE ON PROCEDURE sqlml.sagemaker_invoke")
+    with db.connect() as admin, admin.cursor() as cur:
+        cur.execute(f"REVOKE {what} FROM '{user}'@'%'" if revoke else f"GRANT {what} TO '{user}'@'%'")
+
+
 def denied(db, conn, sql):
     """The error of a refused call; asserts it is an access-denied error."""
     with pytest.raises(pymysql.MySQLError) as err:
@@ -111,11 +120,7 @@ def test_mysql_activate_all_roles_on_login(db, fake, user):
 
 def test_direct_privilege_grant_works_too(db, fake, user):
     """What the role carries, granted directly (documented for automation)."""
-    with db.connect() as admin, admin.cursor() as cur:
-        if db.kind == "mysql":
-            cur.execute(f"GRANT SQLML_SAGEMAKER_INVOKE ON *.* TO '{user}'@'%'")
-        else:
-            cur.execute(f"GRANT EXECUTE ON PROCEDURE sqlml.sagemaker_invoke TO '{user}'@'%'")
+    direct_sagemaker_grant(db, user)
     with connect_as(db, user) as conn:
         assert db.query(INVOKE, conn=conn) == [(42.0,)]
         denied(db, conn, SENTIMENT)

@@ -14,7 +14,7 @@ import pytest
 
 from sqlml.crossing import Prepared
 from sqlml.engine.plans import MAX_KEY_BYTES, PlanCache
-from tests.test_access import PASSWORD, connect_as, denied, user  # noqa: F401 (the user fixture)
+from tests.test_access import PASSWORD, connect_as, denied, direct_sagemaker_grant, user  # noqa: F401 (the user fixture)
 
 REUSE = "Sqlml_prepare_reuse_cnt"
 
@@ -99,17 +99,10 @@ def test_a_kept_plan_never_carries_a_grant_to_the_next_statement(db, fake, user)
     # A direct grant, revoked from another connection: refused at the very next statement.
     with db.connect() as admin, admin.cursor() as cur:
         cur.execute(f"REVOKE AWS_SAGEMAKER_ACCESS FROM '{user}'@'%'")
-        if db.kind == "mysql":
-            cur.execute(f"GRANT SQLML_SAGEMAKER_INVOKE ON *.* TO '{user}'@'%'")
-        else:
-            cur.execute(f"GRANT EXECUTE ON PROCEDURE sqlml.sagemaker_invoke TO '{user}'@'%'")
+    direct_sagemaker_grant(db, user)
     with connect_as(db, user) as conn:
         assert db.query(INVOKE, conn=conn) == [(42.0,)]
-        with db.connect() as admin, admin.cursor() as cur:
-            if db.kind == "mysql":
-                cur.execute(f"REVOKE SQLML_SAGEMAKER_INVOKE ON *.* FROM '{user}'@'%'")
-            else:
-                cur.execute(f"REVOKE EXECUTE ON PROCEDURE sqlml.sagemaker_invoke FROM '{user}'@'%'")
+        direct_sagemaker_grant(db, user, revoke=True)
         denied(db, conn, INVOKE)
         # SQL SECURITY DEFINER: the same kept call runs with the definer's rights, and
         # straight after, the caller's own call is refused again.
