@@ -64,11 +64,10 @@ struct memo {
   struct entry *entries;
   size_t n_entries, entries_cap;
   slot *slots;
-  size_t n_slots;     /* a power of two, 2^slot_bits */
-  unsigned slot_bits;
-  size_t cursor;      /* memo_get: the entry after the newest one found (rows are read in
-                         the order the warm-up reserved them, as a rescan of the same table
-                         reads them: each is then found without a probe) */
+  size_t n_slots; /* a power of two */
+  /* memo_get: the entry after the newest one found (rows read in the order the warm-up
+   * reserved them, as a rescan of the same table reads them, are found without a probe) */
+  size_t cursor;
   char *arena;
   size_t arena_len, arena_cap;
   long long max_entries, max_bytes;
@@ -293,7 +292,14 @@ static uint64_t hash_bytes(const char *p, size_t n)
 
 static size_t home(const memo *m, slot tag_or_slot)
 {
-  return (size_t)((tag_or_slot >> 32) >> (SLOT_BITS_MAX - m->slot_bits));
+  return (size_t)((tag_or_slot >> 32) >> (SLOT_BITS_MAX - __builtin_ctzll(m->n_slots)));
+}
+
+static bool has_key(const memo *m, const struct entry *e, const char *key, size_t len)
+{
+  size_t n;
+  const char *bytes = key_bytes(m, e, &n);
+  return n == len && memcmp(bytes, key, len) == 0;
 }
 
 /* The slot holding key, or the empty slot where it would go. */
@@ -307,20 +313,16 @@ static slot *slot_of(memo *m, uint64_t hash, const char *key, size_t len)
       return s;
     if ((*s & 0xffffffff00000000ULL) != tag)
       continue;
-    const struct entry *e = &m->entries[(uint32_t)*s - 1];
-    size_t n;
-    const char *bytes = key_bytes(m, e, &n);
-    if (n == len && memcmp(bytes, key, len) == 0)
+    if (has_key(m, &m->entries[(uint32_t)*s - 1], key, len))
       return s;
   }
 }
 
 static bool grow_slots(memo *m)
 {
-  unsigned bits = m->n_slots ? m->slot_bits + 1 : 10;
-  if (bits > SLOT_BITS_MAX)
+  size_t n = m->n_slots ? m->n_slots * 2 : 1024, mask = n - 1;
+  if (n > (size_t)1 << SLOT_BITS_MAX)
     return false;
-  size_t n = (size_t)1 << bits, mask = n - 1;
   slot *slots = calloc(n, sizeof *slots);
   if (!slots)
     return false;
@@ -328,7 +330,6 @@ static bool grow_slots(memo *m)
   size_t n_old = m->n_slots;
   m->slots = slots;
   m->n_slots = n;
-  m->slot_bits = bits;
   for (size_t i = 0; i < n_old; i++) {
     if (!old[i])
       continue;
@@ -437,15 +438,8 @@ bool memo_get(memo *m, const char *key, size_t len, struct memo_answer *out)
   if (!m->n_slots || m->epoch != __atomic_load_n(&epoch, __ATOMIC_ACQUIRE))
     return false;
   const struct entry *e = NULL;
-  if (m->cursor < m->n_entries) {
-    const struct entry *next = &m->entries[m->cursor];
-    size_t n;
-    const char *bytes = key_bytes(m, next, &n);
-    if (n == len && memcmp(bytes, key, len) == 0) {
-      e = next;
-      m->cursor++;
-    }
-  }
+  if (m->cursor < m->n_entries && has_key(m, &m->entries[m->cursor], key, len))
+    e = &m->entries[m->cursor++];
   if (!e) {
     slot s = *slot_of(m, hash_bytes(key, len), key, len);
     if (!s)
