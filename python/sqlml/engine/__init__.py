@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from typing import Callable
 
 from .. import config, host
 from ..config import Settings
@@ -44,6 +45,9 @@ class Engine:
         self.counters = Counters()
         self.clients = Clients(self.settings)
         self.dispatcher = Dispatcher(self.settings, self.counters)
+        self._count_logical_request = self.counters.incrementer("logical_request_cnt")
+        self._count_logical_response = self.counters.incrementer("logical_response_cnt")
+        self._count_single_request = self.counters.incrementer("single_request_cnt")
         self.cache = ResultCache(1, 1, 1.0)
         self._configure_cache(self.settings)
         self._coalescers: dict[tuple[str, str], Coalescer] = {}
@@ -157,7 +161,7 @@ class Engine:
 
     def _count_batch(self, rows: int) -> None:
         if rows == 1:
-            self.counters.add("single_request_cnt")
+            self._count_single_request()
         else:
             self.counters.add("batched_row_cnt", rows)
 
@@ -196,44 +200,38 @@ class Engine:
                     c = self._coalescers[target] = Coalescer(send, self.dispatcher.spawn)
         return c
 
-    def _answer(self, key: tuple, target: tuple[str, str], payload: str, max_batch_size: int, where: str):
+    def _answer(self, key: tuple, target: tuple[str, str], payload: str, max_batch_size: int, where: str,
+                request_one: Callable):
         """The answer for a row whose caller found none in the cache (functions/ look it up
         and count their hits in bulk): a second lookup here would only cost a lock and a
-        key per request."""
-        self.counters.add("logical_request_cnt")
+        key per request. request_one(client, payload, wait) sends it alone."""
+        self._count_logical_request()
         failed = self.statement_failure(target)
         if failed is not None:
             raise failed
         deadline = self.dispatcher.deadline()
         try:
-            value = self._send_alone(key, target, payload, deadline, where)
+            value = self._send_alone(key, target, payload, deadline, where, request_one)
         except NotSent:
             value = self._send_shared(target, payload, max_batch_size, deadline, where)
-        self.counters.add("logical_response_cnt")
+        self._count_logical_response()
         return value
 
-    def _send_alone(self, key: tuple, target: tuple[str, str], payload: str, deadline: float, where: str):
+    def _send_alone(self, key: tuple, target: tuple[str, str], payload: str, deadline: float, where: str,
+                    request_one: Callable):
         """A call no other connection's could share a request with (its coalescer idle and
         no other caller recent, or coalescing off) is sent from this thread over a
         kept-alive connection (dispatch.attempt_inline); NotSent if it cannot be."""
         settings = self.settings
-        service, name = target
         if settings.coalesce and (settings.coalesce_linger_ms or not self._coalescer(target).alone()):
             raise NotSent()
-        client = self.clients.get("comprehend" if service == "comprehend" else "sagemaker-runtime")
+        client = self.clients.get("comprehend" if target[0] == "comprehend" else "sagemaker-runtime")
         if not client.can_send_inline():
             raise NotSent()
-        if service == "comprehend":
-            def request(wait):
-                return _raise_item(comprehend.detect(client, [payload], name, wait)[0])
-        else:
-            accept = settings.sagemaker_accept
-
-            def request(wait):
-                return sagemaker.invoke(client, name, [payload], accept, wait)[0]
-        value = self.dispatcher.attempt_inline(request, target, deadline, where, NoIdleConnection)
+        value = self.dispatcher.attempt_inline(lambda wait: request_one(client, payload, wait), target, deadline,
+                                               where, NoIdleConnection)
         self.cache.put_many([key], [value])
-        self._count_batch(1)
+        self._count_single_request()
         return value
 
     def _send_shared(self, target: tuple[str, str], payload: str, max_batch_size: int, deadline: float, where: str):
@@ -245,15 +243,42 @@ class Engine:
             future = self.dispatcher.spawn(lambda: _raise_item(send(target[1], [payload])[0]))
         return self.dispatcher.wait(future, deadline, target, where)
 
-    # sentiment and invoke: for a row the cache had no answer for (see _answer).
+    # For a row the cache had no answer for (see _answer): the sentiment of a text, the
+    # first output of an endpoint for a CSV line. sentimenter() and invoker() give one
+    # statement's caller the same call with its constant arguments bound, and what
+    # depends on them alone (target, path, messages) made once, not per row.
 
     def sentiment(self, text: str, language: str, max_batch_size: int = 25) -> comprehend.Sentiment:
-        return self._answer(("comprehend", language, text), ("comprehend", language), text,
-                            min(max_batch_size, comprehend.MAX_BATCH_TEXTS), f"Comprehend DetectSentiment ({language})")
+        return self.sentimenter(language, max_batch_size)(text)
+
+    def sentimenter(self, language: str, max_batch_size: int = 25) -> Callable[[str], comprehend.Sentiment]:
+        target = ("comprehend", language)
+        where = f"Comprehend DetectSentiment ({language})"
+        max_batch_size = min(max_batch_size, comprehend.MAX_BATCH_TEXTS)
+
+        def request_one(client, text: str, wait):
+            return _raise_item(comprehend.detect(client, [text], language, wait)[0])
+
+        def sentiment(text: str) -> comprehend.Sentiment:
+            return self._answer(("comprehend", language, text), target, text, max_batch_size, where, request_one)
+
+        return sentiment
 
     def invoke(self, endpoint: str, line: str, max_batch_size: int) -> object:
-        return self._answer(("sagemaker", endpoint, line), ("sagemaker", endpoint), line, max_batch_size,
-                            f"SageMaker InvokeEndpoint (endpoint '{endpoint}')")
+        return self.invoker(endpoint, max_batch_size)(line)
+
+    def invoker(self, endpoint: str, max_batch_size: int) -> Callable[[str], object]:
+        target = ("sagemaker", endpoint)
+        where = sagemaker.where(endpoint)
+        path = sagemaker.invocations_path(endpoint)
+
+        def request_one(client, line: str, wait):
+            return sagemaker.invoke_one(client, path, line, self.settings.sagemaker_accept, where, wait)
+
+        def invoke(line: str) -> object:
+            return self._answer(("sagemaker", endpoint, line), target, line, max_batch_size, where, request_one)
+
+        return invoke
 
 
 def _raise_item(result):

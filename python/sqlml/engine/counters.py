@@ -15,8 +15,10 @@ per-(service, target) details stay in Python and show in sqlml_status().
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .. import host
 from ..crossing import STATUS_COUNTERS
@@ -66,6 +68,9 @@ class _PythonTotals:
         with self._lock:
             self._values[name] += n
 
+    def incrementer(self, name: str) -> Callable[[], None]:
+        return functools.partial(self.add, name, 1)
+
     def raise_to(self, name: str, value: int) -> None:
         with self._lock:
             self._values[name] = max(self._values[name], value)
@@ -92,6 +97,9 @@ class _NativeTotals:
     def add(self, name: str, n: int = 1) -> None:
         self._count(self._index[name], n)
 
+    def incrementer(self, name: str) -> Callable[[], None]:
+        return functools.partial(self._count, self._index[name], 1)  # a C call, no Python frame
+
     def raise_to(self, name: str, value: int) -> None:
         host.count_max(self._index[name], value)
 
@@ -116,6 +124,11 @@ class Counters:
 
     def add(self, name: str, n: int = 1) -> None:  # replaced per instance in __post_init__
         self._totals.add(name, n)
+
+    def incrementer(self, name: str) -> Callable[[], None]:
+        """A call that adds 1 to one total, its name looked up once: the scalar path
+        counts five times per request."""
+        return self._totals.incrementer(name)
 
     def request_done(self, target: tuple[str, str], rows: int, seconds: float, *, error: bool = False,
                      throttled: bool = False, timed_out: bool = False, inline: bool = False) -> None:

@@ -85,6 +85,33 @@ def wait_readable(sock, deadline: float, where: str, timeout_s: float) -> float:
             raise ServiceTimeout(f"{where}: no answer within timeout_s={timeout_s:g} s")
 
 
+class InlineWait:
+    """How an inline attempt waits for its answer (LeanClient.send's wait): until the
+    caller's deadline, in KILL_POLL_S slices. A transport that waits itself (libcurl, in
+    C) reads `deadline` and `slice_s` and calls check() only after a slice that ended
+    without the answer, so an answer within the first slice costs no Python; any other
+    transport calls it with the connection's socket (wait_readable)."""
+
+    __slots__ = ("deadline", "where", "timeout_s")
+    slice_s = KILL_POLL_S
+
+    def __init__(self, deadline: float, where: str, timeout_s: float):
+        self.deadline = deadline
+        self.where = where
+        self.timeout_s = timeout_s
+
+    def __call__(self, sock) -> float:
+        return wait_readable(sock, self.deadline, self.where, self.timeout_s)
+
+    def check(self, expired: bool) -> None:
+        """Raises QueryKilled once the statement is killed, ServiceTimeout once the
+        deadline has passed (expired); returns to keep waiting."""
+        if host.killed():
+            raise QueryKilled(f"{self.where}: query killed while waiting for the service")
+        if expired:
+            raise ServiceTimeout(f"{self.where}: no answer within timeout_s={self.timeout_s:g} s")
+
+
 class Slots:
     """max_in_flight request slots, as tokens in a queue.SimpleQueue: taking one and
     giving it back are C calls, where threading.BoundedSemaphore runs Python code under a
@@ -116,6 +143,8 @@ class NotSent(Exception):
 class Dispatcher:
     def __init__(self, settings: Settings, counters: Counters):
         self._counters = counters
+        self._count_request = counters.incrementer("actual_request_cnt")
+        self._count_response = counters.incrementer("actual_response_cnt")
         self._settings = settings
         self._pool = self._new_pool(settings)
         # Every attempt holds a slot while its request is out, inline or on a worker.
@@ -162,7 +191,7 @@ class Dispatcher:
     def attempt_inline(self, request: Callable[..., T], target: tuple[str, str], deadline: float, where: str,
                        no_connection: type[Exception]) -> T:
         """The first attempt of a one-row request, sent from the calling thread:
-        request(wait) with wait(sock) = wait_readable up to the deadline. Raises NotSent
+        request(wait) with wait an InlineWait up to the deadline. Raises NotSent
         if nothing was sent (no free slot, or request raised no_connection); if the
         attempt failed in a way worth retrying, the retries run as request(None) on a
         worker and the caller waits for them as for any request."""
@@ -171,23 +200,23 @@ class Dispatcher:
             raise NotSent()
         started = time.monotonic()
         try:
-            result = request(lambda sock: wait_readable(sock, deadline, where, settings.timeout_s))
+            result = request(InlineWait(deadline, where, settings.timeout_s))
         except no_connection:
             raise NotSent() from None
         except QueryKilled:
-            self._counters.add("actual_request_cnt")
+            self._count_request()
             self._counters.request_done(target, 1, time.monotonic() - started, error=True, inline=True)
             raise
         except ServiceError as exc:
-            self._counters.add("actual_request_cnt")
+            self._count_request()
             self._count_failure(target, 1, started, exc, inline=True)
             backoff = _backoff_s(1)
             if _final(exc, 1, settings, backoff, deadline):
                 raise
         else:
-            self._counters.add("actual_request_cnt")
+            self._count_request()
             self._counters.request_done(target, 1, time.monotonic() - started, inline=True)
-            self._counters.add("actual_response_cnt")
+            self._count_response()
             return result
         finally:
             slots.release()
@@ -215,7 +244,7 @@ class Dispatcher:
                 # has stopped waiting; nothing is sent late.
                 raise ServiceTimeout(f"{target[0]} '{target[1]}': no free request slot within "
                                      f"timeout_s={settings.timeout_s:g} s (max_in_flight={settings.max_in_flight})")
-            self._counters.add("actual_request_cnt")
+            self._count_request()
             started = time.monotonic()
             failure = None
             try:
@@ -226,7 +255,7 @@ class Dispatcher:
                 slots.release()
             if failure is None:
                 self._counters.request_done(target, rows, time.monotonic() - started)
-                self._counters.add("actual_response_cnt")
+                self._count_response()
                 return result
             self._count_failure(target, rows, started, failure)
             backoff = _backoff_s(attempt)

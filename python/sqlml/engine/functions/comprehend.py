@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Callable
 
 from ...crossing import MEMO_CONFIDENCE, MEMO_LABEL, NOT_FIXED_DEC, Prepared
 from ...errors import ArgumentError, SqlmlError
@@ -33,6 +34,7 @@ def _plan_sentiment(engine: Engine, name: str, kind: int, types: tuple, consts: 
         # Per statement: the language codes seen and the tally its own thread bumps
         # (made at the first hit, as in sagemaker.py).
         languages: dict[bytes, str] = {}
+        senders: dict[tuple[str, int], Callable] = {}  # engine.sentimenter per (language, max_batch_size)
         cache_get = engine.cache.get
         tally = None
 
@@ -52,7 +54,13 @@ def _plan_sentiment(engine: Engine, name: str, kind: int, types: tuple, consts: 
                     comprehend.check_text(value, name)
                 result = cache_get(("comprehend", code, value))
                 if result is MISS:
-                    result = engine.sentiment(value, code, max_batch_size or DEFAULT_COMPREHEND_BATCH)
+                    batch = max_batch_size or DEFAULT_COMPREHEND_BATCH
+                    send = senders.get((code, batch))
+                    if send is None:
+                        if len(senders) >= 64:  # max_batch_size varying by row: never a growing map
+                            senders.clear()
+                        send = senders[(code, batch)] = engine.sentimenter(code, batch)
+                    result = send(value)
                 else:  # counted in bulk (engine/tally.py)
                     if tally is None:
                         tally = Tally(engine.counters)

@@ -108,13 +108,14 @@ def plan_sagemaker(engine: Engine, name: str, kind: int, types: tuple, consts: t
         # first hit: a statement of one row that the cache cannot answer (a client
         # sending one statement per row) never pays for it.
         cache_get = engine.cache.get
+        invoke = engine.invoker(endpoint, batch_size)
         tally = None
 
         def answer(line: str):
             nonlocal tally
             raw = cache_get(("sagemaker", endpoint, line))
             if raw is MISS:
-                raw = engine.invoke(endpoint, line, batch_size)
+                raw = invoke(line)
             else:  # counted in bulk (engine/tally.py)
                 if tally is None:
                     tally = Tally(engine.counters)
