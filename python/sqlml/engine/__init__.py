@@ -32,6 +32,14 @@ from .plans import PlanCache
 CNF_CHECK_S = 0.25
 
 
+class _ThreadFailures(threading.local):
+    """Per server thread, the targets its statement's warm-up found failing. None until
+    the first: a class default, so the scalar path's read per row finds it without the
+    AttributeError (and its formatted message) a missing attribute raises."""
+
+    targets: dict | None = None
+
+
 class Engine:
     def __init__(self, cnf_path: str | None, settings: Settings | None = None):
         self.cnf_path = cnf_path
@@ -57,7 +65,7 @@ class Engine:
         self._reload_lock = threading.Lock()
         # Per server thread (so per connection and its running statement): targets whose
         # warm-up this statement found failing, {target: (message, code, owner)}.
-        self._failures = threading.local()
+        self._failures = _ThreadFailures()
 
     # ---- settings --------------------------------------------------------------
 
@@ -170,19 +178,19 @@ class Engine:
     def fail_target(self, target: tuple[str, str], error: SqlmlError, owner: object) -> None:
         """Until owner (a warm-up of the calling statement) ends, this thread's calls for
         target that the cache cannot answer fail at once with error, without a request."""
-        failures = getattr(self._failures, "targets", None)
+        failures = self._failures.targets
         if failures is None:
             failures = self._failures.targets = {}
         failures[target] = (error.sql_message, getattr(error, "code", ""), owner)
 
     def forget_failures(self, owner: object) -> None:
-        failures = getattr(self._failures, "targets", None)
+        failures = self._failures.targets
         if failures:
             for target in [t for t, (_, _, o) in failures.items() if o is owner]:
                 del failures[target]
 
     def statement_failure(self, target: tuple[str, str]) -> ServiceError | None:
-        failures = getattr(self._failures, "targets", None)
+        failures = self._failures.targets
         found = failures.get(target) if failures else None
         return None if found is None else ServiceError(found[0], code=found[1])
 
