@@ -173,3 +173,23 @@ def test_bad_request_lines_get_the_stdlib_answers(fake):
             assert b"Error code: %d" % code in c.buf, (line, c.buf)
         finally:
             c.close()
+
+
+def test_log_keeps_the_last_log_limit_entries(fake, conn):
+    # the request log is a bounded deque now; it must keep the newest entries, follow a
+    # changed limit, and stop growing at 0, as the list it replaced did
+    def send(n: int, first: int) -> None:
+        for i in range(first, first + n):
+            conn.send(invocation(b"%d\n" % i, "Content-Type: text/csv", "Authorization: " + AUTH))
+            assert conn.answer()[0] == 200
+
+    fake.configure(log_limit=3)
+    send(5, 0)
+    assert [e["seq"] for e in fake.stats()["log"]] == [3, 4, 5]
+    fake.configure(log_limit=2)
+    send(1, 5)
+    assert [e["seq"] for e in fake.stats()["log"]] == [5, 6]
+    fake.configure(log_limit=0)
+    send(2, 6)
+    st = fake.stats()
+    assert [e["seq"] for e in st["log"]] == [5, 6] and st["requests"] == 8

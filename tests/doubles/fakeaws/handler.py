@@ -7,6 +7,7 @@ import email.utils
 import http
 import http.client
 import http.server
+import itertools
 import json
 import socket
 import threading
@@ -27,6 +28,15 @@ _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 _REASONS.setdefault(530, "Internal Dependency Error")
 
 _date_cache = [0, ""]
+
+# Request ids: one random UUID per process with a counter in its last 12 hex digits, unique
+# like uuid4() per request but without its os.urandom call and UUID object (~3 us a request).
+_RID_PREFIX = str(uuid.uuid4())[:24]
+_rid_counter = itertools.count(int(uuid.uuid4().hex[-12:], 16))
+
+
+def _request_id():
+    return "%s%012x" % (_RID_PREFIX, next(_rid_counter) & 0xFFFFFFFFFFFF)
 
 
 def _http_date():
@@ -265,7 +275,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _data_plane_inner(self, service, body, state, t0):
         headers = self.headers
         config = state.config
-        rid = str(uuid.uuid4())
+        rid = _request_id()
         entry = {
             "t": time.time(),
             "service": service,
