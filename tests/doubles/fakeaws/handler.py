@@ -97,7 +97,7 @@ def _read_headers(rfile):
                 fields[-1] = (name, value + " " + text.strip(" \t"))
             continue
         name, sep, value = text.partition(":")
-        if sep:  # a line without a colon is not a field; email.parser drops it too
+        if sep:  # a line without a colon is not a field: skipped (email.parser ended the block there)
             fields.append((name, value.lstrip(" \t")))
     raise http.client.HTTPException("got more than %d headers" % _MAX_HEADER_LINES)
 
