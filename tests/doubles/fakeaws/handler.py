@@ -9,6 +9,7 @@ import http.client
 import http.server
 import itertools
 import json
+import queue
 import socket
 import threading
 import time
@@ -540,7 +541,40 @@ class _Server(http.server.ThreadingHTTPServer):
         self.verbose = verbose
         self._conns = set()
         self._conns_lock = threading.Lock()
+        # connection threads are kept for the next connection (see process_request)
+        self._jobs = queue.SimpleQueue()  # (request, client_address) for an idle worker
+        self._idle_workers = 0  # workers waiting on _jobs, minus the jobs queued for them
+        self._pool_closed = False
+        self._pool_lock = threading.Lock()
         super().__init__(addr, _Handler)
+
+    def process_request(self, request, client_address):
+        """Serve the connection on an idle worker thread, starting one only when none is idle:
+        a thread started and ended per connection cost ~50 us of CPU, a quarter of what a
+        one-request connection costs (bench/bench_scalar.py's statement-per-row shapes)."""
+        with self._pool_lock:
+            if self._idle_workers > 0:
+                self._idle_workers -= 1
+                self._jobs.put((request, client_address))
+                return
+        threading.Thread(target=self._work, args=(request, client_address), daemon=True).start()
+
+    def _work(self, request, client_address):
+        while request is not None:
+            self.process_request_thread(request, client_address)  # ThreadingMixIn's: serve, close
+            with self._pool_lock:
+                if self._pool_closed:
+                    return
+                self._idle_workers += 1
+            request, client_address = self._jobs.get()
+
+    def server_close(self):
+        super().server_close()
+        with self._pool_lock:  # let idle workers end
+            self._pool_closed = True
+            for _ in range(self._idle_workers):
+                self._jobs.put((None, None))
+            self._idle_workers = 0
 
     def track(self, sock, opened):
         with self._conns_lock:
