@@ -1,6 +1,7 @@
 """The fake's shared state: its settings, fault rules and statistics, the error codes and
 messages of both services, and the control API's routes."""
 
+import collections
 import copy
 import fnmatch
 import threading
@@ -159,7 +160,7 @@ class _State:
         self.s_errors = {}
         self.s_faults = {}
         self.s_bytes_in = 0
-        self.s_log = []
+        self.s_log = collections.deque()
         self.s_seq = 0
         self.s_connections = 0
         self.in_flight = 0
@@ -230,10 +231,11 @@ class _State:
                 self.s_errors[entry["code"]] = self.s_errors.get(entry["code"], 0) + 1
             self.s_bytes_in += entry["bytes"]
             limit = self.config.get("log_limit", 10000)
-            if limit:
+            if limit and limit > 0:
+                # a deque drops the oldest entry in O(1); trimming a full list moved it all
+                if self.s_log.maxlen != limit:
+                    self.s_log = collections.deque(self.s_log, maxlen=limit)
                 self.s_log.append(entry)
-                if len(self.s_log) > limit:
-                    del self.s_log[: len(self.s_log) - limit]
 
     # -- faults ---------------------------------------------------------
     def inject(self, spec):
@@ -291,6 +293,8 @@ class _State:
 
     def take(self, kinds, service, operation, endpoint):
         """Consume and return the first armed rule of *kinds* matching the request."""
+        if not self.rules:  # the usual case, read without the lock: a rule armed meanwhile
+            return None  # finds this request already past its check, as it would a moment later
         with self.lock:
             for rule in self.rules:
                 if rule["kind"] not in kinds:
