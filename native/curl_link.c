@@ -495,10 +495,11 @@ static void link_dealloc(Link *l)
 
 static PyObject *link_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-  static char *kwlist[] = {"connect_timeout_ms", "socket_options", "tls", NULL};
+  static char *kwlist[] = {"connect_timeout_ms", "socket_options", "tls", "user_agent", NULL};
   long connect_ms;
   PyObject *options, *tls = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "lO|O:Link", kwlist, &connect_ms, &options, &tls))
+  const char *user_agent = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "lO|Oz:Link", kwlist, &connect_ms, &options, &tls, &user_agent))
     return NULL;
   if (connect_ms < 1) {
     PyErr_Format(PyExc_ValueError, "Link: connect_timeout_ms must be 1 or more, not %ld", connect_ms);
@@ -521,6 +522,10 @@ static PyObject *link_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return NULL;
   }
   CURLcode rc = set_common(l, connect_ms);
+  /* Sent unless a header line names one; libcurl's signing (sigv4) leaves it unsigned,
+   * as botocore does, where a header line would be signed. */
+  if (rc == CURLE_OK && user_agent)
+    rc = curl_easy_setopt(l->easy, CURLOPT_USERAGENT, user_agent);
   if (rc != CURLE_OK) {
     raise_setopt(rc);
     Py_DECREF(l);
@@ -904,9 +909,9 @@ static PyTypeObject LinkType = {
     .tp_basicsize = sizeof(Link),
     .tp_dealloc = (destructor)link_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = PyDoc_STR("Link(connect_timeout_ms, socket_options, tls=None): one kept-alive HTTP/1.1 connection\n"
-                        "(libcurl). socket_options: [(level, optname, int value)]; tls: None (http) or\n"
-                        "(cafile or None, verify, client cert or None, key or None)."),
+    .tp_doc = PyDoc_STR("Link(connect_timeout_ms, socket_options, tls=None, user_agent=None): one kept-alive\n"
+                        "HTTP/1.1 connection (libcurl). socket_options: [(level, optname, int value)]; tls: None\n"
+                        "(http) or (cafile or None, verify, client cert or None, key or None)."),
     .tp_methods = link_methods,
     .tp_getset = link_getset,
     .tp_new = link_new,

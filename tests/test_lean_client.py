@@ -6,8 +6,9 @@ implementation of both wire formats) and small local servers that check what arr
 (the SigV4 signature recomputed with botocore, TLS with a private CA, a proxy).
 The boto3 client each LeanClient is made from is the reference: for the same answer
 the lean path must give the same results and the same ServiceError (code, retryable,
-message). Every test runs on both transports (libcurl through pycurl, and http.client,
-the fallback when pycurl cannot be loaded); a few check a transport's own parts.
+message). Every test runs on both transports (libcurl through sqlml._curl_link, and
+http.client, the fallback where that module was not built); a few check a transport's
+own parts.
 """
 
 from __future__ import annotations
@@ -673,10 +674,12 @@ def test_an_idle_connection_keeps_no_answer_alive():
         idle = client._connections._idle[-1]
         if client.transport == "http.client":
             assert hasattr(idle, lean._LAST_RESPONSE) and getattr(idle, lean._LAST_RESPONSE) is None
-        else:  # the handle's answer buffers are emptied once the answer is read
-            assert idle._chunks == [] and idle._lines == []
         assert sagemaker.invoke(client, "idle", ["2"], "text/csv") == ["0.5"]  # and it carries the next request
         assert client._connections._idle[-1] is idle
+        if client.transport == "curl":  # a large answer's C buffer is given back once it is read
+            recorder.answer = (200, {"Content-Type": "text/csv"}, b"0.5" + b" " * (4 << 20) + b"\n")
+            assert sagemaker.invoke(client, "idle", ["3"], "text/csv") == ["0.5"]
+            assert client._connections._idle[-1] is idle and idle.buffered <= 65536, idle.buffered
     finally:
         client.close()
         recorder.close()
@@ -745,13 +748,15 @@ def test_a_small_request_goes_out_in_one_write_and_a_large_body_after_its_head(m
 # ---- libcurl's own parts ------------------------------------------------------------------
 
 
-def test_pycurl_is_built_against_the_system_libcurl():
-    """A pycurl wheel would load its own libcurl and OpenSSL next to the server's OpenSSL."""
-    assert lean.pycurl is not None, lean._PYCURL_PROBLEM
+def test_curl_link_is_linked_against_the_system_libcurl():
+    """sqlml._curl_link uses the system's libcurl and OpenSSL, the ones the server
+    itself loads: never a second copy bundled in a wheel."""
+    assert lean.curl_link is not None, lean._CURL_LINK_PROBLEM
     with open("/proc/self/maps") as maps:
         loaded = {line.split()[-1] for line in maps if "libcurl" in line or "libssl" in line}
-    assert loaded and all(path.startswith(("/lib/x86_64-linux-gnu/", "/usr/lib/x86_64-linux-gnu/"))
-                          for path in loaded), loaded
+    assert any("libcurl" in path for path in loaded), loaded
+    assert all(path.startswith(("/lib/x86_64-linux-gnu/", "/usr/lib/x86_64-linux-gnu/")) for path in loaded), loaded
+    assert "pycurl" not in sys.modules
 
 
 def test_only_the_signed_headers_and_the_framing_go_on_the_wire(transport):
@@ -839,18 +844,3 @@ def test_awscrt_signs_as_botocore_signs(monkeypatch, token, service, operation, 
     by_crt = dict(lean._crt_sign(path, full, body, credentials, client._signing_name, client._region, when))
     assert by_crt == dict(by_botocore.headers.items())
     assert ("X-Amz-Security-Token" in by_crt) == (token is not None)
-
-
-def test_a_pycurl_wheel_with_its_own_libcurl_is_refused(tmp_path, monkeypatch):
-    """A PyPI wheel of pycurl (auditwheel's pycurl.libs beside it) would bring a second
-    OpenSSL into the server: it is not used, and why is said (the engine falls back to
-    http.client)."""
-    (tmp_path / "pycurl").mkdir()
-    (tmp_path / "pycurl" / "__init__.py").write_text("")
-    (tmp_path / "pycurl.libs").mkdir()
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "pycurl")
-    module, problem = lean._load_pycurl()
-    assert module is None and "bundles its own libcurl" in problem and "--no-binary pycurl" in problem
-    monkeypatch.undo()
-    assert lean._load_pycurl()[0] is lean.pycurl  # the one built here, against the system libcurl
