@@ -398,10 +398,13 @@ static int parse_sockopts(Link *l, PyObject *options)
   for (Py_ssize_t i = 0; i < n; i++) {
     PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
     struct sockopt *o = &l->opts[i];
-    if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "iii;Link: each socket option is (level, optname, int value)",
-                                                  &o->level, &o->name, &o->value)) {
-      if (!PyErr_Occurred())
-        PyErr_SetString(PyExc_TypeError, "Link: each socket option is a tuple (level, optname, int value)");
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 || !PyLong_Check(PyTuple_GET_ITEM(item, 0)) ||
+        !PyLong_Check(PyTuple_GET_ITEM(item, 1)) || !PyLong_Check(PyTuple_GET_ITEM(item, 2))) {
+      PyErr_Format(PyExc_TypeError, "Link: socket option %zd must be a tuple (level, optname, int value)", i);
+      Py_DECREF(seq);
+      return -1;
+    }
+    if (!PyArg_ParseTuple(item, "iii", &o->level, &o->name, &o->value)) { /* out of an int's range */
       Py_DECREF(seq);
       return -1;
     }
@@ -665,6 +668,13 @@ static int wait_form(PyObject *wait, struct exchange *x)
   return 0;
 }
 
+/* The object form's deadline bounds the whole exchange, the read timeout too. */
+static void apply_deadline(struct exchange *x)
+{
+  if (x->wait_kind == WAIT_OBJECT && x->deadline < x->until)
+    x->until = x->deadline;
+}
+
 /* AWS_SIGV4 and USERPWD for this request, or cleared after a signed one. */
 static CURLcode set_signing(Link *l, const char *sigv4, const char *userpwd)
 {
@@ -822,6 +832,7 @@ static PyObject *link_post(Link *l, PyObject *args, PyObject *kwargs)
   x.connecting = l->sock < 0;
   x.started = now_s();
   x.until = x.started + x.read_s + (x.connecting ? connect_s : 0);
+  apply_deadline(&x);
 
   x.ts = PyEval_SaveThread();
   enum outcome out = drive(l, &x);
