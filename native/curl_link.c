@@ -42,7 +42,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MAX_SOCKETS 4        /* a connect can race IPv4 and IPv6 (happy eyeballs): 2 */
+#define MAX_SOCKETS 8 /* a connect racing IPv4 and IPv6 (2), libcurl 8's own wakeup socket (1) */
 #define KEEP_BYTES 65536     /* answer buffer room kept between requests; more is freed */
 #define DEFAULT_SLICE_S 0.1  /* wait.slice_s when the object has none */
 
@@ -271,12 +271,15 @@ static void note_connected(Link *l, struct exchange *x)
   }
 }
 
-/* wait(fd) under the GIL, once the request is written: its budget narrows the deadline. */
+/* wait(fd) under the GIL, once the request is written: its budget narrows the deadline.
+ * fd is the connection's socket: ACTIVESOCKET where libcurl knows it mid-transfer (8.x,
+ * which also watches the multi's own wakeup socket, one no answer makes readable), else
+ * the one socket 7.88 watches then. */
 static enum outcome ask_wait(Link *l, struct exchange *x)
 {
-  curl_socket_t fd = l->n_watches ? l->watches[0].fd : CURL_SOCKET_BAD;
-  if (fd == CURL_SOCKET_BAD)
-    curl_easy_getinfo(l->easy, CURLINFO_ACTIVESOCKET, &fd);
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  if (curl_easy_getinfo(l->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+    fd = l->n_watches ? l->watches[0].fd : CURL_SOCKET_BAD;
   PyEval_RestoreThread(x->ts);
   enum outcome out = GOING;
   PyObject *fd_obj = PyLong_FromLong((long)fd);
@@ -827,8 +830,8 @@ static PyObject *link_post(Link *l, PyObject *args, PyObject *kwargs)
   l->busy = true;
   l->errbuf[0] = '\0';
   l->out_of_memory = false;
-  l->n_watches = 0;
-  l->timer_at = -1.0;
+  /* watches and timer_at carry over: they are libcurl's view of this multi, which it
+   * reports only when it changes (libcurl 8 keeps sockets watched between transfers). */
   x.connecting = l->sock < 0;
   x.started = now_s();
   x.until = x.started + x.read_s + (x.connecting ? connect_s : 0);

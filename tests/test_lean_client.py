@@ -608,6 +608,31 @@ def test_a_send_with_a_wait_fits_in_a_small_thread_stack_over_tls(tmp_path, monk
         recorder.close()
 
 
+def test_a_callable_wait_is_given_the_connections_own_socket():
+    """wait(sock) polls that socket for the answer: it must be the connection to the
+    service (libcurl 8, in MySQL 9.7's process, also watches a wakeup socket of its own,
+    which no answer ever makes readable: every inline request then waited out timeout_s)."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    peers: list = []
+
+    def wait(sock) -> float:
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        with socket.socket(fileno=os.dup(fd)) as conn:
+            peers.append(conn.getpeername()[1])
+        return 5.0
+
+    try:
+        assert sagemaker.invoke(client, "own-socket", ["1"], "text/csv") == ["0.5"]  # a kept-alive connection
+        started = time.monotonic()
+        assert [sagemaker.invoke(client, "own-socket", [str(i)], "text/csv", wait)[0] for i in range(3)] == ["0.5"] * 3
+        assert peers == [recorder.port] * 3
+        assert time.monotonic() - started < 1.0
+    finally:
+        client.close()
+        recorder.close()
+
+
 def test_a_send_with_a_wait_uses_only_a_kept_alive_connection():
     """With a wait, nothing is sent unless a kept-alive connection is there: a new one
     would be opened under the connect timeout, which no KILL can cut short."""
