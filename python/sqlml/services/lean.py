@@ -572,8 +572,13 @@ curl_link, _CURL_LINK_PROBLEM = _load_curl_link()
 TRANSPORT = "curl" if curl_link is not None else "http.client"
 # Who signs a request sent through libcurl: False, lean's own signer (SIGNER, in
 # LeanClient.send); True, libcurl itself (CURLOPT_AWS_SIGV4), saving the signer's Python
-# glue. Off by default: tests/test_lean_client.py compares libcurl's signature with
-# botocore's (see its test for what differs). New LeanClients read it.
+# glue. New LeanClients read it; off by default until measured in the server. libcurl
+# 7.88 signs every header line it is given (a removal line such as "Expect:" as an empty
+# header it never sends, a User-Agent line, which botocore never signs), so a signed
+# request carries neither (_CurlConnections.post, the Link's own User-Agent); it signs the
+# path as given where botocore encodes it once more: the same for SageMaker's endpoint
+# names (letters, digits, hyphens) and Comprehend's "/". With that, tests/test_lean_client.py
+# finds its Authorization equal to botocore's (with and without a session token).
 CURL_SIGNS = False
 _warned_fallback = False
 
