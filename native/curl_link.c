@@ -186,7 +186,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void
     l->n_watches++;
   }
   l->watches[i].fd = fd;
-  l->watches[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN | POLLPRI : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+  l->watches[i].events =
+      (short)(((what & CURL_POLL_IN) ? POLLIN | POLLPRI : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
   return 0;
 }
 
@@ -426,7 +427,8 @@ static int set_tls(Link *l, PyObject *tls)
       !PyArg_ParseTuple(tls, "zpzz;Link: tls is (cafile or None, verify, cert or None, key or None)", &cafile, &verify,
                         &cert, &key)) {
     if (!PyErr_Occurred())
-      PyErr_SetString(PyExc_TypeError, "Link: tls is None or a tuple (cafile or None, verify, cert or None, key or None)");
+      PyErr_SetString(PyExc_TypeError,
+                      "Link: tls is None or a tuple (cafile or None, verify, cert or None, key or None)");
     return -1;
   }
   CURL *e = l->easy;
