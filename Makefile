@@ -16,8 +16,8 @@ PY := $(VENV)/bin/python
 SERVER ?= mariadb
 PORT ?= 3307
 RUN_DIR ?= $(CURDIR)/.run
-# libcurl4-openssl-dev, libssl-dev: pycurl is built from source against the system libcurl
-# (the PyPI wheel bundles its own libcurl and OpenSSL, not to be loaded into a server next to its own).
+# libcurl4-openssl-dev, libssl-dev: sqlml._curl_link (native/curl_link.c) is built against the system
+# libcurl, whose OpenSSL is the one the server loads.
 APT_PACKAGES := mariadb-server mariadb-client python3.11 python3.11-venv libpython3.11-dev cmake gcc make \
   libcurl4-openssl-dev libssl-dev
 # The venv's Python packages are pyproject.toml's: build backend, dependencies and every extra.
@@ -38,7 +38,7 @@ $(VENV)/.deps-ok: Makefile pyproject.toml tools/py_deps.py | deps
 	@want="$$($(PY_DEPS))" || exit 1; \
 	if [ -f $@ ] && [ "$$(cat $@)" = "$$want" ]; then touch $@; exit 0; fi; \
 	$(PYTHON_BASE) -m venv $(VENV) && \
-	{ $(VENV)/bin/pip install -q --disable-pip-version-check --no-binary pycurl -r <(echo "$$want") 2>&1 | grep -v "is ignored" || true; } && \
+	{ $(VENV)/bin/pip install -q --disable-pip-version-check -r <(echo "$$want") 2>&1 | grep -v "is ignored" || true; } && \
 	$(PY) tools/py_deps.py --check && $(PY) -c "import boto3, pymysql, sqlglot" && \
 	echo "$$want" > $@
 

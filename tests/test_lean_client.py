@@ -6,8 +6,9 @@ implementation of both wire formats) and small local servers that check what arr
 (the SigV4 signature recomputed with botocore, TLS with a private CA, a proxy).
 The boto3 client each LeanClient is made from is the reference: for the same answer
 the lean path must give the same results and the same ServiceError (code, retryable,
-message). Every test runs on both transports (libcurl through pycurl, and http.client,
-the fallback when pycurl cannot be loaded); a few check a transport's own parts.
+message). Every test runs on both transports (libcurl through sqlml._curl_link, and
+http.client, the fallback where that module was not built); a few check a transport's
+own parts.
 """
 
 from __future__ import annotations
@@ -607,6 +608,31 @@ def test_a_send_with_a_wait_fits_in_a_small_thread_stack_over_tls(tmp_path, monk
         recorder.close()
 
 
+def test_a_callable_wait_is_given_the_connections_own_socket():
+    """wait(sock) polls that socket for the answer: it must be the connection to the
+    service (libcurl 8, in MySQL 9.7's process, also watches a wakeup socket of its own,
+    which no answer ever makes readable: every inline request then waited out timeout_s)."""
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    client = aws.Clients(settings(recorder.url)).get("sagemaker-runtime")
+    peers: list = []
+
+    def wait(sock) -> float:
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        with socket.socket(fileno=os.dup(fd)) as conn:
+            peers.append(conn.getpeername()[1])
+        return 5.0
+
+    try:
+        assert sagemaker.invoke(client, "own-socket", ["1"], "text/csv") == ["0.5"]  # a kept-alive connection
+        started = time.monotonic()
+        assert [sagemaker.invoke(client, "own-socket", [str(i)], "text/csv", wait)[0] for i in range(3)] == ["0.5"] * 3
+        assert peers == [recorder.port] * 3
+        assert time.monotonic() - started < 1.0
+    finally:
+        client.close()
+        recorder.close()
+
+
 def test_a_send_with_a_wait_uses_only_a_kept_alive_connection():
     """With a wait, nothing is sent unless a kept-alive connection is there: a new one
     would be opened under the connect timeout, which no KILL can cut short."""
@@ -673,10 +699,12 @@ def test_an_idle_connection_keeps_no_answer_alive():
         idle = client._connections._idle[-1]
         if client.transport == "http.client":
             assert hasattr(idle, lean._LAST_RESPONSE) and getattr(idle, lean._LAST_RESPONSE) is None
-        else:  # the handle's answer buffers are emptied once the answer is read
-            assert idle._chunks == [] and idle._lines == []
         assert sagemaker.invoke(client, "idle", ["2"], "text/csv") == ["0.5"]  # and it carries the next request
         assert client._connections._idle[-1] is idle
+        if client.transport == "curl":  # a large answer's C buffer is given back once it is read
+            recorder.answer = (200, {"Content-Type": "text/csv"}, b"0.5" + b" " * (4 << 20) + b"\n")
+            assert [a.strip() for a in sagemaker.invoke(client, "idle", ["3"], "text/csv")] == ["0.5"]
+            assert client._connections._idle[-1] is idle and idle.buffered <= 65536, idle.buffered
     finally:
         client.close()
         recorder.close()
@@ -745,13 +773,15 @@ def test_a_small_request_goes_out_in_one_write_and_a_large_body_after_its_head(m
 # ---- libcurl's own parts ------------------------------------------------------------------
 
 
-def test_pycurl_is_built_against_the_system_libcurl():
-    """A pycurl wheel would load its own libcurl and OpenSSL next to the server's OpenSSL."""
-    assert lean.pycurl is not None, lean._PYCURL_PROBLEM
+def test_curl_link_is_linked_against_the_system_libcurl():
+    """sqlml._curl_link uses the system's libcurl and OpenSSL, the ones the server
+    itself loads: never a second copy bundled in a wheel."""
+    assert lean.curl_link is not None, lean._CURL_LINK_PROBLEM
     with open("/proc/self/maps") as maps:
         loaded = {line.split()[-1] for line in maps if "libcurl" in line or "libssl" in line}
-    assert loaded and all(path.startswith(("/lib/x86_64-linux-gnu/", "/usr/lib/x86_64-linux-gnu/"))
-                          for path in loaded), loaded
+    assert any("libcurl" in path for path in loaded), loaded
+    assert all(path.startswith(("/lib/x86_64-linux-gnu/", "/usr/lib/x86_64-linux-gnu/")) for path in loaded), loaded
+    assert "pycurl" not in sys.modules
 
 
 def test_only_the_signed_headers_and_the_framing_go_on_the_wire(transport):
@@ -841,16 +871,238 @@ def test_awscrt_signs_as_botocore_signs(monkeypatch, token, service, operation, 
     assert ("X-Amz-Security-Token" in by_crt) == (token is not None)
 
 
-def test_a_pycurl_wheel_with_its_own_libcurl_is_refused(tmp_path, monkeypatch):
-    """A PyPI wheel of pycurl (auditwheel's pycurl.libs beside it) would bring a second
-    OpenSSL into the server: it is not used, and why is said (the engine falls back to
-    http.client)."""
-    (tmp_path / "pycurl").mkdir()
-    (tmp_path / "pycurl" / "__init__.py").write_text("")
-    (tmp_path / "pycurl.libs").mkdir()
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "pycurl")
-    module, problem = lean._load_pycurl()
-    assert module is None and "bundles its own libcurl" in problem and "--no-binary pycurl" in problem
-    monkeypatch.undo()
-    assert lean._load_pycurl()[0] is lean.pycurl  # the one built here, against the system libcurl
+# ---- the object form of wait: deadline and check(), waited on in C ------------------------
+
+
+class KillStub(Exception):
+    """What the engine's check() raises for a KILL (engine/dispatch.py's QueryKilled)."""
+
+
+class Waiter:
+    """The object form of a wait: records each check(expired); raises KillStub at the
+    stop_at-th call if asked to."""
+
+    def __init__(self, timeout_s: float, slice_s: float = 0.1, stop_at: int | None = None):
+        self.deadline = time.monotonic() + timeout_s
+        self.slice_s = slice_s
+        self.checks: list[tuple[float, bool]] = []
+        self._stop_at = stop_at
+
+    def check(self, expired: bool) -> None:
+        self.checks.append((time.monotonic(), expired))
+        if self._stop_at is not None and len(self.checks) >= self._stop_at:
+            raise KillStub("query killed")
+
+
+def test_an_answer_within_the_first_slice_never_calls_check(clients, fake):
+    """The common case on the scalar path: the answer arrives within the first slice, so
+    the wait costs no Python at all (with libcurl: the whole wait is in C)."""
+    client = clients.get("sagemaker-runtime")
+    assert sagemaker.invoke(client, "sum-w", ["0,1"], "text/csv") == ["1.0"]  # a kept-alive connection
+    waiters = [Waiter(5.0) for _ in range(20)]
+    answers = [sagemaker.invoke(client, "sum-w", [f"{i},1"], "text/csv", w)[0] for i, w in enumerate(waiters)]
+    assert answers == [f"{i + 1}.0" for i in range(20)]
+    assert [w.checks for w in waiters] == [[]] * 20
+    assert fake.stats()["connections"] == 1
+
+
+def test_a_slow_answer_calls_check_once_per_slice(clients, fake):
+    client = clients.get("sagemaker-runtime")
+    assert sagemaker.invoke(client, "sum-s", ["0,1"], "text/csv") == ["1.0"]
+    fake.configure(latency_ms=550)
+    try:
+        waiter = Waiter(5.0, slice_s=0.1)
+        assert sagemaker.invoke(client, "sum-s", ["2,1"], "text/csv", waiter) == ["3.0"]
+    finally:
+        fake.configure(latency_ms=0)
+    assert 4 <= len(waiter.checks) <= 6, waiter.checks  # 550 ms in 100 ms slices
+    assert not any(expired for _, expired in waiter.checks)
+    gaps = [b - a for (a, _), (b, _) in zip(waiter.checks, waiter.checks[1:], strict=False)]
+    assert all(0.08 <= gap <= 0.2 for gap in gaps), gaps
+    assert client.can_send_inline()  # answered: the connection is kept
+
+
+def test_a_raise_in_check_stops_the_request_within_a_slice_and_closes_the_connection(clients, fake):
+    client = clients.get("sagemaker-runtime")
+    assert sagemaker.invoke(client, "sum-k", ["0,1"], "text/csv") == ["1.0"]
+    fake.configure(latency_ms=3000)
+    try:
+        waiter = Waiter(10.0, slice_s=0.1, stop_at=3)
+        started = time.monotonic()
+        with pytest.raises(KillStub):
+            sagemaker.invoke(client, "sum-k", ["2,1"], "text/csv", waiter)
+        elapsed = time.monotonic() - started
+    finally:
+        fake.configure(latency_ms=0)
+    assert len(waiter.checks) == 3
+    assert 0.28 <= elapsed <= 0.45, elapsed  # three slices, then stopped at once
+    assert not client.can_send_inline()  # its answer may still come: never reused
+
+
+def test_an_object_wait_past_its_deadline_is_a_timeout(clients, fake):
+    """check(True) once the deadline passed; if it lets the request go on, it is a timeout."""
+    client = clients.get("sagemaker-runtime")
+    assert sagemaker.invoke(client, "sum-d", ["0,1"], "text/csv") == ["1.0"]
+    fake.configure(latency_ms=2000)
+    try:
+        waiter = Waiter(0.25, slice_s=0.1)
+        started = time.monotonic()
+        code, retryable, _ = error_of(lambda: sagemaker.invoke(client, "sum-d", ["2,1"], "text/csv", waiter))
+        elapsed = time.monotonic() - started
+    finally:
+        fake.configure(latency_ms=0)
+    assert (code, retryable) == ("Timeout", True)
+    assert elapsed < 0.5, elapsed
+    assert waiter.checks and waiter.checks[-1][1] is True and not any(e for _, e in waiter.checks[:-1])
+    assert not client.can_send_inline()
+
+
+# ---- sqlml._curl_link's Link on its own ------------------------------------------------------
+
+
+def _link():
+    return lean.curl_link.Link(1000, [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+
+
+def test_a_link_used_from_two_threads_at_once_raises_instead_of_sharing_the_handle():
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    recorder.trickle_s = 0.5
+    link = _link()
+    out: dict = {}
+
+    def first() -> None:
+        out["answer"] = link.post(recorder.url + "/a", b"1\n", [], 1.0, 5.0)
+
+    try:
+        thread = threading.Thread(target=first)
+        thread.start()
+        time.sleep(0.2)  # the first post is waiting for its answer, the GIL released
+        with pytest.raises(RuntimeError, match="in use by another thread"):
+            link.post(recorder.url + "/b", b"2\n", [], 1.0, 5.0)
+        with pytest.raises(RuntimeError, match="post is running"):
+            link.close()
+        thread.join(5)
+        assert out["answer"][0] == 200 and out["answer"][3] == b"0.5\n"
+        assert [r["body"] for r in recorder.requests] == [b"1\n"]  # the refused one sent nothing
+        recorder.trickle_s = 0.0
+        assert link.post(recorder.url + "/c", b"3\n", [], 1.0, 5.0)[0] == 200  # and it is free again
+    finally:
+        link.close()
+        recorder.close()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda link, url: link.post(url, b"x", ["X-Evil: a\r\nX-Smuggled: b"], 1.0, 1.0), ValueError, "CR or LF"),
+    (lambda link, url: link.post(url, b"x", ["X-A: é"], 1.0, 1.0), ValueError, "ASCII"),
+    (lambda link, url: link.post(url, b"x", [b"X-A: b"], 1.0, 1.0), TypeError, "must be str"),
+    (lambda link, url: link.post(url, "text", [], 1.0, 1.0), TypeError, "bytes-like"),
+    (lambda link, url: link.post(url, b"x", [], float("nan"), 1.0), ValueError, "connect_s"),
+    (lambda link, url: link.post(url, b"x", [], 1.0, 1.0, 42), TypeError, "wait must be"),
+    (lambda link, url: link.post(url, b"x", [], 1.0, 1.0, None, "aws:amz:r:s"), ValueError, "go together"),
+    (lambda link, url: lean.curl_link.Link(0, []), ValueError, "connect_timeout_ms"),
+    (lambda link, url: lean.curl_link.Link(1000, [("a", 1, 1)]), TypeError, "socket option"),
+    (lambda link, url: lean.curl_link.Link(1000, [], ("ca", True)), TypeError, "tls"),
+])
+def test_bad_arguments_to_a_link_raise_and_send_nothing(call, error, message):
+    recorder = Recorder((200, {"Content-Type": "text/csv"}, b"0.5\n"))
+    link = _link()
+    try:
+        with pytest.raises(error, match=message):
+            call(link, recorder.url + "/x")
+        assert recorder.requests == []
+        assert link.post(recorder.url + "/x", b"1\n", [], 1.0, 1.0)[0] == 200  # the Link is still usable
+        link.close()
+        link.close()  # again: nothing
+        with pytest.raises(ValueError, match="closed"):
+            link.post(recorder.url + "/x", b"1\n", [], 1.0, 1.0)
+        assert not link.is_open() and link.sock == -1 and not link.dropped()
+    finally:
+        link.close()
+        recorder.close()
+
+
+# ---- libcurl's own SigV4 (lean.CURL_SIGNS), against botocore's ---------------------------------
+
+
+class RawRecorder:
+    """A socket server that keeps each request's raw bytes and answers 200 with a CSV body."""
+
+    def __init__(self):
+        self.raw: list[bytes] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head = data.split(b"\r\n\r\n", 1)[0]
+                length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+                while len(data) < len(head) + 4 + length:
+                    data += conn.recv(65536)
+                self.raw.append(data)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: 4\r\n"
+                             b"Connection: close\r\n\r\n0.5\n")
+
+    def request(self, i: int = -1) -> tuple[str, dict[str, str], bytes]:
+        """(path, headers by lower-case name, body) of a recorded request."""
+        head, body = self.raw[i].split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return lines[0].split(" ")[1], headers, body
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzE+temporary/token=="])
+@pytest.mark.parametrize("service", ["sagemaker-runtime", "comprehend"])
+def test_libcurls_signature_equals_botocores(monkeypatch, service, token):
+    """lean.CURL_SIGNS: libcurl signs (CURLOPT_AWS_SIGV4). The exact bytes it sent, signed
+    again by botocore's SigV4Auth at the X-Amz-Date libcurl used: the same Authorization.
+    (libcurl 7.88 signs every header line it is given, a removal line such as 'Expect:'
+    included, as an empty header it never sends; lean sends none when libcurl signs.)"""
+    monkeypatch.setattr(lean, "CURL_SIGNS", True)
+    monkeypatch.setattr(lean, "TRANSPORT", "curl")
+    recorder = RawRecorder()
+    try:
+        boto = aws.Clients(settings(recorder.url, region="eu-west-1")).get(service).boto3_client
+        client = LeanClient(boto, Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token),
+                            *aws.LEAN_OPERATIONS[service])
+        if service == "comprehend":
+            body = json.dumps({"Text": "Schön, très bien 😀", "LanguageCode": "de"}).encode()
+            client.send("DetectSentiment", "/", body, {"X-Amz-Target": "Comprehend_20171127.DetectSentiment",
+                                                       "Content-Type": "application/x-amz-json-1.1"})
+        else:
+            assert sagemaker.invoke(client, "my-model-v2", ["1,x y"], "text/csv") == ["0.5"]
+        path, arrived, body = recorder.request()
+        when = datetime.datetime.strptime(arrived["x-amz-date"], "%Y%m%dT%H%M%SZ")
+        monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: when)
+        skip = {"authorization", "x-amz-date", "content-length", "user-agent", "accept" if service == "comprehend"
+                else "-"}
+        by_botocore = AWSRequest(method="POST", url=recorder.url + path, data=body,
+                                 headers={n: v for n, v in arrived.items() if n not in skip})
+        SigV4Auth(Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token),
+                  client._signing_name, "eu-west-1").add_auth(by_botocore)
+        assert arrived["authorization"] == by_botocore.headers["Authorization"]
+        signed = {"sagemaker-runtime": ["accept", "content-type", "host", "x-amz-date"],
+                  "comprehend": ["content-type", "host", "x-amz-date", "x-amz-target"]}[service]
+        signed += ["x-amz-security-token"] if token else []
+        assert f"SignedHeaders={';'.join(sorted(signed))}," in arrived["authorization"]
+        assert arrived.get("x-amz-security-token") == token
+        assert arrived["user-agent"] == lean.USER_AGENT and "expect" not in arrived
+        if service == "comprehend":  # libcurl's default, unsigned (botocore sends none)
+            assert arrived["accept"] == "*/*"
+        client.close()
+    finally:
+        recorder.close()

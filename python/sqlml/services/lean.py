@@ -27,15 +27,16 @@ boto3 client built for the service:
 
 What is ours: the pool of kept-alive connections (LIFO, at most max_pool_connections
 idle, a dropped one is noticed before reuse), cheaper per request than botocore's HTTP
-session. The HTTP itself is libcurl's, through pycurl (one Curl handle per connection,
-driven by a CurlMulti of its own, its socket waited on with poll): about half the CPU of
-http.client for the same kept-alive exchange, most of which went to parsing the answer's
-headers with the email package. pycurl must be built against the system libcurl (the
-Makefile installs it with --no-binary pycurl): a wheel's bundled libcurl and OpenSSL are
-refused, and without a usable pycurl, http.client connections do the same job (one line
-in the server's error log says why). With libcurl, botocore's read timeout bounds the
-whole answer rather than each read: a service answers a request of this size in one
-piece, and the caller's deadline (timeout_s) covers all attempts anyway.
+session. The HTTP itself is libcurl's, through sqlml._curl_link (native/curl_link.c:
+one easy handle per connection, driven by a multi handle of its own, a request and its
+whole answer in one C call with the GIL released): about half the CPU of http.client
+for the same kept-alive exchange, most of which went to parsing the answer's headers
+with the email package. The module is linked against the system libcurl (the server's
+own OpenSSL); where it was not built (no libcurl development files), http.client
+connections do the same job (one line in the server's error log says why). With
+libcurl, botocore's read timeout bounds the whole answer rather than each read: a
+service answers a request of this size in one piece, and the caller's deadline
+(timeout_s) covers all attempts anyway.
 """
 
 from __future__ import annotations
@@ -44,10 +45,8 @@ import collections
 import datetime
 import hashlib
 import http.client
-import os
 import platform
 import select
-import socket
 import ssl
 import sys
 import time
@@ -125,6 +124,9 @@ class LeanClient:
         config = meta.config
         self.transport = _transport()
         self._crt_signing = SIGNER == "crt" and crt_auth is not None
+        # libcurl signs (CURLOPT_AWS_SIGV4) instead, if asked (CURL_SIGNS) and it sends.
+        self._curl_signing = CURL_SIGNS and self.transport == "curl" and not self._proxied
+        self._sigv4 = f"aws:amz:{self._region}:{self._signing_name}"
         if self.transport == "curl":
             self._connections = _CurlConnections(
                 self._origin, connect_timeout_s=config.connect_timeout, read_timeout_s=config.read_timeout,
@@ -175,13 +177,21 @@ class LeanClient:
         """POSTs `body` to self.path(path), signed; a 2xx Reply, else raises what botocore
         would: ClientError (error answers), its HTTP exceptions, NoCredentialsError.
 
-        wait(sock), if given (sock: the connection's socket, or with libcurl its
-        descriptor), is called once the request is written and returns when the
-        answer starts to arrive, or raises (the connection is then closed): the calling
-        thread can stop waiting on its own terms (a KILL). It returns the seconds left for
-        reading the rest of the answer (None: the read timeout), so a slow answer cannot
-        outlast the caller's deadline. With wait, only a kept-alive connection is used
-        (NoIdleConnection otherwise, before anything is sent)."""
+        wait, if given, lets the calling thread stop waiting on its own terms (a KILL),
+        in one of two forms:
+        - a callable wait(sock) (sock: the connection's socket, or with libcurl its
+          descriptor), called once the request is written, that returns when the answer
+          starts to arrive, or raises (the connection is then closed). It returns the
+          seconds left for reading the rest of the answer (None: the read timeout), so a
+          slow answer cannot outlast the caller's deadline;
+        - an object with `deadline` (time.monotonic() seconds), `check(expired)` and
+          optionally `slice_s` (default 0.1): the answer is awaited in slices of slice_s
+          (with libcurl, in C without the GIL), check(now >= deadline) is called after each
+          slice that ended without it and raises to stop (the connection is then closed);
+          the rest of the answer is read within the deadline. An answer that starts within
+          the first slice runs no Python at all.
+        With wait, only a kept-alive connection is used (NoIdleConnection otherwise,
+        before anything is sent)."""
         if wait is not None and self._proxied:  # botocore's session would send it: no wait there
             raise NoIdleConnection()
         path = self.path(path)
@@ -190,7 +200,10 @@ class LeanClient:
             raise botocore.exceptions.NoCredentialsError()
         # Frozen per call: a RefreshableCredentials refreshes itself here when due.
         credentials = self._credentials.get_frozen_credentials()
-        if self._crt_signing and not self._proxied:
+        if self._curl_signing:
+            status, reply_headers, data = self._send_signed_by_curl(operation, path, url, body, headers, credentials,
+                                                                    wait)
+        elif self._crt_signing and not self._proxied:
             signed = _crt_sign(path, {**self._extra_headers[operation], "Host": self._host_header, **headers}, body,
                                credentials, self._signing_name, self._region)
             signed.append(("User-Agent", USER_AGENT))  # never signed (botocore's SIGNED_HEADERS_BLACKLIST)
@@ -208,6 +221,18 @@ class LeanClient:
         if status >= 300:
             raise self._client_error(operation, status, reply_headers, data)
         return Reply(status, reply_headers, data)
+
+    def _send_signed_by_curl(self, operation: str, path: str, url: str, body: bytes, headers: dict[str, str],
+                             credentials, wait) -> tuple[int, _Headers, bytes]:
+        """send()'s request signed by libcurl (CURLOPT_AWS_SIGV4 with the frozen keys): it
+        adds X-Amz-Date and Authorization; a session token goes as a header of its own,
+        which libcurl signs with the others. The User-Agent is the Link's own
+        (CURLOPT_USERAGENT): as a header line libcurl would sign it, botocore never does."""
+        pairs = [*self._extra_headers[operation].items(), *headers.items()]
+        if credentials.token:
+            pairs.append(("X-Amz-Security-Token", credentials.token))
+        return self._connections.post(path, body, pairs, url, wait, self._sigv4,
+                                      f"{credentials.access_key}:{credentials.secret_key}")
 
     def _client_error(self, operation: str, status: int, headers, body: bytes) -> botocore.exceptions.ClientError:
         """The ClientError botocore would raise for this answer, parsed by its own parser."""
@@ -383,6 +408,8 @@ class _Connections(_Pool):
         """(status, headers, body); raises botocore's HTTP exceptions, as URLLib3Session.send
         does. wait: see LeanClient.send."""
         conn = self._take(idle_only=wait is not None)
+        if wait is not None and hasattr(wait, "deadline"):
+            wait = _sliced_wait(wait)
         if conn.sock is None:
             try:
                 conn.connect()
@@ -424,6 +451,26 @@ class _Connections(_Pool):
             raise botocore.exceptions.ConnectionClosedError(endpoint_url=url, error=exc) from None
         self._give(conn)
         return answer.status, answer.headers, data
+
+
+def _sliced_wait(wait):
+    """The object form of a wait (LeanClient.send) as the callable http.client's path
+    calls: the answer awaited in wait.slice_s slices, wait.check(expired) between them."""
+    slice_s = getattr(wait, "slice_s", 0.1)
+
+    def wait_readable(sock) -> float:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        while True:
+            left_s = wait.deadline - time.monotonic()
+            if poller.poll(max(0, int(min(slice_s, left_s) * 1000 + 0.999))):
+                return wait.deadline - time.monotonic()
+            expired = time.monotonic() >= wait.deadline
+            wait.check(expired)
+            if expired:  # check let it go on, but the deadline has passed
+                raise TimeoutError("no answer before the caller's deadline")
+
+    return wait_readable
 
 
 # A body up to this size goes out in the same write as the request's head.
@@ -505,39 +552,44 @@ def _forget_response(conn: http.client.HTTPConnection) -> None:
 _LAST_RESPONSE = "_HTTPConnection__response"
 
 
-# ---- libcurl (pycurl) --------------------------------------------------------------------
+# ---- libcurl (sqlml._curl_link) ----------------------------------------------------------
 
-def _load_pycurl():
-    """pycurl if it can be used here, else None (and why, printed once to the error log).
-    A pycurl wheel from PyPI carries its own libcurl and OpenSSL (under pycurl.libs):
-    loaded into a server next to the server's own OpenSSL, two OpenSSLs would share one
-    process, so only a pycurl built against the system libcurl is used (the Makefile
-    installs it with --no-binary pycurl)."""
+def _load_curl_link():
+    """sqlml._curl_link (native/curl_link.c), or None and why. It is built only where
+    libcurl's development files were found (CMakeLists.txt), against the system libcurl:
+    the server's own OpenSSL, not a second one."""
     try:
-        import pycurl
+        from .. import _curl_link
     except ImportError as exc:
-        return None, f"pycurl cannot be imported ({exc})"
-    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(pycurl.__file__))), "pycurl.libs")
-    if os.path.isdir(bundled):
-        return None, (f"pycurl at {pycurl.__file__} bundles its own libcurl and OpenSSL ({bundled}); "
-                      "reinstall it with `pip install --no-binary pycurl pycurl`")
-    return pycurl, None
+        return None, (f"sqlml._curl_link cannot be imported ({exc}); install libcurl4-openssl-dev and rebuild "
+                      "sqlml (make build)")
+    return _curl_link, None
 
 
-pycurl, _PYCURL_PROBLEM = _load_pycurl()
-# The transport new LeanClients use: "curl" (libcurl through pycurl) when it can be
-# loaded, else "http.client". Tests set it to run both.
-TRANSPORT = "curl" if pycurl is not None else "http.client"
+curl_link, _CURL_LINK_PROBLEM = _load_curl_link()
+# The transport new LeanClients use: "curl" (libcurl through sqlml._curl_link) when it
+# can be loaded, else "http.client". Tests set it to run both.
+TRANSPORT = "curl" if curl_link is not None else "http.client"
+# Who signs a request sent through libcurl: False, lean's own signer (SIGNER, in
+# LeanClient.send); True, libcurl itself (CURLOPT_AWS_SIGV4), saving the signer's Python
+# glue. New LeanClients read it; off by default until measured in the server. libcurl
+# 7.88 signs every header line it is given (a removal line such as "Expect:" as an empty
+# header it never sends, a User-Agent line, which botocore never signs), so a signed
+# request carries neither (_CurlConnections.post, the Link's own User-Agent); it signs the
+# path as given where botocore encodes it once more: the same for SageMaker's endpoint
+# names (letters, digits, hyphens) and Comprehend's "/". With that, tests/test_lean_client.py
+# finds its Authorization equal to botocore's (with and without a session token).
+CURL_SIGNS = False
 _warned_fallback = False
 
 
 def _transport() -> str:
     global _warned_fallback
-    if TRANSPORT == "curl" and pycurl is None:  # pragma: no cover - only without pycurl
-        raise RuntimeError(f"lean.TRANSPORT is curl but {_PYCURL_PROBLEM}")
-    if TRANSPORT == "http.client" and _PYCURL_PROBLEM and not _warned_fallback:
+    if TRANSPORT == "curl" and curl_link is None:  # pragma: no cover - only without libcurl's dev files
+        raise RuntimeError(f"lean.TRANSPORT is curl but {_CURL_LINK_PROBLEM}")
+    if TRANSPORT == "http.client" and _CURL_LINK_PROBLEM and not _warned_fallback:
         _warned_fallback = True
-        print(f"sqlml: requests go through http.client, slower than libcurl: {_PYCURL_PROBLEM}", file=sys.stderr,
+        print(f"sqlml: requests go through http.client, slower than libcurl: {_CURL_LINK_PROBLEM}", file=sys.stderr,
               flush=True)
     return TRANSPORT
 
@@ -588,224 +640,48 @@ _CURLE_TIMEOUT = 28
 _CURLE_CONNECT = frozenset({5, 6, 7})  # could not resolve proxy / host, could not connect
 _CURLE_SSL = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
 _CURLE_PEER_FAILED_VERIFICATION = 60
-_POLL_EVENTS = {1: select.POLLIN | select.POLLPRI, 2: select.POLLOUT,
-                3: select.POLLIN | select.POLLPRI | select.POLLOUT}
-
-
-class _CurlTimeout(Exception):
-    """Our own deadline passed while libcurl was still at it."""
-
-
-class _CurlConnection:
-    """One kept-alive connection: a pycurl.Curl handle driven by a CurlMulti of its own.
-    The multi holds the connection between requests (its connection cache), so handle
-    and multi stay paired; request() waits on the connection's socket with poll,
-    never with select (CurlMulti.select), which cannot see a descriptor past 1024 and a
-    server process can hold more."""
-
-    __slots__ = ("easy", "multi", "sock", "_chunks", "_lines", "_poller", "_polled", "_want_fd", "_want",
-                 "_timer_at", "_https")
-
-    def __init__(self, pool: _CurlConnections):
-        easy = pycurl.Curl()
-        multi = pycurl.CurlMulti()
-        self.easy, self.multi = easy, multi
-        self.sock = -1  # the kept-alive connection's descriptor, read when a request ends; -1: none
-        self._chunks: list[bytes] = []
-        self._lines: list[bytes] = []
-        self._poller = select.poll()
-        self._polled = -1
-        self._want_fd, self._want = -1, 0
-        self._timer_at: float | None = None  # when libcurl wants socket_action(SOCKET_TIMEOUT) (monotonic)
-        self._https = pool._tls is not None
-        multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
-        multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
-        multi.setopt(pycurl.M_MAXCONNECTS, 1)
-        setopt = easy.setopt
-        setopt(pycurl.NOSIGNAL, 1)  # server threads: no SIGALRM around name lookups
-        setopt(pycurl.PROXY, "")  # never a proxy from the environment: proxied endpoints go through botocore
-        setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-        setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(pool._connect_timeout_s * 1000)))
-        setopt(pycurl.TCP_NODELAY, 0)  # botocore's socket options decide (below)
-        setopt(pycurl.SOCKOPTFUNCTION, pool._apply_socket_options)
-        setopt(pycurl.WRITEFUNCTION, self._chunks.append)
-        setopt(pycurl.HEADERFUNCTION, self._lines.append)
-        setopt(pycurl.POST, 1)
-        tls = pool._tls
-        if tls is not None:
-            cafile, verify, cert, key = tls
-            setopt(pycurl.SSLVERSION, pycurl.SSLVERSION_TLSv1_2)  # urllib3's minimum, as botocore's context
-            if verify:
-                setopt(pycurl.CAINFO, cafile)
-                easy.unsetopt(pycurl.CAPATH)  # that bundle only, as botocore's context (no system directory)
-                setopt(pycurl.SSL_VERIFYPEER, 1)
-                setopt(pycurl.SSL_VERIFYHOST, 2)
-            else:
-                setopt(pycurl.SSL_VERIFYPEER, 0)
-                setopt(pycurl.SSL_VERIFYHOST, 0)
-            if cert:
-                setopt(pycurl.SSLCERT, cert)
-                if key:
-                    setopt(pycurl.SSLKEY, key)
-
-    def _on_socket(self, what: int, fd: int, _multi, _data) -> None:
-        if what == pycurl.POLL_REMOVE:
-            self._want_fd, self._want = -1, 0
-        else:
-            self._want_fd, self._want = fd, _POLL_EVENTS.get(what, 0)
-
-    def _on_timer(self, timeout_ms: int) -> None:
-        self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
-
-    def is_open(self) -> bool:
-        return self.sock >= 0
-
-    def dropped(self) -> bool:
-        """As _Options.dropped: an idle kept-alive socket with something to read has been
-        closed by the server (or sent junk)."""
-        self._watch(self.sock, select.POLLIN)
-        return bool(self._poller.poll(0))
-
-    def _watch(self, fd: int, events: int) -> None:
-        if fd != self._polled:
-            if self._polled >= 0:
-                try:
-                    self._poller.unregister(self._polled)
-                except KeyError:
-                    pass
-            self._poller.register(fd, events)
-            self._polled = fd
-        else:
-            self._poller.modify(fd, events)
-
-    def close(self) -> None:
-        """Closes the connection (the multi's cache) and frees both handles."""
-        self.sock = -1
-        try:
-            self.multi.remove_handle(self.easy)
-        except pycurl.error:
-            pass
-        self.easy.close()
-        self.multi.close()
-
-    def _step(self, until: float) -> int:
-        """Waits (up to `until`, monotonic) for what libcurl asked for and lets it act:
-        the number of transfers still running."""
-        timer_at = self._timer_at
-        wait_ms = ((until if timer_at is None or until < timer_at else timer_at) - time.monotonic()) * 1000
-        fd = self._want_fd
-        if fd >= 0 and self._want:
-            self._watch(fd, self._want)
-            ready = self._poller.poll(max(0, int(wait_ms + 0.999)))
-            if ready:
-                revents = ready[0][1]
-                mask = ((pycurl.CSELECT_IN if revents & (select.POLLIN | select.POLLPRI | select.POLLHUP) else 0)
-                        | (pycurl.CSELECT_OUT if revents & select.POLLOUT else 0)
-                        | (pycurl.CSELECT_ERR if revents & (select.POLLERR | select.POLLNVAL) else 0))
-                return self.multi.socket_action(fd, mask)[1]
-        elif wait_ms > 0:
-            time.sleep(wait_ms / 1000)  # a name lookup on libcurl's resolver thread, or a timer
-        if time.monotonic() >= until:
-            raise _CurlTimeout()
-        self._timer_at = None
-        return self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
-
-    def request(self, url: str, body: bytes, header_lines: list[str], connect_s: float, read_s: float,
-                wait) -> tuple[int, _Headers, bytes]:
-        """Sends one request and reads its answer: (status, headers, body). Raises
-        pycurl.error (libcurl's own failure) or _CurlTimeout; wait: see LeanClient.send."""
-        easy, chunks, lines = self.easy, self._chunks, self._lines
-        easy.setopt(pycurl.URL, url)
-        easy.setopt(pycurl.HTTPHEADER, header_lines)
-        easy.setopt(pycurl.POSTFIELDS, body)
-        connecting = self.sock < 0
-        self._want_fd, self._want, self._timer_at = -1, 0, None
-        started = time.monotonic()
-        # A new connection: libcurl's connect timeout (TCP and TLS), then the read timeout
-        # from the moment it is up, as http.client's path times them.
-        until = started + read_s + (connect_s if connecting else 0)
-        try:
-            self.multi.add_handle(easy)
-            running = self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)[1]
-            if wait is not None:  # only ever on a kept-alive connection (_take)
-                while running and self._want & select.POLLOUT:  # the request is still going out
-                    running = self._step(until)
-                if running:  # the answer, or the rest of it, is yet to come
-                    budget_s = wait(self._want_fd if self._want_fd >= 0 else easy.getinfo(pycurl.ACTIVESOCKET))
-                    if budget_s is not None and time.monotonic() + budget_s < until:
-                        until = time.monotonic() + max(budget_s, 0.001)
-            while running:
-                if connecting:
-                    up_s = easy.getinfo(pycurl.APPCONNECT_TIME if self._https else pycurl.CONNECT_TIME)
-                    if up_s > 0:
-                        connecting = False
-                        until = started + up_s + read_s
-                running = self._step(until)
-            _, _, failed = self.multi.info_read()
-            if failed:
-                raise pycurl.error(failed[0][1], failed[0][2])
-            status = easy.getinfo(pycurl.RESPONSE_CODE)
-            headers = _Headers(b"".join(lines), easy.getinfo(pycurl.CONTENT_TYPE))
-            data = b"".join(chunks)
-            self.sock = easy.getinfo(pycurl.ACTIVESOCKET)  # -1 if libcurl closed it (Connection: close)
-            self.multi.remove_handle(easy)
-            return status, headers, data
-        except _CurlTimeout:
-            raise _CurlTimeout(not connecting) from None
-        finally:
-            chunks.clear()  # nothing of the answer stays with the connection
-            lines.clear()
-
-    def forget_body(self) -> None:
-        """pycurl hands libcurl a copy of the body (COPYPOSTFIELDS), kept until the next
-        request: a batch's body is not kept while the connection idles."""
-        self.easy.setopt(pycurl.POSTFIELDS, b"")
 
 
 class _CurlConnections(_Pool):
-    """The pool of libcurl connections."""
+    """The pool of libcurl connections: each a sqlml._curl_link.Link, one kept-alive
+    connection whose request and whole answer are one C call without the GIL."""
 
     def __init__(self, origin: str, *, tls: tuple | None, **options):
         super().__init__(**options)
         self._origin = origin
         self._tls = tls
+        self._connect_timeout_ms = max(1, int(self._connect_timeout_s * 1000))
 
-    def _new(self) -> _CurlConnection:
-        return _CurlConnection(self)
+    def _new(self):
+        return curl_link.Link(self._connect_timeout_ms, self._socket_options, self._tls, USER_AGENT)
 
-    def _apply_socket_options(self, fd: int, _purpose: int) -> int:
-        """botocore's socket options (TCP_NODELAY, SO_KEEPALIVE when tcp_keepalive) on a
-        new connection's socket, exactly as its HTTP session sets them."""
-        sock = socket.socket(fileno=fd)
-        try:
-            for option in self._socket_options:
-                sock.setsockopt(*option)
-        finally:
-            sock.detach()
-        return 0  # CURL_SOCKOPT_OK
-
-    def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, _Headers, bytes]:
-        """(status, headers, body); raises botocore's HTTP exceptions as _Connections.post does."""
+    def post(self, path: str, body: bytes, headers, url: str, wait=None, sigv4: str | None = None,
+             userpwd: str | None = None) -> tuple[int, _Headers, bytes]:
+        """(status, headers, body); raises botocore's HTTP exceptions as _Connections.post
+        does. wait: see LeanClient.send (a callable, or an object with deadline and
+        check(expired), waited on in C); sigv4, userpwd: libcurl signs (Link.post)."""
         conn = self._take(idle_only=wait is not None)
         # "Name;" is libcurl's spelling of a header with an empty value ("Name:" removes one).
         lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers]
-        present = {name.lower() for name, _ in headers}
-        # libcurl's own defaults that http.client does not send: none of them is wanted.
-        lines.append("Expect:")
-        if "accept" not in present:
-            lines.append("Accept:")
-        if "content-type" not in present:
-            lines.append("Content-Type:")
+        if sigv4 is None:
+            # libcurl's own defaults that http.client does not send: none of them is wanted.
+            # (Not when libcurl signs: 7.88 signs a removal line as an empty header that is
+            # never sent, a signature AWS cannot verify. Its Accept: */* goes unsigned.)
+            present = {name.lower() for name, _ in headers}
+            lines.append("Expect:")
+            if "accept" not in present:
+                lines.append("Accept:")
+            if "content-type" not in present:
+                lines.append("Content-Type:")
         try:
-            answer = conn.request(self._origin + path, body, lines, self._connect_timeout_s, self._read_timeout_s,
-                                  wait)
-        except _CurlTimeout as exc:
-            connected = exc.args[0]
+            status, raw, content_type, data = conn.post(url, body, lines, self._connect_timeout_s,
+                                                        self._read_timeout_s, wait, sigv4, userpwd)
+        except curl_link.Timeout as exc:
             conn.close()
-            if connected:
+            if exc.args[0]:  # connected: the answer was late
                 raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=TimeoutError("timed out")) from None
             raise botocore.exceptions.ConnectTimeoutError(endpoint_url=url, error=TimeoutError("timed out")) from None
-        except pycurl.error as exc:
+        except curl_link.Error as exc:
             conn.close()
             raise _botocore_error(exc, url) from None
         except TimeoutError as exc:  # from wait, as http.client's path maps it
@@ -817,10 +693,8 @@ class _CurlConnections(_Pool):
         except BaseException:
             conn.close()  # a wait that gave up (a KILL): its answer may still come
             raise
-        if len(body) > ONE_WRITE_MAX_BYTES:
-            conn.forget_body()
         self._give(conn)
-        return answer
+        return status, _Headers(raw, content_type), data
 
 
 def _botocore_error(exc, url: str) -> Exception:
