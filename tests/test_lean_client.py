@@ -1106,3 +1106,30 @@ def test_libcurls_signature_equals_botocores(monkeypatch, service, token):
         client.close()
     finally:
         recorder.close()
+
+
+@pytest.mark.parametrize("case", ["scalar", "large body", "base path botocore would normalize"])
+def test_libcurl_signs_only_small_requests_to_plain_paths(monkeypatch, case):
+    """Who signs (lean.CURL_SIGNS): libcurl, a request up to CURL_SIGN_MAX_BODY_BYTES to a
+    path botocore would sign as it is; lean's own signer any other (a batch's large body,
+    a custom endpoint URL whose path botocore would encode or normalize)."""
+    monkeypatch.setattr(lean, "TRANSPORT", "curl")
+    signed_by_lean = []
+    crt_sign = lean._crt_sign
+    monkeypatch.setattr(lean, "_crt_sign", lambda *args, **kw: signed_by_lean.append(args[0]) or crt_sign(*args, **kw))
+    recorder = RawRecorder()
+    try:
+        base = "/base//v1" if case.startswith("base path") else ""
+        boto = aws.Clients(settings(recorder.url + base)).get("sagemaker-runtime").boto3_client
+        client = LeanClient(boto, Credentials("AKIDEXAMPLE", "secret"), *aws.LEAN_OPERATIONS["sagemaker-runtime"])
+        body = b"1\n" * (lean.CURL_SIGN_MAX_BODY_BYTES // 2 + 1) if case == "large body" else b"1\n"
+        reply = client.send("InvokeEndpoint", "/endpoints/m/invocations", body,
+                            {"Content-Type": "text/csv", "Accept": "text/csv"})
+        assert reply.status == 200
+        path, arrived, sent = recorder.request()
+        assert sent == body and path == base + "/endpoints/m/invocations"
+        assert signed_by_lean == ([] if case == "scalar" else [path])
+        assert "SignedHeaders=accept;content-type;host;x-amz-date," in arrived["authorization"]
+        client.close()
+    finally:
+        recorder.close()

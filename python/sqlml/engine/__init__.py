@@ -278,10 +278,13 @@ class Engine:
     def invoker(self, endpoint: str, max_batch_size: int) -> Callable[[str], object]:
         target = ("sagemaker", endpoint)
         where = sagemaker.where(endpoint)
-        path = sagemaker.invocations_path(endpoint)
+        made: list = [None, None, None]  # the client and Accept the request shape was made for, the shape
 
         def request_one(client, line: str, wait):
-            return sagemaker.invoke_one(client, path, line, self.settings.sagemaker_accept, where, wait)
+            accept = self.settings.sagemaker_accept
+            if made[0] is not client or made[1] != accept:  # new settings
+                made[:] = client, accept, sagemaker.shape(client, endpoint, accept)
+            return sagemaker.invoke_one(client, made[2], line, where, wait)
 
         def invoke(line: str) -> object:
             return self._answer(("sagemaker", endpoint, line), target, line, max_batch_size, where, request_one)

@@ -46,6 +46,7 @@ import datetime
 import hashlib
 import http.client
 import platform
+import re
 import select
 import ssl
 import sys
@@ -80,6 +81,20 @@ class Reply:
         self.status = status
         self.headers = headers
         self.body = body
+
+
+class Shape:
+    """What a request's operation, path and headers give, worked out once for all the
+    requests of that shape (LeanClient.shape): the scalar path sends one per row."""
+
+    __slots__ = ("operation", "path", "url", "headers", "curl_lines")
+
+    def __init__(self, operation: str, path: str, url: str, headers: dict[str, str], curl_lines: list[str] | None):
+        self.operation = operation
+        self.path = path
+        self.url = url
+        self.headers = headers  # the operation's own (endpoint ruleset) and the caller's
+        self.curl_lines = curl_lines  # the header lines libcurl signs, or None if it does not
 
 
 class LeanClient:
@@ -125,7 +140,9 @@ class LeanClient:
         self.transport = _transport()
         self._crt_signing = SIGNER == "crt" and crt_auth is not None
         # libcurl signs (CURLOPT_AWS_SIGV4) instead, if asked (CURL_SIGNS) and it sends.
-        self._curl_signing = CURL_SIGNS and self.transport == "curl" and not self._proxied
+        self._curl_signing = (CURL_SIGNS and self.transport == "curl" and not self._proxied
+                              and _CURL_SIGNABLE_PATH.fullmatch(self._base_path or "/") is not None)
+        self._userpwd: tuple = (None, None, None)  # (access key, secret key, "key:secret") last signed with
         self._sigv4 = f"aws:amz:{self._region}:{self._signing_name}"
         if self.transport == "curl":
             self._connections = _CurlConnections(
@@ -173,6 +190,15 @@ class LeanClient:
         raise NoIdleConnection if the server closes that connection meanwhile)."""
         return not self._proxied and self._connections.has_idle()
 
+    def shape(self, operation: str, path: str, headers: dict[str, str]) -> Shape:
+        """The Shape of requests to self.path(path) with these headers (send_shape)."""
+        path = self.path(path)
+        headers = {**self._extra_headers[operation], **headers}
+        curl_lines = None
+        if self._curl_signing and _CURL_SIGNABLE_PATH.fullmatch(path):
+            curl_lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers.items()]
+        return Shape(operation, path, self._origin + path, headers, curl_lines)
+
     def send(self, operation: str, path: str, body: bytes, headers: dict[str, str], wait=None) -> Reply:
         """POSTs `body` to self.path(path), signed; a 2xx Reply, else raises what botocore
         would: ClientError (error answers), its HTTP exceptions, NoCredentialsError.
@@ -192,25 +218,26 @@ class LeanClient:
           the first slice runs no Python at all.
         With wait, only a kept-alive connection is used (NoIdleConnection otherwise,
         before anything is sent)."""
+        return self.send_shape(self.shape(operation, path, headers), body, wait)
+
+    def send_shape(self, shape: Shape, body: bytes, wait=None) -> Reply:
+        """send() of a request of this Shape."""
         if wait is not None and self._proxied:  # botocore's session would send it: no wait there
             raise NoIdleConnection()
-        path = self.path(path)
-        url = self._origin + path
         if self._credentials is None:
             raise botocore.exceptions.NoCredentialsError()
         # Frozen per call: a RefreshableCredentials refreshes itself here when due.
         credentials = self._credentials.get_frozen_credentials()
-        if self._curl_signing:
-            status, reply_headers, data = self._send_signed_by_curl(operation, path, url, body, headers, credentials,
-                                                                    wait)
+        path, url = shape.path, shape.url
+        if shape.curl_lines is not None and len(body) <= CURL_SIGN_MAX_BODY_BYTES:
+            status, reply_headers, data = self._send_signed_by_curl(shape, body, credentials, wait)
         elif self._crt_signing and not self._proxied:
-            signed = _crt_sign(path, {**self._extra_headers[operation], "Host": self._host_header, **headers}, body,
-                               credentials, self._signing_name, self._region)
+            signed = _crt_sign(path, {**shape.headers, "Host": self._host_header}, body, credentials,
+                               self._signing_name, self._region)
             signed.append(("User-Agent", USER_AGENT))  # never signed (botocore's SIGNED_HEADERS_BLACKLIST)
             status, reply_headers, data = self._connections.post(path, body, signed, url, wait)
         else:
-            headers = {**self._extra_headers[operation], "Host": self._host_header, "User-Agent": USER_AGENT,
-                       **headers}
+            headers = {**shape.headers, "Host": self._host_header, "User-Agent": USER_AGENT}
             request = AWSRequest(method="POST", url=url, data=body, headers=headers)
             _SigV4Auth(credentials, self._signing_name, self._region).add_auth(request)
             if self._proxied:
@@ -219,20 +246,22 @@ class LeanClient:
             else:
                 status, reply_headers, data = self._connections.post(path, body, request.headers.items(), url, wait)
         if status >= 300:
-            raise self._client_error(operation, status, reply_headers, data)
+            raise self._client_error(shape.operation, status, reply_headers, data)
         return Reply(status, reply_headers, data)
 
-    def _send_signed_by_curl(self, operation: str, path: str, url: str, body: bytes, headers: dict[str, str],
-                             credentials, wait) -> tuple[int, _Headers, bytes]:
+    def _send_signed_by_curl(self, shape: Shape, body: bytes, credentials, wait) -> tuple[int, _Headers, bytes]:
         """send()'s request signed by libcurl (CURLOPT_AWS_SIGV4 with the frozen keys): it
         adds X-Amz-Date and Authorization; a session token goes as a header of its own,
         which libcurl signs with the others. The User-Agent is the Link's own
         (CURLOPT_USERAGENT): as a header line libcurl would sign it, botocore never does."""
-        pairs = [*self._extra_headers[operation].items(), *headers.items()]
+        access_key, secret_key, userpwd = self._userpwd
+        if credentials.access_key != access_key or credentials.secret_key != secret_key:
+            userpwd = f"{credentials.access_key}:{credentials.secret_key}"
+            self._userpwd = (credentials.access_key, credentials.secret_key, userpwd)
+        lines = shape.curl_lines
         if credentials.token:
-            pairs.append(("X-Amz-Security-Token", credentials.token))
-        return self._connections.post(path, body, pairs, url, wait, self._sigv4,
-                                      f"{credentials.access_key}:{credentials.secret_key}")
+            lines = [*lines, f"X-Amz-Security-Token: {credentials.token}"]
+        return self._connections.post_lines(shape.url, body, lines, wait, self._sigv4, userpwd)
 
     def _client_error(self, operation: str, status: int, headers, body: bytes) -> botocore.exceptions.ClientError:
         """The ClientError botocore would raise for this answer, parsed by its own parser."""
@@ -570,16 +599,24 @@ curl_link, _CURL_LINK_PROBLEM = _load_curl_link()
 # The transport new LeanClients use: "curl" (libcurl through sqlml._curl_link) when it
 # can be loaded, else "http.client". Tests set it to run both.
 TRANSPORT = "curl" if curl_link is not None else "http.client"
-# Who signs a request sent through libcurl: False, lean's own signer (SIGNER, in
-# LeanClient.send); True, libcurl itself (CURLOPT_AWS_SIGV4), saving the signer's Python
-# glue. New LeanClients read it; off by default until measured in the server. libcurl
-# 7.88 signs every header line it is given (a removal line such as "Expect:" as an empty
-# header it never sends, a User-Agent line, which botocore never signs), so a signed
-# request carries neither (_CurlConnections.post, the Link's own User-Agent); it signs the
-# path as given where botocore encodes it once more: the same for SageMaker's endpoint
-# names (letters, digits, hyphens) and Comprehend's "/". With that, tests/test_lean_client.py
-# finds its Authorization equal to botocore's (with and without a session token).
-CURL_SIGNS = False
+# Who signs a request sent through libcurl: libcurl itself (CURLOPT_AWS_SIGV4) when
+# CURL_SIGNS, else lean's own signer (SIGNER, in LeanClient.send_shape). libcurl's saves
+# the signer's Python glue: about 20 us of server CPU a request on the scalar path
+# (bench/bench_scalar.py). New LeanClients read it. libcurl 7.88 signs every header line it
+# is given (a removal line such as "Expect:" as an empty header it never sends, a
+# User-Agent line, which botocore never signs), so a request it signs carries neither
+# (_CurlConnections.post_lines, the Link's own User-Agent); it signs the path as given,
+# where botocore encodes it once more and removes dot segments and repeated slashes.
+# With that, tests/test_lean_client.py finds its Authorization equal to botocore's for
+# both services, with and without a session token.
+CURL_SIGNS = True
+# libcurl signs only requests up to this size (a scalar call's, a small batch's): a larger
+# one, signed by SIGNER, pays the same few microseconds in a request of thousands of rows.
+CURL_SIGN_MAX_BODY_BYTES = 64 * 1024
+# ... and only paths botocore would sign as they are: no character it would encode, no
+# empty, "." or ".." segment (a custom endpoint URL's base path may hold anything; a
+# SageMaker endpoint name is letters, digits and hyphens).
+_CURL_SIGNABLE_PATH = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)*/?")
 _warned_fallback = False
 
 
@@ -655,24 +692,28 @@ class _CurlConnections(_Pool):
     def _new(self):
         return curl_link.Link(self._connect_timeout_ms, self._socket_options, self._tls, USER_AGENT)
 
-    def post(self, path: str, body: bytes, headers, url: str, wait=None, sigv4: str | None = None,
-             userpwd: str | None = None) -> tuple[int, _Headers, bytes]:
+    def post(self, path: str, body: bytes, headers, url: str, wait=None) -> tuple[int, _Headers, bytes]:
         """(status, headers, body); raises botocore's HTTP exceptions as _Connections.post
         does. wait: see LeanClient.send (a callable, or an object with deadline and
-        check(expired), waited on in C); sigv4, userpwd: libcurl signs (Link.post)."""
-        conn = self._take(idle_only=wait is not None)
+        check(expired), waited on in C)."""
         # "Name;" is libcurl's spelling of a header with an empty value ("Name:" removes one).
         lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers]
-        if sigv4 is None:
-            # libcurl's own defaults that http.client does not send: none of them is wanted.
-            # (Not when libcurl signs: 7.88 signs a removal line as an empty header that is
-            # never sent, a signature AWS cannot verify. Its Accept: */* goes unsigned.)
-            present = {name.lower() for name, _ in headers}
-            lines.append("Expect:")
-            if "accept" not in present:
-                lines.append("Accept:")
-            if "content-type" not in present:
-                lines.append("Content-Type:")
+        # libcurl's own defaults that http.client does not send: none of them is wanted.
+        present = {name.lower() for name, _ in headers}
+        lines.append("Expect:")
+        if "accept" not in present:
+            lines.append("Accept:")
+        if "content-type" not in present:
+            lines.append("Content-Type:")
+        return self.post_lines(url, body, lines, wait)
+
+    def post_lines(self, url: str, body: bytes, lines: list[str], wait=None, sigv4: str | None = None,
+                   userpwd: str | None = None) -> tuple[int, _Headers, bytes]:
+        """post() of header lines as libcurl takes them; sigv4, userpwd: libcurl signs
+        (Link.post). When it signs, no removal line may be among them: libcurl 7.88 signs
+        one as an empty header it never sends, a signature AWS cannot verify (its Accept:
+        */* then goes out unsigned; Expect it adds only to a body over 1 MiB)."""
+        conn = self._take(idle_only=wait is not None)
         try:
             status, raw, content_type, data = conn.post(url, body, lines, self._connect_timeout_s,
                                                         self._read_timeout_s, wait, sigv4, userpwd)

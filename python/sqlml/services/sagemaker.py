@@ -34,23 +34,28 @@ def where(endpoint: str) -> str:
     return f"SageMaker InvokeEndpoint (endpoint '{endpoint}')"
 
 
+def shape(client, endpoint: str, accept: str):
+    """The Shape (services/lean.py) of this endpoint's requests through `client`."""
+    return client.shape("InvokeEndpoint", invocations_path(endpoint), {"Content-Type": "text/csv", "Accept": accept})
+
+
 def invoke(client, endpoint: str, lines: list[str], accept: str, wait=None) -> list[object]:
     """Sends the CSV rows in one request through `client` (a LeanClient); returns the
     first output of each row, in order. wait: see LeanClient.send."""
-    return _send(client, invocations_path(endpoint), csv_body(lines), accept, len(lines), where(endpoint), wait)
+    return _send(client, shape(client, endpoint, accept), csv_body(lines), len(lines), where(endpoint), wait)
 
 
-def invoke_one(client, path: str, line: str, accept: str, where: str, wait=None) -> object:
-    """invoke() for one row, with the endpoint's path and name for messages made once
-    by the caller (the scalar path sends a request per row)."""
-    return _send(client, path, (line + "\n").encode("utf-8"), accept, 1, where, wait)[0]
+def invoke_one(client, request_shape, line: str, where: str, wait=None) -> object:
+    """invoke() for one row, with the request's Shape and the endpoint's name for
+    messages made once by the caller (the scalar path sends a request per row)."""
+    return _send(client, request_shape, (line + "\n").encode("utf-8"), 1, where, wait)[0]
 
 
-def _send(client, path: str, body: bytes, accept: str, rows: int, where: str, wait) -> list[object]:
+def _send(client, request_shape, body: bytes, rows: int, where: str, wait) -> list[object]:
     if len(body) > MAX_BODY_BYTES:
         raise ServiceError(f"{where}: request body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY_BYTES}")
     try:
-        reply = client.send("InvokeEndpoint", path, body, {"Content-Type": "text/csv", "Accept": accept}, wait)
+        reply = client.send_shape(request_shape, body, wait)
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
         raise client_error(exc, where) from None
     return parse_response(reply.body, reply.headers.get("Content-Type") or "", rows, where)
