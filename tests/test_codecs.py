@@ -126,3 +126,19 @@ def test_non_finite_real_arguments_are_refused(value):
 
     with pytest.raises(ArgumentError, match="only finite numbers"):
         _encode_real(value)
+
+
+@pytest.mark.parametrize("body", [b"0.75\n", b"0.75", b"-1e-05\n", b"label a\n", b"x \n", b"7\t\n", b"\xc3\xa9\n",
+                                  b" 1\n", b"{\"a\": 1}\n", b"[1]\n", b"1,2\n", b"\"q\"\n", b"1\r\n", b"1\n\n",
+                                  b"\n", b"", b"1\n2\n"])
+def test_a_one_row_csv_answer_reads_the_same_on_the_quick_path(body):
+    """parse_response reads a one-row text/csv answer that is one plain field without the
+    general path's decoding and splitting: exactly what the general path reads (given the
+    same media type spelled with a parameter, which only it takes), or the same error."""
+    def read(ctype):
+        try:
+            return parse_response(body, ctype, 1, "ep")
+        except ServiceError as exc:
+            return ("error", str(exc))
+
+    assert read("text/csv") == read("text/csv; charset=utf-8")

@@ -68,8 +68,9 @@ def release_memory() -> bool:
     return bool(_native.release_memory()) if _native is not None else False
 
 
-def count_max(index: int, value: int) -> None:
-    _native.count_max(index, value)
+def count_max_function():
+    """_sqlml_native.count_max (raises a total to a value), or None outside a server."""
+    return _native.count_max if _native is not None else None
 
 
 def has_grant(privilege: str) -> tuple[int, str]:

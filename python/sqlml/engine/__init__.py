@@ -238,7 +238,7 @@ class Engine:
             raise NotSent()
         value = self.dispatcher.attempt_inline(lambda wait: request_one(client, payload, wait), target, deadline,
                                                where, NoIdleConnection)
-        self.cache.put_many([key], [value])
+        self.cache.put_payloads(key[0], key[1], [key[2]], [value])
         self._count_single_request()
         return value
 

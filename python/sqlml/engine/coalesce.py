@@ -54,7 +54,8 @@ class Coalescer:
     def __init__(self, send: Callable[[list], list], submit: Callable[[Callable[[], None]], None]):
         self._send = send
         self._submit = submit  # runs a function on an engine worker thread
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: deque = deque()  # (payload, max_batch_size, future)
         self._senders = 0
         self._callers: dict[int, float] = {}  # caller thread -> when it last called
@@ -64,9 +65,13 @@ class Coalescer:
         sent or waiting and no other connection called within RECENT_CALLER_S: the call
         would leave at once in a request of its own, so it may be sent by its caller."""
         now = time.monotonic()
-        with self._cond:
-            self._callers[threading.get_ident()] = now
-            return not self._senders and not self._queue and self._recent_callers(now) == 1
+        with self._lock:  # the Condition's own lock, without its Python-level __enter__
+            callers = self._callers
+            callers[threading.get_ident()] = now
+            if self._senders or self._queue:
+                return False
+            # The usual lone caller: only itself in the table, nothing to forget.
+            return len(callers) == 1 or self._recent_callers(now) == 1
 
     def call(self, payload, max_batch_size: int, linger_s: float) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()

@@ -90,6 +90,7 @@ class _NativeTotals:
     def __init__(self, names: tuple):
         self._index = {_bare(name): i for i, name in enumerate(names)}
         self._count = host.counting_function()
+        self._count_max = host.count_max_function()
         missing = set(AURORA + EXTENDED) - set(self._index)
         if missing:
             raise RuntimeError(f"sqlml.so lacks counters {sorted(missing)}: library and engine differ; reinstall")
@@ -101,7 +102,7 @@ class _NativeTotals:
         return functools.partial(self._count, self._index[name], 1)  # a C call, no Python frame
 
     def raise_to(self, name: str, value: int) -> None:
-        host.count_max(self._index[name], value)
+        self._count_max(self._index[name], value)
 
     def values(self) -> dict:
         return {_bare(name): value for name, value in host.counters()}

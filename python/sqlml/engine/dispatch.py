@@ -16,6 +16,7 @@ exponential backoff and jitter, at most max_attempts times in all.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import queue
 import random
 import select
@@ -122,6 +123,10 @@ class Slots:
         self._tokens: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(count):
             self._tokens.put(None)
+        # The inline attempt's pair, bound C calls without a Python frame: take_now()
+        # takes a slot at once or raises queue.Empty; give() gives one back.
+        self.take_now = self._tokens.get_nowait
+        self.give = functools.partial(self._tokens.put, None)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Takes a slot: at once (blocking=False), or within timeout seconds; whether one was taken."""
@@ -196,8 +201,10 @@ class Dispatcher:
         attempt failed in a way worth retrying, the retries run as request(None) on a
         worker and the caller waits for them as for any request."""
         settings, slots = self._settings, self._slots
-        if not slots.acquire(blocking=False):
-            raise NotSent()
+        try:
+            slots.take_now()
+        except queue.Empty:
+            raise NotSent() from None
         started = time.monotonic()
         try:
             result = request(InlineWait(deadline, where, settings.timeout_s))
@@ -219,7 +226,7 @@ class Dispatcher:
             self._count_response()
             return result
         finally:
-            slots.release()
+            slots.give()
         future = self._pool.submit(self._retry_after, backoff, lambda: request(None), target, deadline, settings)
         return self.wait(future, deadline, target, where)
 

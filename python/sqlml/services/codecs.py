@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from ..errors import ServiceError
 
@@ -54,8 +55,18 @@ def _json_rows(doc: object) -> list[object] | None:
     return None
 
 
+# One CSV field alone, and how parse_response reads it as a one-row answer: not JSON (no
+# leading "{", "[" or space), no quote, comma or line break (what the scalar path's
+# endpoints answer, e.g. "0.75").
+_ONE_PLAIN_FIELD = re.compile(r'[^"{\[\s,][^",\r\n]*')
+
+
 def parse_response(body: bytes, content_type: str, rows: int, where: str) -> list[object]:
     """The first output per row, in row order; raises ServiceError on a count mismatch."""
+    if rows == 1 and content_type == "text/csv":  # the scalar path's answer: a field and a newline
+        field = body[:-1] if body.endswith(b"\n") else body
+        if field.isascii() and _ONE_PLAIN_FIELD.fullmatch(text := field.decode("ascii")):
+            return [text]
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

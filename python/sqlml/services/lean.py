@@ -230,7 +230,18 @@ class LeanClient:
         credentials = self._credentials.get_frozen_credentials()
         path, url = shape.path, shape.url
         if shape.curl_lines is not None and len(body) <= CURL_SIGN_MAX_BODY_BYTES:
-            status, reply_headers, data = self._send_signed_by_curl(shape, body, credentials, wait)
+            # Signed by libcurl (CURLOPT_AWS_SIGV4 with the frozen keys): it adds X-Amz-Date
+            # and Authorization; a session token goes as a header of its own, which libcurl
+            # signs with the others. The User-Agent is the Link's own (CURLOPT_USERAGENT):
+            # as a header line libcurl would sign it, botocore never does.
+            access_key, secret_key, userpwd = self._userpwd
+            if credentials.access_key != access_key or credentials.secret_key != secret_key:
+                userpwd = f"{credentials.access_key}:{credentials.secret_key}"
+                self._userpwd = (credentials.access_key, credentials.secret_key, userpwd)
+            lines = shape.curl_lines
+            if credentials.token:
+                lines = [*lines, f"X-Amz-Security-Token: {credentials.token}"]
+            status, reply_headers, data = self._connections.post_lines(url, body, lines, wait, self._sigv4, userpwd)
         elif self._crt_signing and not self._proxied:
             signed = _crt_sign(path, {**shape.headers, "Host": self._host_header}, body, credentials,
                                self._signing_name, self._region)
@@ -248,20 +259,6 @@ class LeanClient:
         if status >= 300:
             raise self._client_error(shape.operation, status, reply_headers, data)
         return Reply(status, reply_headers, data)
-
-    def _send_signed_by_curl(self, shape: Shape, body: bytes, credentials, wait) -> tuple[int, _Headers, bytes]:
-        """send()'s request signed by libcurl (CURLOPT_AWS_SIGV4 with the frozen keys): it
-        adds X-Amz-Date and Authorization; a session token goes as a header of its own,
-        which libcurl signs with the others. The User-Agent is the Link's own
-        (CURLOPT_USERAGENT): as a header line libcurl would sign it, botocore never does."""
-        access_key, secret_key, userpwd = self._userpwd
-        if credentials.access_key != access_key or credentials.secret_key != secret_key:
-            userpwd = f"{credentials.access_key}:{credentials.secret_key}"
-            self._userpwd = (credentials.access_key, credentials.secret_key, userpwd)
-        lines = shape.curl_lines
-        if credentials.token:
-            lines = [*lines, f"X-Amz-Security-Token: {credentials.token}"]
-        return self._connections.post_lines(shape.url, body, lines, wait, self._sigv4, userpwd)
 
     def _client_error(self, operation: str, status: int, headers, body: bytes) -> botocore.exceptions.ClientError:
         """The ClientError botocore would raise for this answer, parsed by its own parser."""
