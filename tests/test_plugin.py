@@ -70,6 +70,25 @@ def test_counters_are_live_and_match_the_requests_sent(db, fake):
     assert db.status()["aurora"]["actual_request_cnt"] == again["Aurora_ml_actual_request_cnt"]
 
 
+def test_a_statements_own_single_requests_are_all_counted_when_it_ends(db, fake):
+    """From its second request on, a statement counts the single requests it sends from
+    its own thread in bulk (engine/tally.py's InlineTally): once it ends, every one is in
+    the status variables and in sqlml_status()'s per-target figures."""
+    before = status(db)
+    rows = db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-tally', 'REAL', 1, n) FROM numbers "
+                    "WHERE n <= 30")
+    assert sorted(r[0] for r in rows) == [float(i) for i in range(1, 31)]
+    after = status(db)
+    delta = {k: after[k] - before[k] for k in after}
+    assert fake.stats(log=False)["requests"] == 30
+    assert delta["Aurora_ml_actual_request_cnt"] == delta["Aurora_ml_actual_response_cnt"] == 30
+    assert delta["Aurora_ml_single_request_cnt"] == delta["Aurora_ml_logical_response_cnt"] == 30
+    assert delta["Sqlml_service_time_us"] > 0
+    (target,) = [t for t in db.status()["targets"] if t["target"] == "echo-tally"]
+    assert target["requests"] == target["rows"] == target["inline_requests"] == 30
+    assert target["service_time_s"] > 0 and target["max_batch_rows"] == 1
+
+
 def test_batch_counters(db, fake):
     before = status(db)
     db.query("SELECT aws_sagemaker_invoke_endpoint_real('echo-batch', 'REAL', 100, n) FROM numbers "

@@ -26,6 +26,7 @@ from .coalesce import Coalescer
 from .counters import Counters
 from .dispatch import Dispatcher, NotSent
 from .plans import PlanCache
+from .tally import InlineTally
 
 # How often, at most, statements look at sqlml.cnf for a change (docs/configuration.md:
 # "re-read within a second of a change").
@@ -209,24 +210,26 @@ class Engine:
         return c
 
     def _answer(self, key: tuple, target: tuple[str, str], payload: str, max_batch_size: int, where: str,
-                request_one: Callable):
+                request_one: Callable, tally: InlineTally | None = None):
         """The answer for a row whose caller found none in the cache (functions/ look it up
         and count their hits in bulk): a second lookup here would only cost a lock and a
-        key per request. request_one(client, payload, wait) sends it alone."""
+        key per request. request_one(client, payload, wait) sends it alone; tally, if
+        given, counts it if it is answered so."""
         self._count_logical_request()
-        failed = self.statement_failure(target)
-        if failed is not None:
-            raise failed
-        deadline = self.dispatcher.deadline()
+        if self._failures.targets:  # a warm-up of this statement found targets failing
+            failed = self.statement_failure(target)
+            if failed is not None:
+                raise failed
+        deadline = time.monotonic() + self.settings.timeout_s  # dispatcher.deadline()
         try:
-            value = self._send_alone(key, target, payload, deadline, where, request_one)
+            value = self._send_alone(key, target, payload, deadline, where, request_one, tally)
         except NotSent:
             value = self._send_shared(target, payload, max_batch_size, deadline, where)
         self._count_logical_response()
         return value
 
     def _send_alone(self, key: tuple, target: tuple[str, str], payload: str, deadline: float, where: str,
-                    request_one: Callable):
+                    request_one: Callable, tally: InlineTally | None):
         """A call no other connection's could share a request with (its coalescer idle and
         no other caller recent, or coalescing off) is sent from this thread over a
         kept-alive connection (dispatch.attempt_inline); NotSent if it cannot be."""
@@ -237,7 +240,7 @@ class Engine:
         if not client.can_send_inline():
             raise NotSent()
         value = self.dispatcher.attempt_inline(lambda wait: request_one(client, payload, wait), target, deadline,
-                                               where, NoIdleConnection)
+                                               where, NoIdleConnection, tally)
         self.cache.put_payloads(key[0], key[1], [key[2]], [value])
         self._count_single_request()
         return value
@@ -254,7 +257,9 @@ class Engine:
     # For a row the cache had no answer for (see _answer): the sentiment of a text, the
     # first output of an endpoint for a CSV line. sentimenter() and invoker() give one
     # statement's caller the same call with its constant arguments bound, and what
-    # depends on them alone (target, path, messages) made once, not per row.
+    # depends on them alone (target, path, messages) made once, not per row; from its
+    # second request on, the statement's answered inline requests are counted in bulk
+    # (engine/tally.py: a statement of one row never makes a tally).
 
     def sentiment(self, text: str, language: str, max_batch_size: int = 25) -> comprehend.Sentiment:
         return self.sentimenter(language, max_batch_size)(text)
@@ -267,8 +272,15 @@ class Engine:
         def request_one(client, text: str, wait):
             return _raise_item(comprehend.detect(client, [text], language, wait)[0])
 
+        tally = None
+
         def sentiment(text: str) -> comprehend.Sentiment:
-            return self._answer(("comprehend", language, text), target, text, max_batch_size, where, request_one)
+            nonlocal tally
+            value = self._answer(("comprehend", language, text), target, text, max_batch_size, where, request_one,
+                                 tally)
+            if tally is None:
+                tally = InlineTally(self.counters, target)
+            return value
 
         return sentiment
 
@@ -286,8 +298,15 @@ class Engine:
                 made[:] = client, accept, sagemaker.shape(client, endpoint, accept)
             return sagemaker.invoke_one(client, made[2], line, where, wait)
 
+        tally = None
+
         def invoke(line: str) -> object:
-            return self._answer(("sagemaker", endpoint, line), target, line, max_batch_size, where, request_one)
+            nonlocal tally
+            value = self._answer(("sagemaker", endpoint, line), target, line, max_batch_size, where, request_one,
+                                 tally)
+            if tally is None:
+                tally = InlineTally(self.counters, target)
+            return value
 
         return invoke
 

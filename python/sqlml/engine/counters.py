@@ -71,6 +71,9 @@ class _PythonTotals:
     def incrementer(self, name: str) -> Callable[[], None]:
         return functools.partial(self.add, name, 1)
 
+    def bound(self, method: str, name: str) -> Callable[[int], None]:
+        return functools.partial(getattr(self, method), name)
+
     def raise_to(self, name: str, value: int) -> None:
         with self._lock:
             self._values[name] = max(self._values[name], value)
@@ -101,6 +104,10 @@ class _NativeTotals:
     def incrementer(self, name: str) -> Callable[[], None]:
         return functools.partial(self._count, self._index[name], 1)  # a C call, no Python frame
 
+    def bound(self, method: str, name: str) -> Callable[[int], None]:
+        """add(name, n) or raise_to(name, n) as f(n): a C call, no Python frame."""
+        return functools.partial({"add": self._count, "raise_to": self._count_max}[method], self._index[name])
+
     def raise_to(self, name: str, value: int) -> None:
         self._count_max(self._index[name], value)
 
@@ -122,6 +129,9 @@ class Counters:
         # The totals' own add, straight: a request counts up to seven times on the scalar
         # path, and each call through this class's add() below was one more Python frame.
         self.add = self._totals.add
+        # Every request's two, bound once (on the native totals, C calls).
+        self._raise_batch_max_rows = self._totals.bound("raise_to", "batch_max_rows")
+        self._add_service_time_us = self._totals.bound("add", "service_time_us")
 
     def add(self, name: str, n: int = 1) -> None:  # replaced per instance in __post_init__
         self._totals.add(name, n)
@@ -154,9 +164,24 @@ class Counters:
         if timed_out:
             totals.add("timeout_cnt", 1)
         if rows:
-            totals.raise_to("batch_max_rows", rows)
+            self._raise_batch_max_rows(rows)
         if seconds:
-            totals.add("service_time_us", int(seconds * 1e6))
+            self._add_service_time_us(int(seconds * 1e6))
+
+    def inline_requests_done(self, target: tuple[str, str], n: int, seconds: float) -> None:
+        """request_done(target, 1, ..., inline=True) for n answered requests of one row
+        each, `seconds` in all (engine/tally.py's InlineTally)."""
+        with self._lock:
+            t = self.targets.get(target)
+            if t is None:
+                t = self.targets[target] = TargetStats()
+            t.requests += n
+            t.rows += n
+            t.inline_requests += n
+            t.max_batch_rows = max(t.max_batch_rows, 1)
+            t.service_time_s += seconds
+        self._raise_batch_max_rows(1)
+        self._add_service_time_us(int(seconds * 1e6))
 
     def snapshot(self) -> dict:
         values = self._totals.values()

@@ -194,12 +194,13 @@ class Dispatcher:
         return self._settings
 
     def attempt_inline(self, request: Callable[..., T], target: tuple[str, str], deadline: float, where: str,
-                       no_connection: type[Exception]) -> T:
+                       no_connection: type[Exception], tally=None) -> T:
         """The first attempt of a one-row request, sent from the calling thread:
         request(wait) with wait an InlineWait up to the deadline. Raises NotSent
         if nothing was sent (no free slot, or request raised no_connection); if the
         attempt failed in a way worth retrying, the retries run as request(None) on a
-        worker and the caller waits for them as for any request."""
+        worker and the caller waits for them as for any request. An answered attempt is
+        counted in tally (an engine/tally.py InlineTally) if given, else at once."""
         settings, slots = self._settings, self._slots
         try:
             slots.take_now()
@@ -221,9 +222,12 @@ class Dispatcher:
             if _final(exc, 1, settings, backoff, deadline):
                 raise
         else:
-            self._count_request()
-            self._counters.request_done(target, 1, time.monotonic() - started, inline=True)
-            self._count_response()
+            if tally is not None:
+                tally.done(time.monotonic() - started)
+            else:
+                self._count_request()
+                self._counters.request_done(target, 1, time.monotonic() - started, inline=True)
+                self._count_response()
             return result
         finally:
             slots.give()

@@ -188,7 +188,7 @@ class LeanClient:
     def can_send_inline(self) -> bool:
         """Whether send(wait=...) would find a kept-alive connection now (it may still
         raise NoIdleConnection if the server closes that connection meanwhile)."""
-        return not self._proxied and self._connections.has_idle()
+        return not self._proxied and bool(self._connections.idle)
 
     def shape(self, operation: str, path: str, headers: dict[str, str]) -> Shape:
         """The Shape of requests to self.path(path) with these headers (send_shape)."""
@@ -376,13 +376,11 @@ class _Pool:
         self._socket_options = socket_options
         self._max_idle = max_idle
         self._idle: collections.deque = collections.deque()  # append/pop are atomic
+        self.idle = self._idle  # read-only to others: empty or not
         self._closed = False
 
     def _new(self):
         raise NotImplementedError
-
-    def has_idle(self) -> bool:
-        return bool(self._idle)
 
     def _take(self, idle_only: bool = False):
         """The warmest idle connection, or a new one (unopened) unless idle_only, where
