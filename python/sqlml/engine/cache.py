@@ -188,13 +188,19 @@ class ResultCache:
         """The cached answer for key (and it becomes the most recently used), or MISS."""
         if not self.enabled:
             return MISS
-        prefix = self._id(key[0], key[1], False)  # ids are only ever added: no lock needed to read
+        names = self._ids.get(key[0])  # _id(), inline: ids are only ever added, no lock needed to read
+        prefix = names.get(key[1]) if names is not None else None
         if prefix is None:
             return MISS
         compact = prefix + key[2]
         with self._lock:
-            g, value = self._find(compact)
-            if g is None:
+            gens = self._gens
+            if len(gens) == 1 and gens[0].expires >= _clock.now:  # _find() of the usual case, inline
+                g = gens[0]
+                value = g.items.get(compact, MISS)
+            else:
+                g, value = self._find(compact)
+            if value is MISS:
                 return MISS
             g.items.move_to_end(compact)  # the most recently used of its generation
             return value
@@ -305,7 +311,8 @@ class ResultCache:
             self._drop_empty()
         else:  # the usual case within a TTL's first fraction, one answer at a time on the scalar path
             self._bytes = newest.bytes
-        self._evict()
+        if self._n > self.max_entries or self._bytes > self.max_bytes:
+            self._evict()
 
     def clear(self) -> int:
         with self._lock:
