@@ -239,8 +239,8 @@ class Engine:
         client = self.clients.get("comprehend" if target[0] == "comprehend" else "sagemaker-runtime")
         if not client.can_send_inline():
             raise NotSent()
-        value = self.dispatcher.attempt_inline(lambda wait: request_one(client, payload, wait), target, deadline,
-                                               where, NoIdleConnection, tally)
+        value = self.dispatcher.attempt_inline(request_one, target, deadline, where, NoIdleConnection, tally,
+                                               (client, payload))
         self.cache.put_payloads(key[0], key[1], [key[2]], [value])
         self._count_single_request()
         return value

@@ -194,11 +194,11 @@ class Dispatcher:
         return self._settings
 
     def attempt_inline(self, request: Callable[..., T], target: tuple[str, str], deadline: float, where: str,
-                       no_connection: type[Exception], tally=None) -> T:
+                       no_connection: type[Exception], tally=None, args: tuple = ()) -> T:
         """The first attempt of a one-row request, sent from the calling thread:
-        request(wait) with wait an InlineWait up to the deadline. Raises NotSent
+        request(*args, wait) with wait an InlineWait up to the deadline. Raises NotSent
         if nothing was sent (no free slot, or request raised no_connection); if the
-        attempt failed in a way worth retrying, the retries run as request(None) on a
+        attempt failed in a way worth retrying, the retries run as request(*args, None) on a
         worker and the caller waits for them as for any request. An answered attempt is
         counted in tally (an engine/tally.py InlineTally) if given, else at once."""
         settings, slots = self._settings, self._slots
@@ -208,7 +208,7 @@ class Dispatcher:
             raise NotSent() from None
         started = time.monotonic()
         try:
-            result = request(InlineWait(deadline, where, settings.timeout_s))
+            result = request(*args, InlineWait(deadline, where, settings.timeout_s))
         except no_connection:
             raise NotSent() from None
         except QueryKilled:
@@ -231,7 +231,7 @@ class Dispatcher:
             return result
         finally:
             slots.give()
-        future = self._pool.submit(self._retry_after, backoff, lambda: request(None), target, deadline, settings)
+        future = self._pool.submit(self._retry_after, backoff, lambda: request(*args, None), target, deadline, settings)
         return self.wait(future, deadline, target, where)
 
     def _retry_after(self, backoff: float, request: Callable[[], T], target: tuple[str, str], deadline: float,

@@ -54,6 +54,7 @@ import time
 from urllib.parse import urlsplit
 
 import botocore
+import botocore.credentials
 import botocore.exceptions
 import botocore.httpsession
 import botocore.parsers
@@ -106,6 +107,10 @@ class LeanClient:
         self.service_model = meta.service_model
         self.boto3_client = client  # its settings made this client; proxied requests use its HTTP session
         self._credentials = credentials
+        # Keys that never change (botocore's plain Credentials: refreshable ones are a
+        # subclass) are frozen once, not per request.
+        self._static_keys = (credentials.get_frozen_credentials()
+                             if type(credentials) is botocore.credentials.Credentials else None)
         # Named by the caller, not botocore's choice among the service's protocols
         # (Comprehend also speaks CBOR, which a later botocore may prefer): error answers
         # must be parsed in the format the request was sent in.
@@ -224,10 +229,12 @@ class LeanClient:
         """send() of a request of this Shape."""
         if wait is not None and self._proxied:  # botocore's session would send it: no wait there
             raise NoIdleConnection()
-        if self._credentials is None:
-            raise botocore.exceptions.NoCredentialsError()
-        # Frozen per call: a RefreshableCredentials refreshes itself here when due.
-        credentials = self._credentials.get_frozen_credentials()
+        credentials = self._static_keys
+        if credentials is None:
+            if self._credentials is None:
+                raise botocore.exceptions.NoCredentialsError()
+            # Frozen per call: a RefreshableCredentials refreshes itself here when due.
+            credentials = self._credentials.get_frozen_credentials()
         path, url = shape.path, shape.url
         if shape.curl_lines is not None and len(body) <= CURL_SIGN_MAX_BODY_BYTES:
             # Signed by libcurl (CURLOPT_AWS_SIGV4 with the frozen keys): it adds X-Amz-Date
