@@ -265,30 +265,16 @@ class Engine:
         return self.sentimenter(language, max_batch_size)(text)
 
     def sentimenter(self, language: str, max_batch_size: int = 25) -> Callable[[str], comprehend.Sentiment]:
-        target = ("comprehend", language)
-        where = f"Comprehend DetectSentiment ({language})"
-        max_batch_size = min(max_batch_size, comprehend.MAX_BATCH_TEXTS)
-
         def request_one(client, text: str, wait):
             return _raise_item(comprehend.detect(client, [text], language, wait)[0])
 
-        tally = None
-
-        def sentiment(text: str) -> comprehend.Sentiment:
-            nonlocal tally
-            value = self._answer(("comprehend", language, text), target, text, max_batch_size, where, request_one,
-                                 tally)
-            if tally is None:
-                tally = InlineTally(self.counters, target)
-            return value
-
-        return sentiment
+        return self._statement_sender(("comprehend", language), min(max_batch_size, comprehend.MAX_BATCH_TEXTS),
+                                      f"Comprehend DetectSentiment ({language})", request_one)
 
     def invoke(self, endpoint: str, line: str, max_batch_size: int) -> object:
         return self.invoker(endpoint, max_batch_size)(line)
 
     def invoker(self, endpoint: str, max_batch_size: int) -> Callable[[str], object]:
-        target = ("sagemaker", endpoint)
         where = sagemaker.where(endpoint)
         made: list = [None, None, None]  # the client and Accept the request shape was made for, the shape
 
@@ -298,17 +284,23 @@ class Engine:
                 made[:] = client, accept, sagemaker.shape(client, endpoint, accept)
             return sagemaker.invoke_one(client, made[2], line, where, wait)
 
+        return self._statement_sender(("sagemaker", endpoint), max_batch_size, where, request_one)
+
+    def _statement_sender(self, target: tuple[str, str], max_batch_size: int, where: str,
+                          request_one: Callable) -> Callable[[str], object]:
+        """_answer for one statement's payloads to target; from its second request on, the
+        requests it answers inline are counted in its own InlineTally."""
+        service, name = target
         tally = None
 
-        def invoke(line: str) -> object:
+        def send(payload: str):
             nonlocal tally
-            value = self._answer(("sagemaker", endpoint, line), target, line, max_batch_size, where, request_one,
-                                 tally)
+            value = self._answer((service, name, payload), target, payload, max_batch_size, where, request_one, tally)
             if tally is None:
                 tally = InlineTally(self.counters, target)
             return value
 
-        return invoke
+        return send
 
 
 def _raise_item(result):

@@ -48,14 +48,7 @@ def invoke(client, endpoint: str, lines: list[str], accept: str, wait=None) -> l
 def invoke_one(client, request_shape, line: str, where: str, wait=None) -> object:
     """invoke() for one row, with the request's Shape and the endpoint's name for
     messages made once by the caller (the scalar path sends a request per row)."""
-    body = (line + "\n").encode("utf-8")
-    if len(body) > MAX_BODY_BYTES:
-        raise ServiceError(f"{where}: request body is {len(body)} bytes; SageMaker accepts at most {MAX_BODY_BYTES}")
-    try:
-        reply = client.send_shape(request_shape, body, wait)
-    except Exception as exc:  # noqa: BLE001 - mapped or re-raised by client_error
-        raise client_error(exc, where) from None
-    return parse_response(reply.body, reply.headers.get("Content-Type") or "", 1, where)[0]
+    return _send(client, request_shape, (line + "\n").encode("utf-8"), 1, where, wait)[0]
 
 
 def _send(client, request_shape, body: bytes, rows: int, where: str, wait) -> list[object]:
