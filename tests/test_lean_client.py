@@ -1133,3 +1133,21 @@ def test_libcurl_signs_only_small_requests_to_plain_paths(monkeypatch, case):
         client.close()
     finally:
         recorder.close()
+
+
+def test_a_request_shape_is_kept_per_client_and_bounded(monkeypatch):
+    """LeanClient.shape: the same operation, path and headers give the same Shape (a
+    statement of one row asks for it once, not its parts); other headers another; the
+    kept shapes never exceed MAX_SHAPES."""
+    boto = aws.Clients(settings("http://127.0.0.1:9")).get("sagemaker-runtime").boto3_client
+    client = LeanClient(boto, Credentials("AKIDEXAMPLE", "secret"), *aws.LEAN_OPERATIONS["sagemaker-runtime"])
+    csv = {"Content-Type": "text/csv", "Accept": "text/csv"}
+    first = client.shape("InvokeEndpoint", "/endpoints/a/invocations", csv)
+    assert client.shape("InvokeEndpoint", "/endpoints/a/invocations", dict(csv)) is first
+    other = client.shape("InvokeEndpoint", "/endpoints/a/invocations", {**csv, "Accept": "application/json"})
+    assert other is not first and other.headers["Accept"] == "application/json"
+    monkeypatch.setattr(lean, "MAX_SHAPES", 4)
+    for i in range(10):
+        client.shape("InvokeEndpoint", f"/endpoints/e{i}/invocations", csv)
+        assert len(client._shapes) <= 4
+    client.close()

@@ -292,13 +292,14 @@ class Engine:
         requests it answers inline are counted in its own InlineTally."""
         service, name = target
         tally = None
+        sent = False
 
         def send(payload: str):
-            nonlocal tally
-            value = self._answer((service, name, payload), target, payload, max_batch_size, where, request_one, tally)
-            if tally is None:
+            nonlocal tally, sent
+            if sent and tally is None:  # a second request: the statement has rows to come
                 tally = InlineTally(self.counters, target)
-            return value
+            sent = True
+            return self._answer((service, name, payload), target, payload, max_batch_size, where, request_one, tally)
 
         return send
 

@@ -84,6 +84,9 @@ class Reply:
         self.body = body
 
 
+MAX_SHAPES = 1024  # Shapes a LeanClient keeps (one per endpoint and Accept in use)
+
+
 class Shape:
     """What a request's operation, path and headers give, worked out once for all the
     requests of that shape (LeanClient.shape): the scalar path sends one per row."""
@@ -148,6 +151,7 @@ class LeanClient:
         self._curl_signing = (CURL_SIGNS and self.transport == "curl" and not self._proxied
                               and _CURL_SIGNABLE_PATH.fullmatch(self._base_path or "/") is not None)
         self._userpwd: tuple = (None, None, None)  # (access key, secret key, "key:secret") last signed with
+        self._shapes: dict[tuple, Shape] = {}
         self._sigv4 = f"aws:amz:{self._region}:{self._signing_name}"
         if self.transport == "curl":
             self._connections = _CurlConnections(
@@ -196,7 +200,17 @@ class LeanClient:
         return not self._proxied and bool(self._connections.idle)
 
     def shape(self, operation: str, path: str, headers: dict[str, str]) -> Shape:
-        """The Shape of requests to self.path(path) with these headers (send_shape)."""
+        """The Shape of requests to self.path(path) with these headers (send_shape), kept
+        per client: a statement of one row asks for it once."""
+        key = (operation, path, *headers.items())
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) >= MAX_SHAPES:  # endpoints by the thousand: never a growing map
+                self._shapes.clear()
+            shape = self._shapes[key] = self._make_shape(operation, path, headers)
+        return shape
+
+    def _make_shape(self, operation: str, path: str, headers: dict[str, str]) -> Shape:
         path = self.path(path)
         headers = {**self._extra_headers[operation], **headers}
         curl_lines = None

@@ -6,6 +6,7 @@ by the service's LeanClient (lean.py); the answer is the raw body and its Conten
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ def check_endpoint(name: str, function: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=4096)  # a statement of one row asks once per statement
 def invocations_path(endpoint: str) -> str:
     return f"/endpoints/{quote(endpoint, safe='')}/invocations"
 
