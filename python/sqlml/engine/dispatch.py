@@ -4,7 +4,7 @@ A request runs on one of `max_in_flight` worker threads while the calling server
 waits on its future with the GIL released, except a lone scalar call's first attempt
 over a kept-alive connection (attempt_inline): that is sent from the calling thread,
 which saves the hop to a worker and back (bench/bench_scalar.py measures it), and
-waits for the answer in KILL_POLL_S slices (wait_readable). Connecting, backoff and
+waits for the answer in KILL_POLL_S slices (InlineWait). Connecting, backoff and
 retries stay on worker threads: a connect cannot be cut short by a KILL. Every request
 holds one of max_in_flight slots while it is out. Every wait has a deadline (timeout_s
 covers all attempts and their backoff) and is cut in KILL_POLL_S slices, between which the
@@ -19,7 +19,6 @@ import concurrent.futures
 import functools
 import queue
 import random
-import select
 import time
 from typing import Callable, TypeVar
 
@@ -68,30 +67,13 @@ def wait_for(future: concurrent.futures.Future, timeout_s: float, where: str):
                 raise
 
 
-def wait_readable(sock, deadline: float, where: str, timeout_s: float) -> float:
-    """Returns the seconds left before the deadline once sock has something to read;
-    raises QueryKilled as soon as the calling statement is killed, ServiceTimeout once
-    the deadline passes (read in KILL_POLL_S slices, the GIL released while it waits).
-    The rest of the answer is read within those seconds, without reading the kill flag:
-    a service sends an answer this size in one piece."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLPRI)
-    while True:
-        remaining = deadline - time.monotonic()
-        if poller.poll(max(0, int(min(KILL_POLL_S, remaining) * 1000))):
-            return deadline - time.monotonic()
-        if host.killed():
-            raise QueryKilled(f"{where}: query killed while waiting for the service")
-        if remaining <= KILL_POLL_S:
-            raise ServiceTimeout(f"{where}: no answer within timeout_s={timeout_s:g} s")
-
-
 class InlineWait:
-    """How an inline attempt waits for its answer (LeanClient.send's wait): until the
-    caller's deadline, in KILL_POLL_S slices. A transport that waits itself (libcurl, in
-    C) reads `deadline` and `slice_s` and calls check() only after a slice that ended
-    without the answer, so an answer within the first slice costs no Python; any other
-    transport calls it with the connection's socket (wait_readable)."""
+    """How an inline attempt waits for its answer (LeanClient.send's object-form wait):
+    until the caller's deadline, in KILL_POLL_S slices. The transport waits itself (with
+    libcurl in C, without the GIL) and calls check() only after a slice that ended
+    without the answer, so an answer within the first slice costs no Python. The rest of
+    the answer is read within the deadline, without reading the kill flag: a service
+    sends an answer this size in one piece."""
 
     __slots__ = ("deadline", "where", "timeout_s")
     slice_s = KILL_POLL_S
@@ -100,9 +82,6 @@ class InlineWait:
         self.deadline = deadline
         self.where = where
         self.timeout_s = timeout_s
-
-    def __call__(self, sock) -> float:
-        return wait_readable(sock, self.deadline, self.where, self.timeout_s)
 
     def check(self, expired: bool) -> None:
         """Raises QueryKilled once the statement is killed, ServiceTimeout once the
