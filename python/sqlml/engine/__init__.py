@@ -216,11 +216,10 @@ class Engine:
         key per request. request_one(client, payload, wait) sends it alone; tally, if
         given, counts it if it is answered so."""
         self._count_logical_request()
-        if self._failures.targets:  # a warm-up of this statement found targets failing
-            failed = self.statement_failure(target)
-            if failed is not None:
-                raise failed
-        deadline = time.monotonic() + self.settings.timeout_s  # dispatcher.deadline()
+        failed = self.statement_failure(target)
+        if failed is not None:
+            raise failed
+        deadline = self.dispatcher.deadline()
         try:
             value = self._send_alone(key, target, payload, deadline, where, request_one, tally)
         except NotSent:
