@@ -298,15 +298,15 @@ class ResultCache:
             gens.append(_Generation(now, self.ttl_s))
         newest = gens[-1]
         per_entry = ENTRY_OVERHEAD_BYTES - TARGET_ID_CHARS
-        if len(gens) > 1:
-            for older in gens[:-1]:  # a key lives in one generation only
-                removed, chars = older.items.discard_many(compact)
-                older.bytes -= chars + per_entry * removed
-                self._n -= removed
+        older = gens[:-1]
+        for g in older:  # a key lives in one generation only
+            removed, chars = g.items.discard_many(compact)
+            g.bytes -= chars + per_entry * removed
+            self._n -= removed
         added, chars = newest.items.update_many(compact, values)
         newest.bytes += chars + per_entry * added
         self._n += added
-        if len(gens) > 1:
+        if older:
             self._bytes = sum(g.bytes for g in gens)
             self._drop_empty()
         else:  # the usual case within a TTL's first fraction, one answer at a time on the scalar path
