@@ -147,9 +147,9 @@ class LeanClient:
         config = meta.config
         self.transport = _transport()
         self._crt_signing = SIGNER == "crt" and crt_auth is not None
-        # libcurl signs (CURLOPT_AWS_SIGV4) instead, if asked (CURL_SIGNS) and it sends.
-        self._curl_signing = (CURL_SIGNS and self.transport == "curl" and not self._proxied
-                              and _CURL_SIGNABLE_PATH.fullmatch(self._base_path or "/") is not None)
+        # libcurl signs (CURLOPT_AWS_SIGV4) instead, if asked (CURL_SIGNS) and it sends:
+        # requests whose whole path it signs as botocore would (Shape.curl_lines).
+        self._curl_signing = CURL_SIGNS and self.transport == "curl" and not self._proxied
         self._userpwd: tuple = (None, None, None)  # (access key, secret key, "key:secret") last signed with
         self._shapes: dict[tuple, Shape] = {}
         self._sigv4 = f"aws:amz:{self._region}:{self._signing_name}"
