@@ -144,18 +144,7 @@ class Counters:
     def request_done(self, target: tuple[str, str], rows: int, seconds: float, *, error: bool = False,
                      throttled: bool = False, timed_out: bool = False, inline: bool = False) -> None:
         """Records one request sent to `target` (service, endpoint) and how it ended."""
-        with self._lock:
-            t = self.targets.get(target)
-            if t is None:
-                t = self.targets[target] = TargetStats()
-            t.requests += 1
-            t.rows += rows
-            t.errors += error
-            t.throttles += throttled
-            t.timeouts += timed_out
-            t.max_batch_rows = max(t.max_batch_rows, rows)
-            t.inline_requests += inline
-            t.service_time_s += seconds
+        self._record(target, 1, rows, rows, seconds, int(error), int(throttled), int(timed_out), int(inline))
         totals = self._totals
         if error:
             totals.add("error_cnt", 1)
@@ -163,25 +152,31 @@ class Counters:
             totals.add("throttle_cnt", 1)
         if timed_out:
             totals.add("timeout_cnt", 1)
-        if rows:
-            self._raise_batch_max_rows(rows)
-        if seconds:
-            self._add_service_time_us(int(seconds * 1e6))
 
     def inline_requests_done(self, target: tuple[str, str], n: int, seconds: float) -> None:
         """request_done(target, 1, ..., inline=True) for n answered requests of one row
         each, `seconds` in all (engine/tally.py's InlineTally)."""
+        self._record(target, n, n, 1, seconds, 0, 0, 0, n)
+
+    def _record(self, target: tuple[str, str], requests: int, rows: int, max_rows: int, seconds: float,
+                errors: int, throttles: int, timeouts: int, inline: int) -> None:
+        """Adds to target's figures, and to the totals both share (largest batch, service time)."""
         with self._lock:
             t = self.targets.get(target)
             if t is None:
                 t = self.targets[target] = TargetStats()
-            t.requests += n
-            t.rows += n
-            t.inline_requests += n
-            t.max_batch_rows = max(t.max_batch_rows, 1)
+            t.requests += requests
+            t.rows += rows
+            t.errors += errors
+            t.throttles += throttles
+            t.timeouts += timeouts
+            t.max_batch_rows = max(t.max_batch_rows, max_rows)
+            t.inline_requests += inline
             t.service_time_s += seconds
-        self._raise_batch_max_rows(1)
-        self._add_service_time_us(int(seconds * 1e6))
+        if max_rows:
+            self._raise_batch_max_rows(max_rows)
+        if seconds:
+            self._add_service_time_us(int(seconds * 1e6))
 
     def snapshot(self) -> dict:
         values = self._totals.values()

@@ -24,16 +24,33 @@ _live: weakref.WeakSet = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
-class Tally:
-    __slots__ = ("hits", "_flushed", "_counters", "_lock", "__weakref__")
+class _Pending:
+    """Counts a statement's own thread keeps and folds into Counters with flush(): every
+    FLUSH_EVERY, when the statement ends (the tally is dropped with its function), and
+    before anyone reads the counters (flush_all)."""
+
+    __slots__ = ("_counters", "_lock", "__weakref__")
 
     def __init__(self, counters: Counters):
-        self.hits = 0  # written only by the thread running the statement
-        self._flushed = 0
         self._counters = counters
         self._lock = threading.Lock()
         with _live_lock:
             _live.add(self)
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def __del__(self):
+        self.flush()
+
+
+class Tally(_Pending):
+    __slots__ = ("hits", "_flushed")
+
+    def __init__(self, counters: Counters):
+        self.hits = 0  # written only by the thread running the statement
+        self._flushed = 0
+        super().__init__(counters)
 
     def flush(self) -> None:
         with self._lock:
@@ -43,28 +60,22 @@ class Tally:
                 for name in HIT_COUNTERS:
                     self._counters.add(name, n)
 
-    def __del__(self):
-        self.flush()
 
-
-class InlineTally:
+class InlineTally(_Pending):
     """The same for the inline requests (dispatch.attempt_inline) of one statement's calls
     to one target that were answered: on the scalar path, counting each as it ends (two
     counters and Counters.request_done, under its lock) cost more than a few lines of
     the request itself. Failures are still counted as they happen."""
 
-    __slots__ = ("requests", "seconds", "_flushed", "_flushed_s", "_counters", "_target", "_lock", "__weakref__")
+    __slots__ = ("requests", "seconds", "_flushed", "_flushed_s", "_target")
 
     def __init__(self, counters: Counters, target: tuple[str, str]):
         self.requests = 0  # written only by the thread running the statement
         self.seconds = 0.0
         self._flushed = 0
         self._flushed_s = 0.0
-        self._counters = counters
         self._target = target
-        self._lock = threading.Lock()
-        with _live_lock:
-            _live.add(self)
+        super().__init__(counters)
 
     def done(self, seconds: float) -> None:
         """One more request answered, in `seconds`."""
@@ -82,9 +93,6 @@ class InlineTally:
                 self._counters.add("actual_request_cnt", n)
                 self._counters.inline_requests_done(self._target, n, seconds)
                 self._counters.add("actual_response_cnt", n)
-
-    def __del__(self):
-        self.flush()
 
 
 def flush_all() -> None:
